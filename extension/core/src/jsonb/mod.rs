@@ -1,0 +1,476 @@
+//! PostgreSQL's on-disk `jsonb` format, read and written in safe Rust.
+//!
+//! The format is documented in `src/include/utils/jsonb.h` of PostgreSQL. A container
+//! is a `u32` header (count and kind flags), then one `JEntry` (`u32`) per child, then
+//! the children's data. Every 32nd `JEntry` stores an end offset instead of a length.
+//! Numerics and nested containers are padded to a 4-byte boundary; the padding counts
+//! toward the child's length. Object keys are sorted by (length, bytes) and stored
+//! before all values.
+//!
+//! The reader is bounds-checked everywhere: any byte string yields `Ok` or
+//! [`Malformed`], never a panic (this is fuzzed). The writer produces exactly the bytes
+//! PostgreSQL itself would produce for the same value, which the extension's
+//! `#[pg_test]`s check against `jsonb_in`.
+
+mod numeric;
+mod parse;
+mod text;
+mod write;
+
+pub use numeric::{encode_decimal, encode_i64, Numeric, NumericError};
+pub use parse::{parse_json, ParseError};
+pub use text::{escape_json_string, to_json_text, value_to_text};
+pub use write::{encode, encode_into, patch_object, EncodeError, Node};
+
+#[cfg(target_endian = "big")]
+compile_error!("venue_images reads jsonb in little-endian layout only");
+
+const JB_CMASK: u32 = 0x0FFF_FFFF;
+const JB_FSCALAR: u32 = 0x1000_0000;
+const JB_FOBJECT: u32 = 0x2000_0000;
+const JB_FARRAY: u32 = 0x4000_0000;
+
+const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
+const JENTRY_TYPEMASK: u32 = 0x7000_0000;
+const JENTRY_HAS_OFF: u32 = 0x8000_0000;
+const JENTRY_ISSTRING: u32 = 0x0000_0000;
+const JENTRY_ISNUMERIC: u32 = 0x1000_0000;
+const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
+const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
+const JENTRY_ISNULL: u32 = 0x4000_0000;
+const JENTRY_ISCONTAINER: u32 = 0x5000_0000;
+const JB_OFFSET_STRIDE: usize = 32;
+
+/// The bytes are not a valid jsonb value (truncated, offsets out of range, bad flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed jsonb: {}", self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+#[inline]
+fn read_u32(bytes: &[u8], at: usize) -> Result<u32, Malformed> {
+    let end = at.checked_add(4).ok_or(Malformed("offset overflow"))?;
+    let b = bytes.get(at..end).ok_or(Malformed("truncated"))?;
+    Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[inline]
+fn int_align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// What a container holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A JSON array.
+    Array,
+    /// A JSON object.
+    Object,
+    /// A top-level scalar (stored as a one-element array flagged as scalar).
+    Scalar,
+}
+
+/// A borrowed jsonb container (array or object), positioned on its header.
+#[derive(Clone, Copy)]
+pub struct Container<'a> {
+    header: u32,
+    entries: &'a [u8],
+    data: &'a [u8],
+    /// The container's bytes from header to the end of its data (for verbatim copies).
+    raw: &'a [u8],
+}
+
+impl std::fmt::Debug for Container<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("kind", &self.kind())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// One jsonb value, borrowed from its container.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// JSON `null`.
+    Null,
+    /// JSON `true` / `false`.
+    Bool(bool),
+    /// A string's UTF-8 bytes (unescaped).
+    String(&'a [u8]),
+    /// A number, as PostgreSQL's `numeric` varlena.
+    Numeric(Numeric<'a>),
+    /// A nested array or object.
+    Container(Container<'a>),
+}
+
+impl<'a> Value<'a> {
+    /// The string's text, if this is a valid UTF-8 string.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            Value::String(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+
+    /// The nested object, if this is one.
+    pub fn as_object(&self) -> Option<Container<'a>> {
+        match self {
+            Value::Container(c) if c.kind() == Kind::Object => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// The nested array, if this is one.
+    pub fn as_array(&self) -> Option<Container<'a>> {
+        match self {
+            Value::Container(c) if c.kind() == Kind::Array => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// The JSON type name, as `jsonb_typeof` reports it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::String(_) => "string",
+            Value::Numeric(_) => "number",
+            Value::Container(c) => match c.kind() {
+                Kind::Object => "object",
+                _ => "array",
+            },
+        }
+    }
+}
+
+impl<'a> Container<'a> {
+    /// Reads the container that starts at `bytes[0]` and ends at `bytes.len()`.
+    ///
+    /// For a datum, pass the bytes after the varlena header.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Malformed> {
+        let header = read_u32(bytes, 0)?;
+        let count = (header & JB_CMASK) as usize;
+        let flags = header & !JB_CMASK;
+        let nchildren = match flags {
+            f if f == JB_FOBJECT => count.checked_mul(2).ok_or(Malformed("count overflow"))?,
+            f if f == JB_FARRAY => count,
+            f if f == JB_FARRAY | JB_FSCALAR => {
+                if count != 1 {
+                    return Err(Malformed("scalar container must hold one value"));
+                }
+                1
+            }
+            _ => return Err(Malformed("bad container flags")),
+        };
+        let entries_len = nchildren.checked_mul(4).ok_or(Malformed("count overflow"))?;
+        let data_start = entries_len.checked_add(4).ok_or(Malformed("count overflow"))?;
+        if data_start > bytes.len() {
+            return Err(Malformed("entries run past the end"));
+        }
+        Ok(Container {
+            header,
+            entries: &bytes[4..data_start],
+            data: &bytes[data_start..],
+            raw: bytes,
+        })
+    }
+
+    /// Array, object or top-level scalar.
+    pub fn kind(&self) -> Kind {
+        if self.header & JB_FOBJECT != 0 {
+            Kind::Object
+        } else if self.header & JB_FSCALAR != 0 {
+            Kind::Scalar
+        } else {
+            Kind::Array
+        }
+    }
+
+    /// A real JSON array (not the wrapper of a top-level scalar).
+    pub fn is_array(&self) -> bool {
+        self.kind() == Kind::Array
+    }
+
+    /// A JSON object.
+    pub fn is_object(&self) -> bool {
+        self.kind() == Kind::Object
+    }
+
+    /// Number of elements (arrays) or key/value pairs (objects).
+    pub fn len(&self) -> usize {
+        (self.header & JB_CMASK) as usize
+    }
+
+    /// No elements or pairs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The container's own bytes (header through data), for verbatim copies.
+    pub fn raw_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    fn nchildren(&self) -> usize {
+        self.entries.len() / 4
+    }
+
+    #[inline]
+    fn entry(&self, i: usize) -> Result<u32, Malformed> {
+        read_u32(self.entries, i * 4)
+    }
+
+    /// Start offset (in the data area) of child `i`, as `getJsonbOffset` computes it.
+    fn offset_of(&self, i: usize) -> Result<usize, Malformed> {
+        let mut offset: usize = 0;
+        let mut j = i;
+        while j > 0 {
+            j -= 1;
+            let e = self.entry(j)?;
+            offset = offset
+                .checked_add((e & JENTRY_OFFLENMASK) as usize)
+                .ok_or(Malformed("offset overflow"))?;
+            if e & JENTRY_HAS_OFF != 0 {
+                break;
+            }
+        }
+        Ok(offset)
+    }
+
+    /// End offset of child `i`, given its start offset.
+    #[inline]
+    fn end_of(&self, i: usize, start: usize) -> Result<usize, Malformed> {
+        let e = self.entry(i)?;
+        let field = (e & JENTRY_OFFLENMASK) as usize;
+        if e & JENTRY_HAS_OFF != 0 {
+            if field < start {
+                return Err(Malformed("offset goes backwards"));
+            }
+            Ok(field)
+        } else {
+            start.checked_add(field).ok_or(Malformed("length overflow"))
+        }
+    }
+
+    /// Decodes child `i` that occupies `[start, end)` of the data area.
+    fn child(&self, i: usize, start: usize, end: usize) -> Result<Value<'a>, Malformed> {
+        let e = self.entry(i)?;
+        let region = self
+            .data
+            .get(start..end)
+            .ok_or(Malformed("child runs past the end"))?;
+        match e & JENTRY_TYPEMASK {
+            JENTRY_ISSTRING => Ok(Value::String(region)),
+            JENTRY_ISNULL => Ok(Value::Null),
+            JENTRY_ISBOOL_FALSE => Ok(Value::Bool(false)),
+            JENTRY_ISBOOL_TRUE => Ok(Value::Bool(true)),
+            JENTRY_ISNUMERIC => {
+                let aligned = int_align(start);
+                let bytes = self
+                    .data
+                    .get(aligned..end)
+                    .ok_or(Malformed("numeric padding runs past the end"))?;
+                Ok(Value::Numeric(Numeric::from_varlena(bytes).map_err(|_| Malformed("bad numeric"))?))
+            }
+            JENTRY_ISCONTAINER => {
+                let aligned = int_align(start);
+                let bytes = self
+                    .data
+                    .get(aligned..end)
+                    .ok_or(Malformed("container padding runs past the end"))?;
+                let c = Container::parse(bytes)?;
+                if c.kind() == Kind::Scalar {
+                    return Err(Malformed("nested scalar container"));
+                }
+                Ok(Value::Container(c))
+            }
+            _ => Err(Malformed("unknown JEntry type")),
+        }
+    }
+
+    /// The top-level scalar of a `Kind::Scalar` container.
+    pub fn scalar(&self) -> Result<Option<Value<'a>>, Malformed> {
+        if self.kind() != Kind::Scalar {
+            return Ok(None);
+        }
+        let end = self.end_of(0, 0)?;
+        self.child(0, 0, end).map(Some)
+    }
+
+    /// Element `i` of an array.
+    pub fn array_get(&self, i: usize) -> Result<Option<Value<'a>>, Malformed> {
+        if self.kind() == Kind::Object || i >= self.nchildren() {
+            return Ok(None);
+        }
+        let start = self.offset_of(i)?;
+        let end = self.end_of(i, start)?;
+        self.child(i, start, end).map(Some)
+    }
+
+    /// Elements of an array in order (nothing for an object).
+    pub fn elements(&self) -> Elements<'a> {
+        let n = if self.kind() == Kind::Array { self.len() } else { 0 };
+        Elements {
+            container: *self,
+            index: 0,
+            n,
+            offset: 0,
+        }
+    }
+
+    /// Key/value pairs of an object in stored order (nothing for an array).
+    pub fn pairs(&self) -> Pairs<'a> {
+        let n = if self.kind() == Kind::Object { self.len() } else { 0 };
+        Pairs {
+            container: *self,
+            index: 0,
+            n,
+            key_offset: 0,
+        }
+    }
+
+    /// The value of `key` in an object (`None` if absent or not an object).
+    ///
+    /// Keys are sorted by (length, bytes), so the scan stops as soon as it passes `key`.
+    pub fn get(&self, key: &str) -> Result<Option<Value<'a>>, Malformed> {
+        if self.kind() != Kind::Object {
+            return Ok(None);
+        }
+        let n = self.len();
+        let key = key.as_bytes();
+        let mut start = 0usize;
+        for i in 0..n {
+            let end = self.end_of(i, start)?;
+            let klen = end.checked_sub(start).ok_or(Malformed("key length"))?;
+            if klen > key.len() {
+                return Ok(None);
+            }
+            if klen == key.len() {
+                let k = self
+                    .data
+                    .get(start..end)
+                    .ok_or(Malformed("key runs past the end"))?;
+                match k.cmp(key) {
+                    std::cmp::Ordering::Equal => {
+                        let vi = n + i;
+                        let vstart = self.offset_of(vi)?;
+                        let vend = self.end_of(vi, vstart)?;
+                        return self.child(vi, vstart, vend).map(Some);
+                    }
+                    std::cmp::Ordering::Greater => return Ok(None),
+                    std::cmp::Ordering::Less => {}
+                }
+            }
+            start = end;
+        }
+        Ok(None)
+    }
+}
+
+/// Iterator over an array's elements.
+pub struct Elements<'a> {
+    container: Container<'a>,
+    index: usize,
+    n: usize,
+    offset: usize,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<Value<'a>, Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.n {
+            return None;
+        }
+        let i = self.index;
+        self.index += 1;
+        let res = self
+            .container
+            .end_of(i, self.offset)
+            .and_then(|end| {
+                let v = self.container.child(i, self.offset, end);
+                self.offset = end;
+                v
+            });
+        if res.is_err() {
+            self.index = self.n;
+        }
+        Some(res)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.n - self.index;
+        (0, Some(left))
+    }
+}
+
+/// Iterator over an object's key/value pairs.
+pub struct Pairs<'a> {
+    container: Container<'a>,
+    index: usize,
+    n: usize,
+    key_offset: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = Result<(&'a [u8], Value<'a>), Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.n {
+            return None;
+        }
+        let i = self.index;
+        self.index += 1;
+        let c = self.container;
+        let res = (|| {
+            let kend = c.end_of(i, self.key_offset)?;
+            let key = c
+                .data
+                .get(self.key_offset..kend)
+                .ok_or(Malformed("key runs past the end"))?;
+            self.key_offset = kend;
+            let vi = self.n + i;
+            let vstart = c.offset_of(vi)?;
+            let vend = c.end_of(vi, vstart)?;
+            let v = c.child(vi, vstart, vend)?;
+            Ok((key, v))
+        })();
+        if res.is_err() {
+            self.index = self.n;
+        }
+        Some(res)
+    }
+}
+
+/// Reads a whole jsonb datum: `bytes` starts with a varlena header (1- or 4-byte,
+/// uncompressed) as found after `pg_detoast_datum_packed`.
+pub fn parse_varlena(bytes: &[u8]) -> Result<Container<'_>, Malformed> {
+    let first = *bytes.first().ok_or(Malformed("empty datum"))?;
+    let (hdr, total) = if first & 0x01 == 0x01 {
+        // 1-byte header (little-endian layout): length in the upper 7 bits.
+        if first == 0x01 {
+            return Err(Malformed("external toast pointer"));
+        }
+        (1usize, (first >> 1) as usize)
+    } else {
+        let h = read_u32(bytes, 0)?;
+        if h & 0x03 != 0 {
+            return Err(Malformed("compressed datum"));
+        }
+        (4usize, (h >> 2) as usize)
+    };
+    if total < hdr || total > bytes.len() {
+        return Err(Malformed("varlena length out of range"));
+    }
+    Container::parse(&bytes[hdr..total])
+}
+
+#[cfg(test)]
+mod tests;
