@@ -4,5 +4,17 @@
 //! fuzzed on its own; the extension's `#[pg_extern]` functions are thin wrappers.
 //!
 //! - [`jsonb`]: PostgreSQL's binary jsonb format, read and written without text.
+//! - [`classify`]: error types and classes; the HTTP status table.
+//! - [`scores`]: quality score, priority score, failure rate.
+//! - [`naming`]: deterministic ImageKit file names and folders.
+//! - [`image`]: typed access to image objects; the per-array summary.
+//! - [`dedupe`]: dedupe and merge of image arrays.
+//! - [`timestamp`]: ISO-8601 parsing.
 
+pub mod classify;
+pub mod dedupe;
+pub mod image;
 pub mod jsonb;
+pub mod naming;
+pub mod scores;
+pub mod timestamp;

@@ -1,0 +1,302 @@
+//! One venue's `venue_images` array: typed access to the keys we rely on, and the
+//! per-array summary. Functions here are strict: a key of the wrong JSON type is an
+//! [`ImageError`] (SQLSTATE 22023 in SQL), never silently ignored. `null` counts as absent.
+
+use crate::classify::{Classifier, ErrorClass};
+use crate::jsonb::{Container, Kind, Malformed, Numeric, Value};
+
+/// Bad input to a per-value function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageError {
+    /// The value is not a JSON array.
+    NotAnArray {
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// A key holds the wrong JSON type.
+    WrongType {
+        /// Index of the element in the array.
+        index: usize,
+        /// The key.
+        key: &'static str,
+        /// What was expected.
+        expected: &'static str,
+        /// What was found.
+        found: &'static str,
+    },
+    /// The bytes are not valid jsonb.
+    Malformed(Malformed),
+    /// The result cannot be stored as jsonb.
+    TooLarge(&'static str),
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageError::NotAnArray { found } => {
+                write!(f, "venue images must be a JSON array, got {found}")
+            }
+            ImageError::WrongType {
+                index,
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "image {index}: \"{key}\" must be {expected} or null, got {found}"
+            ),
+            ImageError::Malformed(m) => write!(f, "{m}"),
+            ImageError::TooLarge(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+impl From<Malformed> for ImageError {
+    fn from(m: Malformed) -> Self {
+        ImageError::Malformed(m)
+    }
+}
+
+/// Requires a real JSON array (a top-level scalar or an object is refused).
+pub fn require_array(c: Container<'_>) -> Result<Container<'_>, ImageError> {
+    match c.kind() {
+        Kind::Array => Ok(c),
+        Kind::Object => Err(ImageError::NotAnArray { found: "object" }),
+        Kind::Scalar => Err(ImageError::NotAnArray {
+            found: c.scalar()?.map(|v| v.type_name()).unwrap_or("scalar"),
+        }),
+    }
+}
+
+/// `upload_status` values, in dedupe rank order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// `skipped_dev`, `external`, absent, or anything else.
+    Other = 0,
+    /// `permanently_failed`.
+    PermanentlyFailed = 1,
+    /// `failed`.
+    Failed = 2,
+    /// `uploaded`.
+    Uploaded = 3,
+}
+
+impl Status {
+    /// Status from the raw string bytes (`None` = absent).
+    pub fn from_bytes(b: Option<&[u8]>) -> Self {
+        match b {
+            Some(b"uploaded") => Status::Uploaded,
+            Some(b"failed") => Status::Failed,
+            Some(b"permanently_failed") => Status::PermanentlyFailed,
+            _ => Status::Other,
+        }
+    }
+
+    /// `failed` or `permanently_failed`: what "failed" means in every count.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Failed | Status::PermanentlyFailed)
+    }
+}
+
+/// Typed, strict access to one image object.
+#[derive(Clone, Copy)]
+pub struct Image<'a> {
+    /// Position in the array.
+    pub index: usize,
+    /// The object.
+    pub obj: Container<'a>,
+}
+
+impl<'a> Image<'a> {
+    fn wrong(&self, key: &'static str, expected: &'static str, v: &Value<'_>) -> ImageError {
+        ImageError::WrongType {
+            index: self.index,
+            key,
+            expected,
+            found: v.type_name(),
+        }
+    }
+
+    /// A string key (`None` when absent or null).
+    pub fn str_bytes(&self, key: &'static str) -> Result<Option<&'a [u8]>, ImageError> {
+        match self.obj.get(key)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(b)) => Ok(Some(b)),
+            Some(v) => Err(self.wrong(key, "a string", &v)),
+        }
+    }
+
+    /// A numeric key (`None` when absent or null).
+    pub fn number(&self, key: &'static str) -> Result<Option<Numeric<'a>>, ImageError> {
+        match self.obj.get(key)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Numeric(n)) => Ok(Some(n)),
+            Some(v) => Err(self.wrong(key, "a number", &v)),
+        }
+    }
+
+    /// An object key (`None` when absent or null).
+    pub fn object(&self, key: &'static str) -> Result<Option<Container<'a>>, ImageError> {
+        match self.obj.get(key)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Container(c)) if c.is_object() => Ok(Some(c)),
+            Some(v) => Err(self.wrong(key, "an object", &v)),
+        }
+    }
+
+    /// `upload_status`.
+    pub fn status(&self) -> Result<Status, ImageError> {
+        Ok(Status::from_bytes(self.str_bytes("upload_status")?))
+    }
+
+    /// `error_details.error_type`.
+    pub fn error_type(&self) -> Result<Option<&'a [u8]>, ImageError> {
+        let Some(details) = self.object("error_details")? else {
+            return Ok(None);
+        };
+        match details.get("error_type")? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(b)) => Ok(Some(b)),
+            Some(v) => Err(ImageError::WrongType {
+                index: self.index,
+                key: "error_details.error_type",
+                expected: "a string",
+                found: v.type_name(),
+            }),
+        }
+    }
+
+    /// `retry_count` (absent = 0).
+    pub fn retry_count(&self) -> Result<f64, ImageError> {
+        Ok(self.number("retry_count")?.map(|n| n.to_f64()).unwrap_or(0.0))
+    }
+}
+
+/// Iterates the image objects of an array (non-object elements are skipped) and counts
+/// the skipped elements.
+pub fn images<'a>(
+    arr: Container<'a>,
+) -> impl Iterator<Item = Result<Option<Image<'a>>, ImageError>> + 'a {
+    arr.elements().enumerate().map(|(index, e)| {
+        let v = e?;
+        Ok(v.as_object().map(|obj| Image { index, obj }))
+    })
+}
+
+/// What `venue_images_summary` returns.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Image objects (non-object elements are not images).
+    pub total: i64,
+    /// `uploaded`.
+    pub uploaded: i64,
+    /// `failed` only.
+    pub failed: i64,
+    /// `permanently_failed` only.
+    pub permanently_failed: i64,
+    /// Failed or permanently failed images with a transient error type.
+    pub transient: i64,
+    /// ... with a permanent error type.
+    pub permanent: i64,
+    /// ... with an ambiguous error type.
+    pub ambiguous: i64,
+    /// `failed`, transient, and `retry_count` below the maximum.
+    pub retryable: i64,
+}
+
+/// Counts one array; strict about types.
+pub fn summarize(
+    arr: Container<'_>,
+    classifier: &Classifier,
+    max_retries: i64,
+) -> Result<Summary, ImageError> {
+    let arr = require_array(arr)?;
+    let mut s = Summary::default();
+    for img in images(arr) {
+        let Some(img) = img? else { continue };
+        s.total += 1;
+        let status = img.status()?;
+        match status {
+            Status::Uploaded => s.uploaded += 1,
+            Status::Failed => s.failed += 1,
+            Status::PermanentlyFailed => s.permanently_failed += 1,
+            Status::Other => {}
+        }
+        if !status.is_failure() {
+            continue;
+        }
+        let class = classifier.classify_bytes(img.error_type()?);
+        match class {
+            ErrorClass::Transient => s.transient += 1,
+            ErrorClass::Permanent => s.permanent += 1,
+            ErrorClass::Ambiguous => s.ambiguous += 1,
+            ErrorClass::Unknown => {}
+        }
+        if status == Status::Failed
+            && class == ErrorClass::Transient
+            && img.retry_count()? < max_retries as f64
+        {
+            s.retryable += 1;
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonb::{encode, parse_json, parse_varlena};
+
+    fn bytes(json: &str) -> Vec<u8> {
+        encode(&parse_json(json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn summary_counts() {
+        let b = bytes(
+            r#"[
+            {"upload_status":"uploaded"},
+            {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":1},
+            {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":3},
+            {"upload_status":"failed","error_details":{"error_type":"not_found"}},
+            {"upload_status":"permanently_failed","error_details":{"error_type":"weird"}},
+            {"upload_status":"failed"},
+            {"upload_status":"skipped_dev"},
+            {},
+            "not an image", 7, null
+        ]"#,
+        );
+        let s = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap();
+        assert_eq!(
+            s,
+            Summary {
+                total: 8,
+                uploaded: 1,
+                failed: 4,
+                permanently_failed: 1,
+                transient: 2,
+                permanent: 1,
+                ambiguous: 1,
+                retryable: 1
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let b = bytes(r#"[{"upload_status":"uploaded"},{"upload_status":5}]"#);
+        let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
+        assert_eq!(e.to_string(), "image 1: \"upload_status\" must be a string or null, got number");
+        let b = bytes(r#"[{"upload_status":"failed","error_details":"oops"}]"#);
+        let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
+        assert_eq!(e.to_string(), "image 0: \"error_details\" must be an object or null, got string");
+        let b = bytes(r#"{"a":1}"#);
+        let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
+        assert_eq!(e.to_string(), "venue images must be a JSON array, got object");
+        let b = bytes(r#""text""#);
+        let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
+        assert_eq!(e.to_string(), "venue images must be a JSON array, got string");
+    }
+}
