@@ -130,7 +130,11 @@ pub struct BadStatus(pub i32);
 
 impl std::fmt::Display for BadStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP status must be a three-digit code (100-999), got {}", self.0)
+        write!(
+            f,
+            "HTTP status must be a three-digit code (100-999), got {}",
+            self.0
+        )
     }
 }
 

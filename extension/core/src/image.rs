@@ -170,7 +170,10 @@ impl<'a> Image<'a> {
 
     /// `retry_count` (absent = 0).
     pub fn retry_count(&self) -> Result<f64, ImageError> {
-        Ok(self.number("retry_count")?.map(|n| n.to_f64()).unwrap_or(0.0))
+        Ok(self
+            .number("retry_count")?
+            .map(|n| n.to_f64())
+            .unwrap_or(0.0))
     }
 }
 
@@ -288,15 +291,27 @@ mod tests {
     fn wrong_types_are_named() {
         let b = bytes(r#"[{"upload_status":"uploaded"},{"upload_status":5}]"#);
         let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
-        assert_eq!(e.to_string(), "image 1: \"upload_status\" must be a string or null, got number");
+        assert_eq!(
+            e.to_string(),
+            "image 1: \"upload_status\" must be a string or null, got number"
+        );
         let b = bytes(r#"[{"upload_status":"failed","error_details":"oops"}]"#);
         let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
-        assert_eq!(e.to_string(), "image 0: \"error_details\" must be an object or null, got string");
+        assert_eq!(
+            e.to_string(),
+            "image 0: \"error_details\" must be an object or null, got string"
+        );
         let b = bytes(r#"{"a":1}"#);
         let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
-        assert_eq!(e.to_string(), "venue images must be a JSON array, got object");
+        assert_eq!(
+            e.to_string(),
+            "venue images must be a JSON array, got object"
+        );
         let b = bytes(r#""text""#);
         let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
-        assert_eq!(e.to_string(), "venue images must be a JSON array, got string");
+        assert_eq!(
+            e.to_string(),
+            "venue images must be a JSON array, got string"
+        );
     }
 }

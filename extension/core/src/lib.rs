@@ -3,6 +3,7 @@
 //! Nothing here links against PostgreSQL, so it is unit-tested, property-tested and
 //! fuzzed on its own; the extension's `#[pg_extern]` functions are thin wrappers.
 //!
+//! - [`analytics`]: one-pass table statistics (breakdown, venue lists, summary).
 //! - [`jsonb`]: PostgreSQL's binary jsonb format, read and written without text.
 //! - [`classify`]: error types and classes; the HTTP status table.
 //! - [`scores`]: quality score, priority score, failure rate.
@@ -11,6 +12,7 @@
 //! - [`dedupe`]: dedupe and merge of image arrays.
 //! - [`timestamp`]: ISO-8601 parsing.
 
+pub mod analytics;
 pub mod classify;
 pub mod dedupe;
 pub mod image;

@@ -210,7 +210,9 @@ pub fn normalize_url_for_hash(url: &str) -> String {
         out.push_str("//");
         let dp = scheme.as_deref().and_then(default_port);
         match (dp, a.rfind(':')) {
-            (Some(p), Some(i)) if &a[i + 1..] == p && !a[i..].contains(']') => out.push_str(&a[..i]),
+            (Some(p), Some(i)) if &a[i + 1..] == p && !a[i..].contains(']') => {
+                out.push_str(&a[..i])
+            }
             _ => out.push_str(a),
         }
     }
@@ -300,25 +302,30 @@ mod tests {
             "https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference=AAA"
         );
         assert!(na.starts_with("gp-") && na.ends_with(".jpg") && na.len() == 15);
-        assert_eq!(
-            na,
-            format!("gp-{}.jpg", md5_8(&normalize_url_for_hash(a)))
-        );
+        assert_eq!(na, format!("gp-{}.jpg", md5_8(&normalize_url_for_hash(a))));
     }
 
     #[test]
     fn urls_without_query_hash_verbatim() {
         let u = "https://images.unsplash.com/photo-123.png";
         assert_eq!(normalize_url_for_hash(u), u);
-        assert_eq!(file_name(u, Some("unsplash")).unwrap(), format!("us-{}.png", md5_8(u)));
+        assert_eq!(
+            file_name(u, Some("unsplash")).unwrap(),
+            format!("us-{}.png", md5_8(u))
+        );
         assert_eq!(file_name(u, None).unwrap(), format!("xx-{}.png", md5_8(u)));
-        assert_eq!(file_name(u, Some("here")).unwrap(), format!("xx-{}.png", md5_8(u)));
+        assert_eq!(
+            file_name(u, Some("here")).unwrap(),
+            format!("xx-{}.png", md5_8(u))
+        );
     }
 
     #[test]
     fn other_queries_are_sorted_and_reencoded() {
         assert_eq!(
-            normalize_url_for_hash("HTTPS://cdn.example.com:443/a.jpeg?b=2&a=x+y&empty=&a=z%20w#frag"),
+            normalize_url_for_hash(
+                "HTTPS://cdn.example.com:443/a.jpeg?b=2&a=x+y&empty=&a=z%20w#frag"
+            ),
             "https://cdn.example.com/a.jpeg?a=z+w&b=2#frag"
         );
         assert_eq!(extension_from_url("https://x/a.jpeg?x=1"), Some("jpg"));
@@ -330,12 +337,30 @@ mod tests {
 
     #[test]
     fn folders() {
-        assert_eq!(folder("/venues", Some("blue-note-jazz-club"), Some(1)).unwrap(), "/venues/blue-note-jazz-club");
-        assert_eq!(folder("/venues", Some("Blue Note / Jazz!"), Some(1)).unwrap(), "/venues/blue-note---jazz");
-        assert_eq!(folder("/venues", Some("../etc/passwd"), Some(1)).unwrap(), "/venues/etc-passwd");
-        assert_eq!(folder("/venues", Some("---"), Some(42)).unwrap(), "/venues/venue-42");
-        assert_eq!(folder("/venues/", None, Some(7)).unwrap(), "/venues/venue-7");
-        assert_eq!(folder("/venues", Some("café"), Some(7)).unwrap(), "/venues/caf");
+        assert_eq!(
+            folder("/venues", Some("blue-note-jazz-club"), Some(1)).unwrap(),
+            "/venues/blue-note-jazz-club"
+        );
+        assert_eq!(
+            folder("/venues", Some("Blue Note / Jazz!"), Some(1)).unwrap(),
+            "/venues/blue-note---jazz"
+        );
+        assert_eq!(
+            folder("/venues", Some("../etc/passwd"), Some(1)).unwrap(),
+            "/venues/etc-passwd"
+        );
+        assert_eq!(
+            folder("/venues", Some("---"), Some(42)).unwrap(),
+            "/venues/venue-42"
+        );
+        assert_eq!(
+            folder("/venues/", None, Some(7)).unwrap(),
+            "/venues/venue-7"
+        );
+        assert_eq!(
+            folder("/venues", Some("café"), Some(7)).unwrap(),
+            "/venues/caf"
+        );
         assert_eq!(folder("/venues", None, None), None);
     }
 }

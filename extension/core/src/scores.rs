@@ -85,7 +85,10 @@ pub fn priority_score(
         )));
     }
     let bonus = if has_transient { 20.0 } else { 0.0 };
-    Ok(round_to(failed_count as f64 * 10.0 + failure_rate_pct + bonus, 1))
+    Ok(round_to(
+        failed_count as f64 * 10.0 + failure_rate_pct + bonus,
+        1,
+    ))
 }
 
 #[cfg(test)]
@@ -103,18 +106,36 @@ mod tests {
         assert_eq!(quality_score(Some(0), Some(400)), 0.1);
         assert_eq!(quality_score(Some(-5), Some(-5)), 0.1);
         // Portrait and extreme panoramas get the lowest aspect bonus.
-        assert_eq!(quality_score(Some(1080), Some(1920)), round_to(0.36288 + 0.2, 9));
+        assert_eq!(
+            quality_score(Some(1080), Some(1920)),
+            round_to(0.36288 + 0.2, 9)
+        );
         assert!(quality_score(Some(i32::MAX as i64), Some(i32::MAX as i64)) <= 1.0);
     }
 
     #[test]
     fn aspect_boundaries() {
         // 1.3 and 1.8 are inside the best band; 2.4 inside the second.
-        assert_eq!(quality_score(Some(1300), Some(1000)), round_to(0.2275 + 0.3, 9));
-        assert_eq!(quality_score(Some(1800), Some(1000)), round_to(0.315 + 0.3, 9));
-        assert_eq!(quality_score(Some(2400), Some(1000)), round_to(0.42 + 0.25, 9));
-        assert_eq!(quality_score(Some(1000), Some(1000)), round_to(0.175 + 0.25, 9));
-        assert_eq!(quality_score(Some(999), Some(1000)), round_to(0.174825 + 0.2, 9));
+        assert_eq!(
+            quality_score(Some(1300), Some(1000)),
+            round_to(0.2275 + 0.3, 9)
+        );
+        assert_eq!(
+            quality_score(Some(1800), Some(1000)),
+            round_to(0.315 + 0.3, 9)
+        );
+        assert_eq!(
+            quality_score(Some(2400), Some(1000)),
+            round_to(0.42 + 0.25, 9)
+        );
+        assert_eq!(
+            quality_score(Some(1000), Some(1000)),
+            round_to(0.175 + 0.25, 9)
+        );
+        assert_eq!(
+            quality_score(Some(999), Some(1000)),
+            round_to(0.174825 + 0.2, 9)
+        );
     }
 
     #[test]

@@ -33,7 +33,9 @@ fn uploaded_copy_is_never_replaced_by_failed_one() {
     ]"#);
     assert_eq!(
         out,
-        canon(r#"[{"provider_url":"p1","url":"https://ik/1.jpg","upload_status":"uploaded","quality_score":0.5,"fetched_at":"2025-01-01T00:00:00Z","retry_count":2}]"#)
+        canon(
+            r#"[{"provider_url":"p1","url":"https://ik/1.jpg","upload_status":"uploaded","quality_score":0.5,"fetched_at":"2025-01-01T00:00:00Z","retry_count":2}]"#
+        )
     );
 }
 
@@ -43,7 +45,12 @@ fn retry_count_never_resets() {
         {"provider_url":"p","upload_status":"failed","quality_score":0.9,"retry_count":3},
         {"provider_url":"p","upload_status":"failed","quality_score":0.9,"fetched_at":"2030-01-01"}
     ]"#);
-    assert_eq!(out, canon(r#"[{"provider_url":"p","upload_status":"failed","quality_score":0.9,"fetched_at":"2030-01-01","retry_count":3}]"#));
+    assert_eq!(
+        out,
+        canon(
+            r#"[{"provider_url":"p","upload_status":"failed","quality_score":0.9,"fetched_at":"2030-01-01","retry_count":3}]"#
+        )
+    );
 }
 
 #[test]
@@ -85,7 +92,9 @@ fn falls_back_to_url_and_keeps_keyless_and_non_objects() {
     ]"#);
     assert_eq!(
         out,
-        canon(r#"[{"url":"u2","provider_url":null,"quality_score":0.8},{"url":"u1","quality_score":0.3,"upload_status":"uploaded"},"a string",{"attribution":"x"},{"provider_url":"","url":"","k":1},42]"#)
+        canon(
+            r#"[{"url":"u2","provider_url":null,"quality_score":0.8},{"url":"u1","quality_score":0.3,"upload_status":"uploaded"},"a string",{"attribution":"x"},{"provider_url":"","url":"","k":1},42]"#
+        )
     );
 }
 
@@ -101,37 +110,67 @@ fn provider_url_takes_precedence_over_url() {
     ]"#);
     assert_eq!(
         out,
-        canon(r#"[{"provider_url":"g1","url":"https://ik.imagekit.io/x.jpg","upload_status":"uploaded","retry_count":2}]"#)
+        canon(
+            r#"[{"provider_url":"g1","url":"https://ik.imagekit.io/x.jpg","upload_status":"uploaded","retry_count":2}]"#
+        )
     );
 }
 
 #[test]
 fn order_is_quality_descending_and_stable() {
-    let out = run(r#"[{"url":"a"},{"url":"b","quality_score":0.5},{"url":"c"},{"url":"d","quality_score":0.5},{"url":"e","quality_score":0.9}]"#);
+    let out = run(
+        r#"[{"url":"a"},{"url":"b","quality_score":0.5},{"url":"c"},{"url":"d","quality_score":0.5},{"url":"e","quality_score":0.9}]"#,
+    );
     assert_eq!(
         out,
-        canon(r#"[{"url":"e","quality_score":0.9},{"url":"b","quality_score":0.5},{"url":"d","quality_score":0.5},{"url":"a"},{"url":"c"}]"#)
+        canon(
+            r#"[{"url":"e","quality_score":0.9},{"url":"b","quality_score":0.5},{"url":"d","quality_score":0.5},{"url":"a"},{"url":"c"}]"#
+        )
     );
 }
 
 #[test]
 fn already_clean_input_is_unchanged() {
     let b = bytes(r#"[{"url":"a","quality_score":0.9},{"url":"b","quality_score":0.5},"x"]"#);
-    assert!(matches!(dedupe(parse_varlena(&b).unwrap()).unwrap(), Deduped::Unchanged));
+    assert!(matches!(
+        dedupe(parse_varlena(&b).unwrap()).unwrap(),
+        Deduped::Unchanged
+    ));
     let b = bytes("[]");
-    assert!(matches!(dedupe(parse_varlena(&b).unwrap()).unwrap(), Deduped::Unchanged));
+    assert!(matches!(
+        dedupe(parse_varlena(&b).unwrap()).unwrap(),
+        Deduped::Unchanged
+    ));
 }
 
 #[test]
 fn bad_input_is_refused() {
     for (json, msg) in [
-        (r#"{"url":"a"}"#, "venue images must be a JSON array, got object"),
+        (
+            r#"{"url":"a"}"#,
+            "venue images must be a JSON array, got object",
+        ),
         ("3", "venue images must be a JSON array, got number"),
-        (r#"[{"url":5}]"#, "image 0: \"url\" must be a string or null, got number"),
-        (r#"[{"url":"a"},{"url":"a","quality_score":"high"}]"#, "image 1: \"quality_score\" must be a number or null, got string"),
-        (r#"[{"url":"a","retry_count":"2"}]"#, "image 0: \"retry_count\" must be a number or null, got string"),
-        (r#"[{"url":"a","upload_status":["uploaded"]}]"#, "image 0: \"upload_status\" must be a string or null, got array"),
-        (r#"[{"url":"a","fetched_at":1}]"#, "image 0: \"fetched_at\" must be a string or null, got number"),
+        (
+            r#"[{"url":5}]"#,
+            "image 0: \"url\" must be a string or null, got number",
+        ),
+        (
+            r#"[{"url":"a"},{"url":"a","quality_score":"high"}]"#,
+            "image 1: \"quality_score\" must be a number or null, got string",
+        ),
+        (
+            r#"[{"url":"a","retry_count":"2"}]"#,
+            "image 0: \"retry_count\" must be a number or null, got string",
+        ),
+        (
+            r#"[{"url":"a","upload_status":["uploaded"]}]"#,
+            "image 0: \"upload_status\" must be a string or null, got array",
+        ),
+        (
+            r#"[{"url":"a","fetched_at":1}]"#,
+            "image 0: \"fetched_at\" must be a string or null, got number",
+        ),
     ] {
         let b = bytes(json);
         let err = dedupe(parse_varlena(&b).unwrap()).err().expect(json);
@@ -141,13 +180,18 @@ fn bad_input_is_refused() {
 
 #[test]
 fn merge_is_dedupe_of_concatenation_and_tolerates_a_missing_side() {
-    let a = bytes(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":1,"keep":"me"}]"#);
-    let b = bytes(r#"[{"provider_url":"p","upload_status":"failed","retry_count":2},{"provider_url":"q"}]"#);
+    let a =
+        bytes(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":1,"keep":"me"}]"#);
+    let b = bytes(
+        r#"[{"provider_url":"p","upload_status":"failed","retry_count":2},{"provider_url":"q"}]"#,
+    );
     let (ca, cb) = (parse_varlena(&a).unwrap(), parse_varlena(&b).unwrap());
     let out = encode(&merge(Some(ca), Some(cb)).unwrap()).unwrap();
     assert_eq!(
         to_json_text(&parse_varlena(&out).unwrap()).unwrap(),
-        canon(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":2,"keep":"me"},{"provider_url":"q"}]"#)
+        canon(
+            r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":2,"keep":"me"},{"provider_url":"q"}]"#
+        )
     );
     let out = encode(&merge(None, Some(cb)).unwrap()).unwrap();
     assert_eq!(parse_varlena(&out).unwrap().len(), 2);
@@ -175,7 +219,10 @@ fn arb_image() -> impl Strategy<Value = String> {
         any::<u16>(),
     )
         .prop_map(|(pu, u, st, q, f, r, tag)| {
-            let mut parts = vec![format!(r#""upload_status": {st}"#), format!(r#""tag": {tag}"#)];
+            let mut parts = vec![
+                format!(r#""upload_status": {st}"#),
+                format!(r#""tag": {tag}"#),
+            ];
             if let Some(pu) = pu {
                 parts.push(format!(r#""provider_url": "p{pu}""#));
             }
@@ -204,7 +251,12 @@ fn arb_array() -> impl Strategy<Value = String> {
 }
 
 fn key_of(v: &serde_json::Value) -> Option<String> {
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty()).map(String::from);
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
     s("provider_url").or_else(|| s("url"))
 }
 

@@ -169,8 +169,12 @@ impl<'a> Container<'a> {
             }
             _ => return Err(Malformed("bad container flags")),
         };
-        let entries_len = nchildren.checked_mul(4).ok_or(Malformed("count overflow"))?;
-        let data_start = entries_len.checked_add(4).ok_or(Malformed("count overflow"))?;
+        let entries_len = nchildren
+            .checked_mul(4)
+            .ok_or(Malformed("count overflow"))?;
+        let data_start = entries_len
+            .checked_add(4)
+            .ok_or(Malformed("count overflow"))?;
         if data_start > bytes.len() {
             return Err(Malformed("entries run past the end"));
         }
@@ -277,7 +281,9 @@ impl<'a> Container<'a> {
                     .data
                     .get(aligned..end)
                     .ok_or(Malformed("numeric padding runs past the end"))?;
-                Ok(Value::Numeric(Numeric::from_varlena(bytes).map_err(|_| Malformed("bad numeric"))?))
+                Ok(Value::Numeric(
+                    Numeric::from_varlena(bytes).map_err(|_| Malformed("bad numeric"))?,
+                ))
             }
             JENTRY_ISCONTAINER => {
                 let aligned = int_align(start);
@@ -316,7 +322,11 @@ impl<'a> Container<'a> {
 
     /// Elements of an array in order (nothing for an object).
     pub fn elements(&self) -> Elements<'a> {
-        let n = if self.kind() == Kind::Array { self.len() } else { 0 };
+        let n = if self.kind() == Kind::Array {
+            self.len()
+        } else {
+            0
+        };
         Elements {
             container: *self,
             index: 0,
@@ -327,7 +337,11 @@ impl<'a> Container<'a> {
 
     /// Key/value pairs of an object in stored order (nothing for an array).
     pub fn pairs(&self) -> Pairs<'a> {
-        let n = if self.kind() == Kind::Object { self.len() } else { 0 };
+        let n = if self.kind() == Kind::Object {
+            self.len()
+        } else {
+            0
+        };
         Pairs {
             container: *self,
             index: 0,
@@ -391,14 +405,11 @@ impl<'a> Iterator for Elements<'a> {
         }
         let i = self.index;
         self.index += 1;
-        let res = self
-            .container
-            .end_of(i, self.offset)
-            .and_then(|end| {
-                let v = self.container.child(i, self.offset, end);
-                self.offset = end;
-                v
-            });
+        let res = self.container.end_of(i, self.offset).and_then(|end| {
+            let v = self.container.child(i, self.offset, end);
+            self.offset = end;
+            v
+        });
         if res.is_err() {
             self.index = self.n;
         }

@@ -151,7 +151,10 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, ParseError> {
-        let h = self.s.get(self.i..self.i + 4).ok_or(self.err("short \\u escape"))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or(self.err("short \\u escape"))?;
         let h = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
         let v = u32::from_str_radix(h, 16).map_err(|_| self.err("bad \\u escape"))?;
         self.i += 4;
@@ -169,8 +172,8 @@ impl Parser<'_> {
                 }
                 self.i += 1;
             }
-            let chunk =
-                std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("invalid UTF-8"))?;
+            let chunk = std::str::from_utf8(&self.s[start..self.i])
+                .map_err(|_| self.err("invalid UTF-8"))?;
             out.push_str(chunk);
             match self.s.get(self.i) {
                 None => return Err(self.err("unterminated string")),
@@ -252,7 +255,8 @@ impl Parser<'_> {
                 return Err(self.err("bad exponent"));
             }
         }
-        let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
+        let text =
+            std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
         let n = encode_decimal(text).map_err(|e| ParseError {
             at: start,
             what: e.0,

@@ -76,17 +76,25 @@ fn raw_copy_reproduces_every_golden_value() {
                     .collect(),
             ),
         };
-        assert_eq!(encode(&copy).unwrap(), to_4byte_header(&pg), "raw copy of {input}");
+        assert_eq!(
+            encode(&copy).unwrap(),
+            to_4byte_header(&pg),
+            "raw copy of {input}"
+        );
     }
 }
 
 #[test]
 fn object_get_finds_keys_and_stops_early() {
-    let bytes = encode_text(r#"{"b": 1, "a": "x", "aa": [1], "ccc": null, "upload_status": "failed"}"#);
+    let bytes =
+        encode_text(r#"{"b": 1, "a": "x", "aa": [1], "ccc": null, "upload_status": "failed"}"#);
     let c = parse_varlena(&bytes).unwrap();
     assert_eq!(c.get("a").unwrap().unwrap().as_str(), Some("x"));
     assert!(matches!(c.get("ccc").unwrap(), Some(Value::Null)));
-    assert_eq!(c.get("upload_status").unwrap().unwrap().as_str(), Some("failed"));
+    assert_eq!(
+        c.get("upload_status").unwrap().unwrap().as_str(),
+        Some("failed")
+    );
     assert!(c.get("zz").unwrap().is_none());
     assert!(c.get("").unwrap().is_none());
     assert!(c.get("a_very_long_key_absent").unwrap().is_none());
@@ -224,7 +232,9 @@ fn normalize(v: serde_json::Value) -> serde_json::Value {
         serde_json::Value::Number(n) => {
             serde_json::Value::String(format!("{}", n.as_f64().unwrap_or(0.0)))
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(normalize).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(normalize).collect())
+        }
         serde_json::Value::Object(o) => {
             serde_json::Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect())
         }

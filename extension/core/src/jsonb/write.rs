@@ -3,8 +3,8 @@
 
 use super::{
     int_align, Container, Kind, Value, JB_CMASK, JB_FARRAY, JB_FOBJECT, JB_FSCALAR,
-    JB_OFFSET_STRIDE, JENTRY_HAS_OFF, JENTRY_ISBOOL_FALSE, JENTRY_ISBOOL_TRUE,
-    JENTRY_ISCONTAINER, JENTRY_ISNULL, JENTRY_ISNUMERIC, JENTRY_ISSTRING, JENTRY_OFFLENMASK,
+    JB_OFFSET_STRIDE, JENTRY_HAS_OFF, JENTRY_ISBOOL_FALSE, JENTRY_ISBOOL_TRUE, JENTRY_ISCONTAINER,
+    JENTRY_ISNULL, JENTRY_ISNUMERIC, JENTRY_ISSTRING, JENTRY_OFFLENMASK,
 };
 use std::borrow::Cow;
 
@@ -174,7 +174,9 @@ fn write_children<'n, 'a: 'n>(
         };
         totallen += len;
         if totallen > JENTRY_OFFLENMASK as usize {
-            return Err(EncodeError("jsonb container exceeds the maximum size (256 MB)"));
+            return Err(EncodeError(
+                "jsonb container exceeds the maximum size (256 MB)",
+            ));
         }
         let meta = if i % JB_OFFSET_STRIDE == 0 {
             ty | totallen as u32 | JENTRY_HAS_OFF

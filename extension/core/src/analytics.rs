@@ -1,0 +1,461 @@
+//! Table-level analytics in one pass: feed every venue row to a [`Scanner`] and the
+//! accumulators, then read the results.
+//!
+//! Table-level functions never abort on bad data: a NULL or non-array value counts as no
+//! images, non-object elements are ignored, and both are counted in [`Health`]. Keys are
+//! read with the semantics of SQL's `->>` (a non-string scalar reads as its JSON text),
+//! so on any data the counts equal those of the original's plain SQL.
+
+use crate::classify::{Classifier, ErrorClass};
+use crate::image::Status;
+use crate::jsonb::{parse_varlena, value_to_text, Container, Kind, Value};
+use crate::scores::{failure_rate_tenths, mean_rate_pct};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+/// Interned id of SQL NULL.
+pub const NULL_ID: u32 = u32::MAX;
+
+/// What the scan met that was not a well-formed image array.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Rows read.
+    pub rows: i64,
+    /// Rows whose images value is SQL NULL.
+    pub null_values: i64,
+    /// Rows whose value is valid jsonb but not an array (object, string, number...).
+    pub non_array_values: i64,
+    /// Array elements that are not objects.
+    pub non_object_elements: i64,
+    /// Values whose bytes are not valid jsonb (should never happen; counted, skipped).
+    pub malformed_values: i64,
+}
+
+/// Per-row counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RowScan {
+    /// Image objects.
+    pub total: i64,
+    /// `failed` + `permanently_failed`.
+    pub failed: i64,
+    /// `uploaded`.
+    pub uploaded: i64,
+    /// Some failed image has a transient error type.
+    pub transient: bool,
+    /// ... a permanent one.
+    pub permanent: bool,
+    /// ... an ambiguous one.
+    pub ambiguous: bool,
+}
+
+impl RowScan {
+    /// Failure rate in tenths of a percent over all image objects.
+    pub fn rate_tenths(&self) -> i64 {
+        failure_rate_tenths(self.failed, self.total)
+    }
+}
+
+/// Strings seen in `provider` / `error_type`, each stored once.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Vec<u8>, u32>,
+    names: Vec<Vec<u8>>,
+    classes: Vec<ErrorClass>,
+}
+
+impl Interner {
+    fn intern(&mut self, b: &[u8], classifier: &Classifier) -> u32 {
+        if let Some(&id) = self.ids.get(b) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(b.to_vec(), id);
+        self.names.push(b.to_vec());
+        self.classes.push(classifier.classify_bytes(Some(b)));
+        id
+    }
+
+    fn name(&self, id: u32) -> Option<&[u8]> {
+        (id != NULL_ID).then(|| self.names[id as usize].as_slice())
+    }
+
+    fn class(&self, id: u32) -> ErrorClass {
+        if id == NULL_ID {
+            ErrorClass::Unknown
+        } else {
+            self.classes[id as usize]
+        }
+    }
+}
+
+/// `obj->>'key'` as bytes: strings as they are, other scalars and containers as JSON text.
+fn text_of<'a>(v: Option<Value<'a>>) -> Option<std::borrow::Cow<'a, [u8]>> {
+    match v? {
+        Value::Null => None,
+        Value::String(b) => Some(std::borrow::Cow::Borrowed(b)),
+        other => value_to_text(&other)
+            .ok()
+            .map(|s| std::borrow::Cow::Owned(s.into_bytes())),
+    }
+}
+
+/// `img->'error_details'->>'error_type'`.
+fn error_type_of<'a>(obj: &Container<'a>) -> Option<std::borrow::Cow<'a, [u8]>> {
+    let details = obj.get("error_details").ok()??;
+    let details = details.as_object()?;
+    text_of(details.get("error_type").ok()?)
+}
+
+/// Status by `->>` semantics: only a string can equal a status name.
+fn status_of(obj: &Container<'_>) -> Status {
+    match obj.get("upload_status") {
+        Ok(Some(Value::String(b))) => Status::from_bytes(Some(b)),
+        _ => Status::Other,
+    }
+}
+
+/// One row of `venue_image_failure_breakdown`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakdownRow {
+    /// `img->>'provider'`.
+    pub provider: Option<String>,
+    /// `img->'error_details'->>'error_type'`.
+    pub error_type: Option<String>,
+    /// Class of the error type.
+    pub error_class: ErrorClass,
+    /// Failed images.
+    pub count: i64,
+}
+
+/// Reads rows, classifies failed images, and keeps the failure breakdown.
+pub struct Scanner<'c> {
+    classifier: &'c Classifier,
+    interner: Interner,
+    breakdown: HashMap<(u32, u32), i64>,
+    /// What the scan met.
+    pub health: Health,
+}
+
+impl<'c> Scanner<'c> {
+    /// A scanner using `classifier` for error classes.
+    pub fn new(classifier: &'c Classifier) -> Self {
+        Scanner {
+            classifier,
+            interner: Interner::default(),
+            breakdown: HashMap::new(),
+            health: Health::default(),
+        }
+    }
+
+    /// The array in a jsonb datum, counting NULL, non-array and malformed values.
+    pub fn array<'a>(&mut self, images: Option<&'a [u8]>) -> Option<Container<'a>> {
+        self.health.rows += 1;
+        let Some(bytes) = images else {
+            self.health.null_values += 1;
+            return None;
+        };
+        match parse_varlena(bytes) {
+            Ok(c) if c.kind() == Kind::Array => Some(c),
+            Ok(_) => {
+                self.health.non_array_values += 1;
+                None
+            }
+            Err(_) => {
+                self.health.malformed_values += 1;
+                None
+            }
+        }
+    }
+
+    /// Counts one row's images. With `breakdown`, failed images are also tallied by
+    /// (provider, error type).
+    pub fn scan(&mut self, images: Option<&[u8]>, breakdown: bool) -> RowScan {
+        let mut r = RowScan::default();
+        let Some(arr) = self.array(images) else {
+            return r;
+        };
+        for e in arr.elements() {
+            let obj = match e {
+                Ok(Value::Container(c)) if c.is_object() => c,
+                Ok(_) => {
+                    self.health.non_object_elements += 1;
+                    continue;
+                }
+                Err(_) => {
+                    self.health.malformed_values += 1;
+                    break;
+                }
+            };
+            r.total += 1;
+            match status_of(&obj) {
+                Status::Uploaded => r.uploaded += 1,
+                Status::Failed | Status::PermanentlyFailed => {
+                    r.failed += 1;
+                    let et = error_type_of(&obj);
+                    let et_id = match &et {
+                        Some(b) => self.interner.intern(b, self.classifier),
+                        None => NULL_ID,
+                    };
+                    match self.interner.class(et_id) {
+                        ErrorClass::Transient => r.transient = true,
+                        ErrorClass::Permanent => r.permanent = true,
+                        ErrorClass::Ambiguous => r.ambiguous = true,
+                        ErrorClass::Unknown => {}
+                    }
+                    if breakdown {
+                        let provider = text_of(obj.get("provider").ok().flatten());
+                        let p_id = match &provider {
+                            Some(b) => self.interner.intern(b, self.classifier),
+                            None => NULL_ID,
+                        };
+                        *self.breakdown.entry((p_id, et_id)).or_insert(0) += 1;
+                    }
+                }
+                Status::Other => {}
+            }
+        }
+        r
+    }
+
+    /// Breakdown rows: count descending, then provider and error type (NULLs last).
+    pub fn breakdown_rows(&self) -> Vec<BreakdownRow> {
+        let lossy = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        let mut rows: Vec<BreakdownRow> = self
+            .breakdown
+            .iter()
+            .map(|(&(p, e), &count)| BreakdownRow {
+                provider: lossy(self.interner.name(p)),
+                error_type: lossy(self.interner.name(e)),
+                error_class: self.interner.class(e),
+                count,
+            })
+            .collect();
+        let nulls_last = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        rows.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| nulls_last(&a.provider, &b.provider))
+                .then_with(|| nulls_last(&a.error_type, &b.error_type))
+        });
+        rows
+    }
+}
+
+/// Error types of a row's failed images in array order (`->>` semantics, NULL kept), for
+/// `venue_image_partial_failure_candidates`.
+pub fn failed_error_types(images: &[u8]) -> Vec<Option<String>> {
+    let Ok(arr) = parse_varlena(images) else {
+        return Vec::new();
+    };
+    if arr.kind() != Kind::Array {
+        return Vec::new();
+    }
+    arr.elements()
+        .filter_map(|e| e.ok()?.as_object())
+        .filter(|o| status_of(o).is_failure())
+        .map(|o| error_type_of(&o).map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .collect()
+}
+
+/// A venue with failed images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VenueRow {
+    /// Venue id.
+    pub id: Option<i64>,
+    /// Venue name.
+    pub name: Option<String>,
+    /// City id.
+    pub city_id: Option<i64>,
+    /// Image objects.
+    pub total_images: i64,
+    /// Failed + permanently failed.
+    pub failed_count: i64,
+    /// Uploaded.
+    pub uploaded_count: i64,
+    /// Failure rate in tenths of a percent.
+    pub rate_tenths: i64,
+    /// Some failure is transient.
+    pub has_transient: bool,
+    /// Error types of the failed images (filled only where asked for).
+    pub error_types: Vec<Option<String>>,
+}
+
+impl VenueRow {
+    /// From a scan.
+    pub fn new(id: Option<i64>, name: Option<&[u8]>, city_id: Option<i64>, r: &RowScan) -> Self {
+        VenueRow {
+            id,
+            name: name.map(|b| String::from_utf8_lossy(b).into_owned()),
+            city_id,
+            total_images: r.total,
+            failed_count: r.failed,
+            uploaded_count: r.uploaded,
+            rate_tenths: r.rate_tenths(),
+            has_transient: r.transient,
+            error_types: Vec::new(),
+        }
+    }
+
+    /// Failure rate in percent (one decimal).
+    pub fn failure_rate_pct(&self) -> f64 {
+        self.rate_tenths as f64 / 10.0
+    }
+
+    /// Priority in tenths: `failed*10 + rate + 20 if transient`, exact.
+    pub fn priority_tenths(&self) -> i64 {
+        self.failed_count * 100 + self.rate_tenths + if self.has_transient { 200 } else { 0 }
+    }
+
+    /// Priority score (one decimal).
+    pub fn priority_score(&self) -> f64 {
+        self.priority_tenths() as f64 / 10.0
+    }
+}
+
+/// Ordering of venue lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VenueOrder {
+    /// `failed_count DESC, failure_rate_pct DESC, id`.
+    ByFailures,
+    /// `priority_score DESC, id`.
+    ByPriority,
+}
+
+impl VenueOrder {
+    /// `Less` means `a` comes first.
+    pub fn cmp(self, a: &VenueRow, b: &VenueRow) -> Ordering {
+        match self {
+            VenueOrder::ByFailures => b
+                .failed_count
+                .cmp(&a.failed_count)
+                .then(b.rate_tenths.cmp(&a.rate_tenths))
+                .then(a.id.cmp(&b.id)),
+            VenueOrder::ByPriority => b
+                .priority_tenths()
+                .cmp(&a.priority_tenths())
+                .then(a.id.cmp(&b.id)),
+        }
+    }
+}
+
+struct Ranked(VenueRow, VenueOrder);
+
+impl PartialEq for Ranked {
+    fn eq(&self, o: &Self) -> bool {
+        self.1.cmp(&self.0, &o.0) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.1.cmp(&self.0, &o.0)
+    }
+}
+
+/// Keeps the first `k` venues by an order without sorting everything.
+pub struct TopK {
+    k: usize,
+    order: VenueOrder,
+    heap: BinaryHeap<Ranked>,
+}
+
+impl TopK {
+    /// Up to `k` venues in `order`.
+    pub fn new(k: usize, order: VenueOrder) -> Self {
+        TopK {
+            k,
+            order,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// Would `row` enter the list? (Lets the caller skip building expensive fields.)
+    pub fn admits(&self, row: &VenueRow) -> bool {
+        if self.k == 0 {
+            return false;
+        }
+        if self.heap.len() < self.k {
+            return true;
+        }
+        let worst = self.heap.peek().expect("full heap");
+        self.order.cmp(row, &worst.0) == Ordering::Less
+    }
+
+    /// Offers a venue.
+    pub fn push(&mut self, row: VenueRow) {
+        if !self.admits(&row) {
+            return;
+        }
+        self.heap.push(Ranked(row, self.order));
+        if self.heap.len() > self.k {
+            self.heap.pop();
+        }
+    }
+
+    /// The venues, best first.
+    pub fn into_sorted(self) -> Vec<VenueRow> {
+        let mut v: Vec<VenueRow> = self.heap.into_iter().map(|r| r.0).collect();
+        let order = self.order;
+        v.sort_by(|a, b| order.cmp(a, b));
+        v
+    }
+}
+
+/// Sorts a full venue list.
+pub fn sort_venues(rows: &mut [VenueRow], order: VenueOrder) {
+    rows.sort_by(|a, b| order.cmp(a, b));
+}
+
+/// `venue_image_summary_stats`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SummaryStats {
+    /// Venues with at least one failed image.
+    pub total_venues_with_failures: i64,
+    /// Failed images (all venues).
+    pub total_failed_images: i64,
+    /// Uploaded images of the venues with failures.
+    pub total_uploaded_images: i64,
+    /// Sum of the venues' failure rates in tenths (for the mean).
+    pub sum_rate_tenths: i64,
+    /// Venues with a transient failure.
+    pub venues_with_transient: i64,
+    /// Venues with a permanent failure.
+    pub venues_with_permanent: i64,
+    /// Venues with an ambiguous failure.
+    pub venues_with_ambiguous: i64,
+}
+
+impl SummaryStats {
+    /// Adds one row.
+    pub fn add(&mut self, r: &RowScan) {
+        if r.failed == 0 {
+            return;
+        }
+        self.total_venues_with_failures += 1;
+        self.total_failed_images += r.failed;
+        self.total_uploaded_images += r.uploaded;
+        self.sum_rate_tenths += r.rate_tenths();
+        self.venues_with_transient += r.transient as i64;
+        self.venues_with_permanent += r.permanent as i64;
+        self.venues_with_ambiguous += r.ambiguous as i64;
+    }
+
+    /// Mean failure rate of the venues with failures (of their 1-decimal rates, as the
+    /// original computed it), rounded to one decimal.
+    pub fn average_failure_rate(&self) -> f64 {
+        mean_rate_pct(self.sum_rate_tenths, self.total_venues_with_failures)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! `jsonb` arguments and results without the text round trip.
+//!
+//! pgrx's `JsonB` converts through `jsonb_out` and serde_json, which is far too slow per
+//! row. [`Jsonb`] instead detoasts the datum and hands the core the binary container;
+//! [`JsonbResult`] returns either freshly encoded bytes or the input datum unchanged.
+
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::Datum;
+use pgrx::nullable::Nullable;
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::{FromDatum, IntoDatum};
+use venue_images_core::jsonb::{parse_varlena, Container, Malformed};
+
+/// A detoasted `jsonb` argument, borrowed for the duration of the call.
+pub struct Jsonb<'a> {
+    datum: pg_sys::Datum,
+    bytes: &'a [u8],
+}
+
+impl<'a> Jsonb<'a> {
+    /// Detoasts `datum` (a non-null jsonb datum) in the current memory context.
+    ///
+    /// # Safety
+    /// `datum` must be a valid, non-null `jsonb` datum that outlives `'a`.
+    pub unsafe fn from_datum(datum: pg_sys::Datum) -> Self {
+        unsafe {
+            let ptr = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            let len = varsize_any(ptr as *const u8);
+            Jsonb {
+                datum: pg_sys::Datum::from(ptr),
+                bytes: std::slice::from_raw_parts(ptr as *const u8, len),
+            }
+        }
+    }
+
+    /// The varlena bytes (header included).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The root container.
+    pub fn container(&self) -> Result<Container<'a>, Malformed> {
+        parse_varlena(self.bytes)
+    }
+
+    /// The (detoasted) datum, to hand back unchanged.
+    pub fn datum(&self) -> pg_sys::Datum {
+        self.datum
+    }
+}
+
+/// `VARSIZE_ANY` of an uncompressed, non-external varlena.
+///
+/// # Safety
+/// `ptr` must point at a detoasted varlena.
+pub unsafe fn varsize_any(ptr: *const u8) -> usize {
+    unsafe {
+        let first = *ptr;
+        if first & 0x01 == 0x01 {
+            (first >> 1) as usize
+        } else {
+            let h = u32::from_ne_bytes([*ptr, *ptr.add(1), *ptr.add(2), *ptr.add(3)]);
+            (h >> 2) as usize
+        }
+    }
+}
+
+impl FromDatum for Jsonb<'_> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null {
+            None
+        } else {
+            Some(unsafe { Jsonb::from_datum(datum) })
+        }
+    }
+}
+
+impl IntoDatum for Jsonb<'_> {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.datum)
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe {
+            arg.unbox_arg_using_from_datum()
+                .unwrap_or_else(|| panic!("argument {index} must not be null"))
+        }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
+    }
+}
+
+unsafe impl SqlTranslatable for Jsonb<'_> {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(Jsonb);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+/// A `jsonb` result: new bytes (a complete varlena) or an input datum passed through.
+pub enum JsonbResult {
+    /// Freshly encoded varlena bytes.
+    Bytes(Vec<u8>),
+    /// An argument returned as it is.
+    Datum(pg_sys::Datum),
+}
+
+impl IntoDatum for JsonbResult {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        match self {
+            JsonbResult::Datum(d) => Some(d),
+            JsonbResult::Bytes(b) => unsafe {
+                let ptr = pg_sys::palloc(b.len()) as *mut u8;
+                std::ptr::copy_nonoverlapping(b.as_ptr(), ptr, b.len());
+                Some(pg_sys::Datum::from(ptr))
+            },
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+unsafe impl BoxRet for JsonbResult {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        match self.into_datum() {
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+unsafe impl SqlTranslatable for JsonbResult {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(JsonbResult);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}

@@ -1,0 +1,185 @@
+//! Settings (GUCs) of the extension, registered in `_PG_init`.
+//!
+//! Table and column names are `SUSET`: the queue's `SECURITY DEFINER` functions write
+//! through them, so an unprivileged session must not redirect those writes. Set them with
+//! `ALTER DATABASE ... SET` (as a superuser), or `GRANT SET ON PARAMETER` to an admin role.
+//! The behaviour settings are `USERSET`.
+
+use crate::errors::VenueError;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
+use venue_images_core::classify::Classifier;
+
+const DEFAULT_TRANSIENT: &CStr =
+    c"rate_limited,service_unavailable,network_timeout,gateway_timeout,bad_gateway,server_error,network_error";
+const DEFAULT_PERMANENT: &CStr =
+    c"not_found,forbidden,auth_error,file_too_large,invalid_provider_url,not_an_image";
+
+pub static VENUES_TABLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"venues"));
+pub static IMAGES_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"venue_images"));
+pub static ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"id"));
+pub static NAME_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"name"));
+pub static CITY_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"city_id"));
+pub static SLUG_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"slug"));
+pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub static TRANSIENT_ERRORS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(DEFAULT_TRANSIENT));
+pub static PERMANENT_ERRORS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(DEFAULT_PERMANENT));
+pub static RETRY_BASE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static FOLDER_BASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"/venues"));
+
+/// Registers every setting. Called once from `_PG_init`.
+pub fn register() {
+    let suset = |name: &'static CStr,
+                 short: &'static CStr,
+                 setting: &'static GucSetting<Option<CString>>| {
+        GucRegistry::define_string_guc(
+            name,
+            short,
+            short,
+            setting,
+            GucContext::Suset,
+            GucFlags::default(),
+        );
+    };
+    suset(
+        c"venue_images.venues_table",
+        c"Relation holding venues (may be schema-qualified).",
+        &VENUES_TABLE,
+    );
+    suset(
+        c"venue_images.images_column",
+        c"jsonb column holding the image array.",
+        &IMAGES_COLUMN,
+    );
+    suset(c"venue_images.id_column", c"Venue id column.", &ID_COLUMN);
+    suset(
+        c"venue_images.name_column",
+        c"Venue name column (optional).",
+        &NAME_COLUMN,
+    );
+    suset(
+        c"venue_images.city_column",
+        c"Venue city id column (optional).",
+        &CITY_COLUMN,
+    );
+    suset(
+        c"venue_images.slug_column",
+        c"Venue slug column (optional).",
+        &SLUG_COLUMN,
+    );
+    GucRegistry::define_int_guc(
+        c"venue_images.max_retries",
+        c"Attempts before an image becomes permanently_failed.",
+        c"Attempts before an image becomes permanently_failed.",
+        &MAX_RETRIES,
+        0,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"venue_images.transient_errors",
+        c"Comma list of transient (retryable) error types; replaces the built-in list.",
+        c"Comma list of transient (retryable) error types; replaces the built-in list.",
+        &TRANSIENT_ERRORS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"venue_images.permanent_errors",
+        c"Comma list of permanent error types; replaces the built-in list.",
+        c"Comma list of permanent error types; replaces the built-in list.",
+        &PERMANENT_ERRORS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"venue_images.retry_base_seconds",
+        c"Backoff base: attempt n waits base * 2^(n-1) seconds with jitter.",
+        c"Backoff base: attempt n waits base * 2^(n-1) seconds with jitter.",
+        &RETRY_BASE_SECONDS,
+        0,
+        86_400,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"venue_images.folder_base",
+        c"ImageKit folder under which each venue gets its folder.",
+        c"ImageKit folder under which each venue gets its folder.",
+        &FOLDER_BASE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|c| c.to_string_lossy().into_owned())
+}
+
+/// The classifier in effect (the two lists).
+pub fn classifier() -> Classifier {
+    let t = string(&TRANSIENT_ERRORS);
+    let p = string(&PERMANENT_ERRORS);
+    Classifier::from_settings(t.as_deref(), p.as_deref())
+}
+
+/// `venue_images.max_retries`.
+pub fn max_retries() -> i64 {
+    MAX_RETRIES.get() as i64
+}
+
+/// `venue_images.retry_base_seconds`.
+pub fn retry_base_seconds() -> i64 {
+    RETRY_BASE_SECONDS.get() as i64
+}
+
+/// `venue_images.folder_base`.
+pub fn folder_base() -> String {
+    string(&FOLDER_BASE).unwrap_or_else(|| "/venues".into())
+}
+
+/// The configured names of the venues relation and its columns.
+#[derive(Debug, Clone)]
+pub struct TableNames {
+    /// As written in the setting (resolved with `to_regclass`).
+    pub table: String,
+    /// jsonb image array.
+    pub images: String,
+    /// Venue id.
+    pub id: String,
+    /// Venue name (optional column).
+    pub name: String,
+    /// City id (optional column).
+    pub city: String,
+    /// Slug (optional column).
+    pub slug: String,
+}
+
+/// Reads the table settings; an empty setting is an error (22023).
+pub fn table_names() -> Result<TableNames, VenueError> {
+    let get = |g: &GucSetting<Option<CString>>, name: &'static str| {
+        string(g)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(VenueError::BadSetting {
+                name,
+                problem: "must not be empty".into(),
+            })
+    };
+    Ok(TableNames {
+        table: get(&VENUES_TABLE, "venue_images.venues_table")?,
+        images: get(&IMAGES_COLUMN, "venue_images.images_column")?,
+        id: get(&ID_COLUMN, "venue_images.id_column")?,
+        name: get(&NAME_COLUMN, "venue_images.name_column")?,
+        city: get(&CITY_COLUMN, "venue_images.city_column")?,
+        slug: get(&SLUG_COLUMN, "venue_images.slug_column")?,
+    })
+}
