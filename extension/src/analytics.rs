@@ -1,67 +1,91 @@
-//! Table-level analytics over the configured venues table, each in one pass.
+//! Table-level analytics over the configured venues table, each one SQL statement: a
+//! parallel-safe aggregate over one scan of the table (see [`crate::aggregates`]).
 //!
 //! Functions that only need venues with failures read them through a GIN index on the
-//! images column when one exists (`@>` containment); otherwise they scan the table once.
-//! Malformed values never abort a query (see `venue_image_summary_stats`' health columns).
+//! images column when one exists and failures are rare (see
+//! [`crate::source::VenueSource::failures_filter`]). Malformed values never abort a
+//! query (see `venue_image_summary_stats`' health columns).
 
+// pgrx derives the SQL `RETURNS TABLE (...)` from the return type as written, so the
+// column tuples must stay inline rather than behind type aliases.
+#![allow(clippy::type_complexity)]
+
+use crate::aggregates::breakdown_node;
 use crate::datum::JsonbResult;
 use crate::errors::{Report, VenueError};
-use crate::scan::{self, VenueSource};
 use crate::settings;
+use crate::source::{self, VenueSource};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use std::borrow::Cow;
-use venue_images_core::analytics::{
-    failed_error_types, sort_venues, BreakdownRow, Scanner, SummaryStats, TopK, VenueOrder,
-    VenueRow,
-};
+use venue_images_core::analytics::{decode_rows, Stats, VenueRow};
 use venue_images_core::jsonb::{encode, Node};
-
-const ID: usize = 1;
-const NAME: usize = 2;
-const CITY: usize = 3;
-const IMAGES: usize = 4;
-
-type VenueCols = (
-    name!(id, Option<i64>),
-    name!(name, Option<String>),
-    name!(city_id, Option<i64>),
-    name!(total_images, i32),
-    name!(failed_count, i32),
-    name!(uploaded_count, i32),
-    name!(failure_rate_pct, f64),
-);
+use venue_images_core::wire::Reader;
 
 fn clamp(v: i64) -> i32 {
     v.min(i32::MAX as i64) as i32
 }
 
-fn venue_cols(v: &VenueRow) -> VenueCols {
-    (
-        v.id,
-        v.name.clone(),
-        v.city_id,
-        clamp(v.total_images),
-        clamp(v.failed_count),
-        clamp(v.uploaded_count),
-        v.failure_rate_pct(),
+/// Runs a one-row, one-column query and returns its bytea value.
+///
+/// No row limit is passed to SPI: a limit makes PostgreSQL run the plan without parallel
+/// workers ("Workers Launched: 0"), which would leave the analytics at the speed of one
+/// process while a bare scan of the table uses all of them.
+fn query_bytes(sql: &str) -> Result<Vec<u8>, VenueError> {
+    Ok(
+        Spi::connect(|client| client.select(sql, None, &[])?.first().get_one::<Vec<u8>>())?
+            .unwrap_or_default(),
     )
 }
 
-/// Scans the venues, calling `f(row, scan, images)` for every row.
-fn scan_venues(
-    src: &VenueSource,
-    only_failures: bool,
-    breakdown: bool,
-    scanner: &mut Scanner<'_>,
-    mut f: impl FnMut(&scan::Row, &venue_images_core::analytics::RowScan, Option<&[u8]>),
-) -> Result<(), VenueError> {
-    scan::for_each_row(&src.select_sql(only_failures), 4, |row| {
-        let images = row.varlena(IMAGES, true);
-        let r = scanner.scan(images, breakdown);
-        f(row, &r, images);
-    })?;
-    Ok(())
+/// Runs `venue_images_stats_state` over the table (all rows, or the filter's).
+fn stats(src: &VenueSource, filter: &str) -> Result<Stats, VenueError> {
+    let sql = format!(
+        "SELECT venue_images_stats_state({}) FROM {}{filter}",
+        src.images_expr, src.relation
+    );
+    let bytes = query_bytes(&sql)?;
+    Ok(Stats::decode(&bytes, settings::classifier())?)
+}
+
+/// Which venues a list keeps.
+struct List {
+    min_failures: i64,
+    require_uploaded: bool,
+    max_rows: Option<usize>,
+    by_priority: bool,
+    with_error_types: bool,
+}
+
+/// Runs `venue_images_venue_list` over the table.
+fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
+    let filter = src.failures_filter()?;
+    let sql = format!(
+        "SELECT venue_images_venue_list({id}, {name}, {city}, {img}, {min}, {up}, {max}, {prio}, {types})
+           FROM {rel}{filter}",
+        id = src.id_expr,
+        name = src.name_expr,
+        city = src.city_expr,
+        img = src.images_expr,
+        min = l.min_failures,
+        up = l.require_uploaded,
+        max = l.max_rows.map(|k| k.to_string()).unwrap_or_else(|| "NULL".into()),
+        prio = l.by_priority,
+        types = l.with_error_types,
+        rel = src.relation,
+    );
+    let bytes = query_bytes(&sql)?;
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = Reader::new(&bytes);
+    let rows = decode_rows(&mut r)?;
+    r.finish()?;
+    Ok(rows)
+}
+
+fn check_non_negative(name: &str, v: i32) -> Result<usize, VenueError> {
+    usize::try_from(v)
+        .map_err(|_| VenueError::InvalidParameter(format!("{name} must not be negative, got {v}")))
 }
 
 /// Failed images (`failed` + `permanently_failed`) counted by provider and error type,
@@ -79,24 +103,19 @@ fn venue_image_failure_breakdown() -> Result<
     >,
     ErrorReport,
 > {
-    let src = scan::resolve().report()?;
-    let classifier = settings::classifier();
-    let mut scanner = Scanner::new(&classifier);
-    scan::for_each_row(&src.select_images_sql(true), 1, |row| {
-        scanner.scan(row.varlena(1, true), true);
-    })
-    .report()?;
-    let rows = scanner.breakdown_rows();
-    Ok(TableIterator::new(rows.into_iter().map(
-        |r: BreakdownRow| {
+    let src = source::resolve().report()?;
+    let filter = src.failures_filter().report()?;
+    let st = stats(&src, &filter).report()?;
+    Ok(TableIterator::new(
+        st.scanner.breakdown_rows().into_iter().map(|r| {
             (
                 r.provider,
                 r.error_type,
                 r.error_class.as_str().to_string(),
                 r.count,
             )
-        },
-    )))
+        }),
+    ))
 }
 
 /// Every venue with at least one failed image, by `failed_count` then
@@ -117,28 +136,36 @@ fn venues_with_image_failures() -> Result<
     >,
     ErrorReport,
 > {
-    let src = scan::resolve().report()?;
-    let classifier = settings::classifier();
-    let mut scanner = Scanner::new(&classifier);
-    let mut rows = Vec::new();
-    scan_venues(&src, true, false, &mut scanner, |row, r, _| {
-        if r.failed > 0 {
-            rows.push(VenueRow::new(
-                row.i64(ID),
-                row.varlena(NAME, false),
-                row.i64(CITY),
-                r,
-            ));
-        }
-    })
+    let src = source::resolve().report()?;
+    let rows = venue_list(
+        &src,
+        List {
+            min_failures: 1,
+            require_uploaded: false,
+            max_rows: None,
+            by_priority: false,
+            with_error_types: false,
+        },
+    )
     .report()?;
-    sort_venues(&mut rows, VenueOrder::ByFailures);
-    Ok(TableIterator::new(rows.into_iter().map(|v| venue_cols(&v))))
+    Ok(TableIterator::new(rows.into_iter().map(|v| {
+        (
+            v.id,
+            v.name.clone(),
+            v.city_id,
+            clamp(v.total_images),
+            clamp(v.failed_count),
+            clamp(v.uploaded_count),
+            v.failure_rate_pct(),
+        )
+    })))
 }
 
-fn check_non_negative(name: &str, v: i32) -> Result<usize, VenueError> {
-    usize::try_from(v)
-        .map_err(|_| VenueError::InvalidParameter(format!("{name} must not be negative, got {v}")))
+fn opt_str(s: &Option<String>) -> Node<'_> {
+    match s {
+        Some(s) => Node::str(s.as_str()),
+        None => Node::Null,
+    }
 }
 
 /// Venues with at least `min_failures` failed images and at least one uploaded image
@@ -166,26 +193,32 @@ fn venue_image_partial_failure_candidates(
 > {
     let min = check_non_negative("min_failures", min_failures).report()? as i64;
     let k = check_non_negative("max_rows", max_rows).report()?;
-    let src = scan::resolve().report()?;
-    let classifier = settings::classifier();
-    let mut scanner = Scanner::new(&classifier);
-    let mut top = TopK::new(k, VenueOrder::ByFailures);
-    scan_venues(&src, min >= 1, false, &mut scanner, |row, r, images| {
-        if r.failed >= min && r.uploaded > 0 {
-            let mut v = VenueRow::new(row.i64(ID), row.varlena(NAME, false), row.i64(CITY), r);
-            if top.admits(&v) {
-                v.error_types = images.map(failed_error_types).unwrap_or_default();
-                top.push(v);
-            }
-        }
-    })
+    let src = source::resolve().report()?;
+    let rows = venue_list(
+        &src,
+        List {
+            min_failures: min.max(1),
+            require_uploaded: true,
+            max_rows: Some(k),
+            by_priority: false,
+            with_error_types: true,
+        },
+    )
     .report()?;
-    let mut out = Vec::new();
-    for v in top.into_sorted() {
+    let mut out = Vec::with_capacity(rows.len());
+    for v in rows {
         let types = Node::Array(v.error_types.iter().map(opt_str).collect());
         let json = JsonbResult::Bytes(encode(&types).report()?);
-        let c = venue_cols(&v);
-        out.push((c.0, c.1, c.2, c.3, c.4, c.5, c.6, json));
+        out.push((
+            v.id,
+            v.name.clone(),
+            v.city_id,
+            clamp(v.total_images),
+            clamp(v.failed_count),
+            clamp(v.uploaded_count),
+            v.failure_rate_pct(),
+            json,
+        ));
     }
     Ok(TableIterator::new(out))
 }
@@ -213,52 +246,30 @@ fn venue_image_high_priority_venues(
     ErrorReport,
 > {
     let k = check_non_negative("max_rows", max_rows).report()?;
-    let src = scan::resolve().report()?;
-    let classifier = settings::classifier();
-    let mut scanner = Scanner::new(&classifier);
-    let mut top = TopK::new(k, VenueOrder::ByPriority);
-    scan_venues(&src, true, false, &mut scanner, |row, r, _| {
-        if r.failed > 0 {
-            let v = VenueRow::new(row.i64(ID), None, row.i64(CITY), r);
-            if top.admits(&v) {
-                let name = row
-                    .varlena(NAME, false)
-                    .map(|b| String::from_utf8_lossy(b).into_owned());
-                top.push(VenueRow { name, ..v });
-            }
-        }
-    })
+    let src = source::resolve().report()?;
+    let rows = venue_list(
+        &src,
+        List {
+            min_failures: 1,
+            require_uploaded: false,
+            max_rows: Some(k),
+            by_priority: true,
+            with_error_types: false,
+        },
+    )
     .report()?;
-    Ok(TableIterator::new(top.into_sorted().into_iter().map(|v| {
-        let c = venue_cols(&v);
-        (c.0, c.1, c.2, c.3, c.4, c.5, c.6, v.priority_score())
+    Ok(TableIterator::new(rows.into_iter().map(|v| {
+        (
+            v.id,
+            v.name.clone(),
+            v.city_id,
+            clamp(v.total_images),
+            clamp(v.failed_count),
+            clamp(v.uploaded_count),
+            v.failure_rate_pct(),
+            v.priority_score(),
+        )
     })))
-}
-
-fn opt_str(s: &Option<String>) -> Node<'_> {
-    match s {
-        Some(s) => Node::str(s.as_str()),
-        None => Node::Null,
-    }
-}
-
-fn breakdown_json(rows: &[BreakdownRow]) -> Result<Vec<u8>, VenueError> {
-    let opt = opt_str;
-    let items = rows
-        .iter()
-        .map(|r| {
-            Node::Object(vec![
-                (Cow::Borrowed(&b"provider"[..]), opt(&r.provider)),
-                (Cow::Borrowed(&b"error_type"[..]), opt(&r.error_type)),
-                (
-                    Cow::Borrowed(&b"error_class"[..]),
-                    Node::str(r.error_class.as_str()),
-                ),
-                (Cow::Borrowed(&b"count"[..]), Node::int(r.count)),
-            ])
-        })
-        .collect();
-    Ok(encode(&Node::Array(items))?)
 }
 
 /// Dashboard summary in one pass over the whole table. Besides the failure figures it
@@ -285,27 +296,20 @@ fn venue_image_summary_stats() -> Result<
     >,
     ErrorReport,
 > {
-    let src = scan::resolve().report()?;
-    let classifier = settings::classifier();
-    let mut scanner = Scanner::new(&classifier);
-    let mut stats = SummaryStats::default();
-    scan::for_each_row(&src.select_images_sql(false), 1, |row| {
-        let r = scanner.scan(row.varlena(1, true), true);
-        stats.add(&r);
-    })
-    .report()?;
-    let mut top = scanner.breakdown_rows();
+    let src = source::resolve().report()?;
+    let st = stats(&src, "").report()?;
+    let mut top = st.scanner.breakdown_rows();
     top.truncate(5);
-    let top = JsonbResult::Bytes(breakdown_json(&top).report()?);
-    let h = scanner.health;
+    let top = JsonbResult::Bytes(encode(&breakdown_node(&top)).report()?);
+    let (s, h) = (&st.summary, st.scanner.health);
     Ok(TableIterator::once((
-        stats.total_venues_with_failures,
-        stats.total_failed_images,
-        stats.total_uploaded_images,
-        stats.average_failure_rate(),
-        stats.venues_with_transient,
-        stats.venues_with_permanent,
-        stats.venues_with_ambiguous,
+        s.total_venues_with_failures,
+        s.total_failed_images,
+        s.total_uploaded_images,
+        s.average_failure_rate(),
+        s.venues_with_transient,
+        s.venues_with_permanent,
+        s.venues_with_ambiguous,
         top,
         h.rows,
         h.null_values,

@@ -7,19 +7,25 @@
 //! - [`settings`]: the `venue_images.*` GUCs.
 //! - [`values`]: per-value functions (classification, scores, names, dedupe, merge, summary).
 //! - [`analytics`]: table-level statistics, one pass over the venues table.
-//! - [`scan`]: the zero-copy row scan behind the analytics.
+//! - [`aggregates`]: the parallel-safe aggregates those statistics run on.
+//! - [`source`]: the configured venues relation, resolved against the catalog.
 //! - [`datum`]: `jsonb` in and out without the text round trip.
 //! - [`errors`]: errors with SQLSTATEs.
+
+// pgrx raises errors with their SQLSTATE through `Result<T, ErrorReport>`; the report is
+// large, but errors are the cold path and this is the type PostgreSQL needs.
+#![allow(clippy::result_large_err)]
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod aggregates;
 pub mod analytics;
 pub mod datum;
 pub mod errors;
-pub mod scan;
 pub mod settings;
+pub mod source;
 pub mod values;
 
 /// Registers the settings when the library loads.
@@ -29,8 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod tests;
+mod sql_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

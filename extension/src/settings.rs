@@ -125,11 +125,32 @@ fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().map(|c| c.to_string_lossy().into_owned())
 }
 
-/// The classifier in effect (the two lists).
+/// The two list settings as last seen, and the classifier parsed from them.
+type CachedClassifier = (Option<CString>, Option<CString>, Classifier);
+
+thread_local! {
+    static CLASSIFIER: std::cell::RefCell<Option<CachedClassifier>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The classifier in effect (the two lists), parsed once per change of the settings.
 pub fn classifier() -> Classifier {
-    let t = string(&TRANSIENT_ERRORS);
-    let p = string(&PERMANENT_ERRORS);
-    Classifier::from_settings(t.as_deref(), p.as_deref())
+    let t = TRANSIENT_ERRORS.get();
+    let p = PERMANENT_ERRORS.get();
+    CLASSIFIER.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if let Some((ct, cp, c)) = cache.as_ref() {
+            if *ct == t && *cp == p {
+                return c.clone();
+            }
+        }
+        let c = Classifier::from_settings(
+            t.as_deref().map(|s| s.to_str().unwrap_or("")),
+            p.as_deref().map(|s| s.to_str().unwrap_or("")),
+        );
+        *cache = Some((t, p, c.clone()));
+        c
+    })
 }
 
 /// `venue_images.max_retries`.

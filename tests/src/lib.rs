@@ -1,1 +1,8 @@
+//! Test support for venue_images: deterministic datasets, the original application's
+//! SQL (the oracle and baseline), database helpers, and (later) fake ImageKit and
+//! provider servers. The `venue-images-dev` binary wraps these for scripts.
 
+pub mod bench;
+pub mod dataset;
+pub mod db;
+pub mod original;

@@ -1,5 +1,7 @@
-//! Table-level analytics in one pass: feed every venue row to a [`Scanner`] and the
-//! accumulators, then read the results.
+//! Table-level analytics in one pass. Every row of the venues table is fed to a state
+//! ([`Stats`] for the summary and breakdown, [`VenueList`] for venue lists); states built
+//! by parallel workers are merged ([`Stats::merge`], [`VenueList::merge`]) after crossing
+//! process boundaries as bytes ([`Stats::encode`] / [`Stats::decode`]).
 //!
 //! Table-level functions never abort on bad data: a NULL or non-array value counts as no
 //! images, non-object elements are ignored, and both are counted in [`Health`]. Keys are
@@ -8,8 +10,10 @@
 
 use crate::classify::{Classifier, ErrorClass};
 use crate::image::Status;
+use crate::jsonb::Malformed;
 use crate::jsonb::{parse_varlena, value_to_text, Container, Kind, Value};
 use crate::scores::{failure_rate_tenths, mean_rate_pct};
+use crate::wire::{Reader, Writer};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -128,17 +132,17 @@ pub struct BreakdownRow {
 }
 
 /// Reads rows, classifies failed images, and keeps the failure breakdown.
-pub struct Scanner<'c> {
-    classifier: &'c Classifier,
+pub struct Scanner {
+    classifier: Classifier,
     interner: Interner,
     breakdown: HashMap<(u32, u32), i64>,
     /// What the scan met.
     pub health: Health,
 }
 
-impl<'c> Scanner<'c> {
+impl Scanner {
     /// A scanner using `classifier` for error classes.
-    pub fn new(classifier: &'c Classifier) -> Self {
+    pub fn new(classifier: Classifier) -> Self {
         Scanner {
             classifier,
             interner: Interner::default(),
@@ -193,7 +197,7 @@ impl<'c> Scanner<'c> {
                     r.failed += 1;
                     let et = error_type_of(&obj);
                     let et_id = match &et {
-                        Some(b) => self.interner.intern(b, self.classifier),
+                        Some(b) => self.interner.intern(b, &self.classifier),
                         None => NULL_ID,
                     };
                     match self.interner.class(et_id) {
@@ -205,7 +209,7 @@ impl<'c> Scanner<'c> {
                     if breakdown {
                         let provider = text_of(obj.get("provider").ok().flatten());
                         let p_id = match &provider {
-                            Some(b) => self.interner.intern(b, self.classifier),
+                            Some(b) => self.interner.intern(b, &self.classifier),
                             None => NULL_ID,
                         };
                         *self.breakdown.entry((p_id, et_id)).or_insert(0) += 1;
@@ -455,6 +459,323 @@ impl SummaryStats {
     pub fn average_failure_rate(&self) -> f64 {
         mean_rate_pct(self.sum_rate_tenths, self.total_venues_with_failures)
     }
+}
+
+/// The state of `venue_images_stats`: summary figures, health and breakdown.
+pub struct Stats {
+    /// Row reader and breakdown.
+    pub scanner: Scanner,
+    /// Summary figures.
+    pub summary: SummaryStats,
+}
+
+impl Stats {
+    /// An empty state.
+    pub fn new(classifier: Classifier) -> Self {
+        Stats {
+            scanner: Scanner::new(classifier),
+            summary: SummaryStats::default(),
+        }
+    }
+
+    /// Adds one row's images value.
+    pub fn add(&mut self, images: Option<&[u8]>) {
+        let r = self.scanner.scan(images, true);
+        self.summary.add(&r);
+    }
+
+    /// Adds another state (from a parallel worker).
+    pub fn merge(&mut self, other: &Stats) {
+        let (a, b) = (&mut self.scanner, &other.scanner);
+        for (&(p, e), &n) in &b.breakdown {
+            let p2 = match b.interner.name(p) {
+                Some(name) => a.interner.intern(name, &a.classifier),
+                None => NULL_ID,
+            };
+            let e2 = match b.interner.name(e) {
+                Some(name) => a.interner.intern(name, &a.classifier),
+                None => NULL_ID,
+            };
+            *a.breakdown.entry((p2, e2)).or_insert(0) += n;
+        }
+        let (h, o) = (&mut a.health, &b.health);
+        h.rows += o.rows;
+        h.null_values += o.null_values;
+        h.non_array_values += o.non_array_values;
+        h.non_object_elements += o.non_object_elements;
+        h.malformed_values += o.malformed_values;
+        let (s, o) = (&mut self.summary, &other.summary);
+        s.total_venues_with_failures += o.total_venues_with_failures;
+        s.total_failed_images += o.total_failed_images;
+        s.total_uploaded_images += o.total_uploaded_images;
+        s.sum_rate_tenths += o.sum_rate_tenths;
+        s.venues_with_transient += o.venues_with_transient;
+        s.venues_with_permanent += o.venues_with_permanent;
+        s.venues_with_ambiguous += o.venues_with_ambiguous;
+    }
+
+    /// Serialises the state (the classifier is not included: it comes from the settings).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        let h = &self.scanner.health;
+        for v in [
+            h.rows,
+            h.null_values,
+            h.non_array_values,
+            h.non_object_elements,
+            h.malformed_values,
+        ] {
+            w.i64(v);
+        }
+        let s = &self.summary;
+        for v in [
+            s.total_venues_with_failures,
+            s.total_failed_images,
+            s.total_uploaded_images,
+            s.sum_rate_tenths,
+            s.venues_with_transient,
+            s.venues_with_permanent,
+            s.venues_with_ambiguous,
+        ] {
+            w.i64(v);
+        }
+        let names = &self.scanner.interner.names;
+        w.u32(names.len() as u32);
+        for n in names {
+            w.opt_bytes(Some(n));
+        }
+        w.u32(self.scanner.breakdown.len() as u32);
+        for (&(p, e), &n) in &self.scanner.breakdown {
+            w.u32(p);
+            w.u32(e);
+            w.i64(n);
+        }
+        w.buf
+    }
+
+    /// Reads a state written by [`Stats::encode`].
+    pub fn decode(bytes: &[u8], classifier: Classifier) -> Result<Stats, Malformed> {
+        let mut r = Reader::new(bytes);
+        let mut st = Stats::new(classifier);
+        let h = &mut st.scanner.health;
+        h.rows = r.i64()?;
+        h.null_values = r.i64()?;
+        h.non_array_values = r.i64()?;
+        h.non_object_elements = r.i64()?;
+        h.malformed_values = r.i64()?;
+        let s = &mut st.summary;
+        s.total_venues_with_failures = r.i64()?;
+        s.total_failed_images = r.i64()?;
+        s.total_uploaded_images = r.i64()?;
+        s.sum_rate_tenths = r.i64()?;
+        s.venues_with_transient = r.i64()?;
+        s.venues_with_permanent = r.i64()?;
+        s.venues_with_ambiguous = r.i64()?;
+        let n = r.count(4)?;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.opt_bytes()?.ok_or(Malformed("null name in state"))?;
+            ids.push(st.scanner.interner.intern(name, &st.scanner.classifier));
+        }
+        let n = r.count(16)?;
+        for _ in 0..n {
+            let map = |id: u32| -> Result<u32, Malformed> {
+                if id == NULL_ID {
+                    Ok(NULL_ID)
+                } else {
+                    ids.get(id as usize)
+                        .copied()
+                        .ok_or(Malformed("bad name id in state"))
+                }
+            };
+            let p = map(r.u32()?)?;
+            let e = map(r.u32()?)?;
+            let count = r.i64()?;
+            *st.scanner.breakdown.entry((p, e)).or_insert(0) += count;
+        }
+        r.finish()?;
+        Ok(st)
+    }
+}
+
+/// Which venues a [`VenueList`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListSpec {
+    /// Minimum failed images (at least 1 in every list).
+    pub min_failures: i64,
+    /// Require at least one uploaded image (partial failures).
+    pub require_uploaded: bool,
+    /// Keep at most this many (`None`: all).
+    pub max_rows: Option<usize>,
+    /// Order.
+    pub order: VenueOrder,
+    /// Fill in `error_types`.
+    pub with_error_types: bool,
+}
+
+/// The state of a venue list: the best venues so far, by the spec's order.
+pub struct VenueList {
+    /// What to keep.
+    pub spec: ListSpec,
+    /// Reader of images.
+    pub scanner: Scanner,
+    top: TopK,
+}
+
+impl VenueList {
+    /// An empty list.
+    pub fn new(spec: ListSpec, classifier: Classifier) -> Self {
+        VenueList {
+            spec,
+            scanner: Scanner::new(classifier),
+            top: TopK::new(spec.max_rows.unwrap_or(usize::MAX), spec.order),
+        }
+    }
+
+    /// Offers one venue row.
+    pub fn add(
+        &mut self,
+        id: Option<i64>,
+        name: Option<&[u8]>,
+        city_id: Option<i64>,
+        images: Option<&[u8]>,
+    ) {
+        let r = self.scanner.scan(images, false);
+        if r.failed < self.spec.min_failures.max(1)
+            || (self.spec.require_uploaded && r.uploaded == 0)
+        {
+            return;
+        }
+        let mut v = VenueRow::new(id, None, city_id, &r);
+        if !self.top.admits(&v) {
+            return;
+        }
+        v.name = name.map(|b| String::from_utf8_lossy(b).into_owned());
+        if self.spec.with_error_types {
+            v.error_types = images.map(failed_error_types).unwrap_or_default();
+        }
+        self.top.push(v);
+    }
+
+    /// Adds another list (from a parallel worker).
+    pub fn merge(&mut self, other: VenueList) {
+        let h = &mut self.scanner.health;
+        let o = &other.scanner.health;
+        h.rows += o.rows;
+        for v in other.top.into_sorted() {
+            self.top.push(v);
+        }
+    }
+
+    /// The venues, best first.
+    pub fn into_sorted(self) -> Vec<VenueRow> {
+        self.top.into_sorted()
+    }
+
+    /// A copy of the venues, best first (the state stays as it is).
+    pub fn sorted(&self) -> Vec<VenueRow> {
+        let mut v: Vec<VenueRow> = self.top.heap.iter().map(|r| r.0.clone()).collect();
+        let order = self.spec.order;
+        v.sort_by(|a, b| order.cmp(a, b));
+        v
+    }
+
+    /// Moves the contents out, leaving an empty list with the same spec.
+    pub fn take(&mut self) -> VenueList {
+        let empty = VenueList::new(self.spec, self.scanner.classifier.clone());
+        std::mem::replace(self, empty)
+    }
+
+    /// Serialises the spec and the rows kept.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.i64(self.spec.min_failures);
+        w.u8(self.spec.require_uploaded as u8);
+        w.opt_i64(self.spec.max_rows.map(|k| k as i64));
+        w.u8(matches!(self.spec.order, VenueOrder::ByPriority) as u8);
+        w.u8(self.spec.with_error_types as u8);
+        w.i64(self.scanner.health.rows);
+        let rows: Vec<&VenueRow> = self.top.heap.iter().map(|r| &r.0).collect();
+        encode_rows(&mut w, rows);
+        w.buf
+    }
+
+    /// Reads a list written by [`VenueList::encode`].
+    pub fn decode(bytes: &[u8], classifier: Classifier) -> Result<VenueList, Malformed> {
+        let mut r = Reader::new(bytes);
+        let spec = ListSpec {
+            min_failures: r.i64()?,
+            require_uploaded: r.u8()? != 0,
+            max_rows: r.opt_i64()?.map(|k| k.max(0) as usize),
+            order: if r.u8()? != 0 {
+                VenueOrder::ByPriority
+            } else {
+                VenueOrder::ByFailures
+            },
+            with_error_types: r.u8()? != 0,
+        };
+        let mut list = VenueList::new(spec, classifier);
+        list.scanner.health.rows = r.i64()?;
+        for v in decode_rows(&mut r)? {
+            list.top.push(v);
+        }
+        r.finish()?;
+        Ok(list)
+    }
+}
+
+/// Writes venue rows (used for lists crossing process boundaries and as final results).
+pub fn encode_rows<'a>(w: &mut Writer, rows: impl IntoIterator<Item = &'a VenueRow>) {
+    let rows: Vec<&VenueRow> = rows.into_iter().collect();
+    w.u32(rows.len() as u32);
+    for v in rows {
+        w.opt_i64(v.id);
+        w.opt_bytes(v.name.as_deref().map(str::as_bytes));
+        w.opt_i64(v.city_id);
+        w.i64(v.total_images);
+        w.i64(v.failed_count);
+        w.i64(v.uploaded_count);
+        w.i64(v.rate_tenths);
+        w.u8(v.has_transient as u8);
+        w.u32(v.error_types.len() as u32);
+        for t in &v.error_types {
+            w.opt_bytes(t.as_deref().map(str::as_bytes));
+        }
+    }
+}
+
+/// Reads rows written by [`encode_rows`].
+pub fn decode_rows(r: &mut Reader<'_>) -> Result<Vec<VenueRow>, Malformed> {
+    let n = r.count(40)?;
+    let mut out = Vec::with_capacity(n);
+    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    for _ in 0..n {
+        let id = r.opt_i64()?;
+        let name = text(r.opt_bytes()?);
+        let city_id = r.opt_i64()?;
+        let total_images = r.i64()?;
+        let failed_count = r.i64()?;
+        let uploaded_count = r.i64()?;
+        let rate_tenths = r.i64()?;
+        let has_transient = r.u8()? != 0;
+        let k = r.count(4)?;
+        let mut error_types = Vec::with_capacity(k);
+        for _ in 0..k {
+            error_types.push(text(r.opt_bytes()?));
+        }
+        out.push(VenueRow {
+            id,
+            name,
+            city_id,
+            total_images,
+            failed_count,
+            uploaded_count,
+            rate_tenths,
+            has_transient,
+            error_types,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

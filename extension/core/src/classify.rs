@@ -95,7 +95,7 @@ impl Classifier {
     pub fn classify_bytes(&self, error_type: Option<&[u8]>) -> ErrorClass {
         match error_type {
             None => ErrorClass::Unknown,
-            Some(b) if b.is_empty() => ErrorClass::Unknown,
+            Some([]) => ErrorClass::Unknown,
             Some(b) => {
                 if self.permanent.iter().any(|p| p.as_bytes() == b) {
                     ErrorClass::Permanent

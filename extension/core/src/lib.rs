@@ -11,6 +11,7 @@
 //! - [`image`]: typed access to image objects; the per-array summary.
 //! - [`dedupe`]: dedupe and merge of image arrays.
 //! - [`timestamp`]: ISO-8601 parsing.
+//! - [`wire`]: the byte format of aggregate states.
 
 pub mod analytics;
 pub mod classify;
@@ -20,3 +21,4 @@ pub mod jsonb;
 pub mod naming;
 pub mod scores;
 pub mod timestamp;
+pub mod wire;

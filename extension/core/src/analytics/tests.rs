@@ -8,8 +8,7 @@ fn bytes(json: &str) -> Vec<u8> {
 
 #[test]
 fn scan_counts_and_health() {
-    let c = Classifier::builtin();
-    let mut s = Scanner::new(&c);
+    let mut s = Scanner::new(Classifier::builtin());
     let row = bytes(
         r#"[{"upload_status":"uploaded","provider":"google_places"},
             {"upload_status":"failed","provider":"google_places","error_details":{"error_type":"rate_limited"}},
@@ -112,5 +111,91 @@ proptest! {
         sort_venues(&mut sorted, order);
         sorted.truncate(k);
         prop_assert_eq!(top.into_sorted(), sorted);
+    }
+}
+
+fn arb_row() -> impl Strategy<Value = Option<String>> {
+    let img =
+        (0u8..4, prop::option::of(0u8..3), prop::option::of(0u8..12)).prop_map(|(st, p, e)| {
+            let status = ["uploaded", "failed", "permanently_failed", "skipped_dev"][st as usize];
+            let mut parts = vec![format!(r#""upload_status":"{status}""#)];
+            if let Some(p) = p {
+                parts.push(format!(r#""provider":"p{p}""#));
+            }
+            if let Some(e) = e {
+                let et = crate::classify::BUILTIN_TRANSIENT
+                    .iter()
+                    .chain(crate::classify::BUILTIN_PERMANENT)
+                    .nth(e as usize)
+                    .copied()
+                    .unwrap_or("odd");
+                parts.push(format!(r#""error_details":{{"error_type":"{et}"}}"#));
+            }
+            format!("{{{}}}", parts.join(","))
+        });
+    prop_oneof![
+        8 => prop::collection::vec(prop_oneof![9 => img, 1 => Just("3".to_string())], 0..8)
+            .prop_map(|v| Some(format!("[{}]", v.join(",")))),
+        1 => Just(None),
+        1 => Just(Some(r#"{"not":"array"}"#.to_string())),
+    ]
+}
+
+fn stats_of(rows: &[Option<Vec<u8>>]) -> Stats {
+    let mut st = Stats::new(Classifier::builtin());
+    for r in rows {
+        st.add(r.as_deref());
+    }
+    st
+}
+
+fn list_of(spec: ListSpec, rows: &[(i64, Option<Vec<u8>>)]) -> VenueList {
+    let mut l = VenueList::new(spec, Classifier::builtin());
+    for (id, r) in rows {
+        l.add(
+            Some(*id),
+            Some(format!("v{id}").as_bytes()),
+            Some(id % 3),
+            r.as_deref(),
+        );
+    }
+    l
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Splitting rows across "workers", serialising and merging gives the same state.
+    #[test]
+    fn stats_merge_equals_single_pass(rows in prop::collection::vec(arb_row(), 0..60), cut in any::<prop::sample::Index>()) {
+        let rows: Vec<Option<Vec<u8>>> = rows.iter().map(|r| r.as_ref().map(|j| bytes(j))).collect();
+        let whole = stats_of(&rows);
+        let k = cut.index(rows.len() + 1);
+        let (a, b) = rows.split_at(k);
+        let mut left = Stats::decode(&stats_of(a).encode(), Classifier::builtin()).unwrap();
+        let right = Stats::decode(&stats_of(b).encode(), Classifier::builtin()).unwrap();
+        left.merge(&right);
+        prop_assert_eq!(left.summary.clone(), whole.summary.clone());
+        prop_assert_eq!(left.scanner.health, whole.scanner.health);
+        prop_assert_eq!(left.scanner.breakdown_rows(), whole.scanner.breakdown_rows());
+    }
+
+    #[test]
+    fn list_merge_equals_single_pass(rows in prop::collection::vec(arb_row(), 0..60), cut in any::<prop::sample::Index>(), k in prop::option::of(0usize..10), prio in any::<bool>(), up in any::<bool>()) {
+        let spec = ListSpec { min_failures: 1, require_uploaded: up, max_rows: k, order: if prio { VenueOrder::ByPriority } else { VenueOrder::ByFailures }, with_error_types: true };
+        let rows: Vec<(i64, Option<Vec<u8>>)> = rows.iter().enumerate().map(|(i, r)| (i as i64, r.as_ref().map(|j| bytes(j)))).collect();
+        let whole = list_of(spec, &rows).into_sorted();
+        let cut = cut.index(rows.len() + 1);
+        let (a, b) = rows.split_at(cut);
+        let mut left = VenueList::decode(&list_of(spec, a).encode(), Classifier::builtin()).unwrap();
+        let right = VenueList::decode(&list_of(spec, b).encode(), Classifier::builtin()).unwrap();
+        left.merge(right);
+        prop_assert_eq!(left.into_sorted(), whole);
+    }
+
+    #[test]
+    fn state_decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Stats::decode(&bytes, Classifier::builtin());
+        let _ = VenueList::decode(&bytes, Classifier::builtin());
     }
 }

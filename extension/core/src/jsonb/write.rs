@@ -178,7 +178,7 @@ fn write_children<'n, 'a: 'n>(
                 "jsonb container exceeds the maximum size (256 MB)",
             ));
         }
-        let meta = if i % JB_OFFSET_STRIDE == 0 {
+        let meta = if i.is_multiple_of(JB_OFFSET_STRIDE) {
             ty | totallen as u32 | JENTRY_HAS_OFF
         } else {
             ty | len as u32

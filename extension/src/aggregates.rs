@@ -1,0 +1,339 @@
+//! Parallel-safe aggregates behind the table-level analytics.
+//!
+//! Each row is read by the transition function inside whichever process scans it
+//! (parallel workers included); partial states are serialised, sent to the leader and
+//! combined. So the analytics run under the same parallel plan as a bare scan of the
+//! table, and each images value is detoasted exactly once.
+//!
+//! - `venue_images_stats(jsonb) → jsonb`: public; summary, health and breakdown of any
+//!   set of rows (e.g. `GROUP BY city_id`).
+//! - `venue_images_stats_state(jsonb) → bytea` and `venue_images_venue_list(...) → bytea`:
+//!   the same machinery with a binary result, used by the table functions.
+//!
+//! States are Rust values owned by the aggregate's memory context (a reset callback drops
+//! them), so nothing leaks when a query fails half-way.
+
+use crate::datum::{Jsonb, JsonbResult};
+use crate::errors::{PgResult, Report, VenueError};
+use crate::settings;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{Internal, PgMemoryContexts};
+use std::borrow::Cow;
+use venue_images_core::analytics::{
+    encode_rows, BreakdownRow, ListSpec, Stats, VenueList, VenueOrder,
+};
+use venue_images_core::jsonb::{encode, Node};
+use venue_images_core::wire::Writer;
+
+/// The aggregate's long-lived memory context; errors when not called as an aggregate.
+fn agg_context(fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::MemoryContext, ErrorReport> {
+    let mut cx: pg_sys::MemoryContext = std::ptr::null_mut();
+    // SAFETY: fcinfo is the live call info of this function.
+    let kind = unsafe { pg_sys::AggCheckCallContext(fcinfo, &mut cx) };
+    if kind == 0 || cx.is_null() {
+        return Err(ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            "venue_images aggregate support function called outside an aggregate",
+            "venue_images",
+        ));
+    }
+    Ok(cx)
+}
+
+/// Moves `value` into the aggregate context (dropped when the context resets).
+fn adopt<T>(cx: pg_sys::MemoryContext, value: T) -> Internal {
+    let ptr = PgMemoryContexts::For(cx).leak_and_drop_on_delete(value);
+    Internal::from(Some(pg_sys::Datum::from(ptr)))
+}
+
+/// The state behind an `internal` argument (`None` for SQL NULL).
+///
+/// # Safety
+/// The datum must have been produced by [`adopt`] with the same `T`, and the aggregate
+/// context that owns it must outlive `'a` (it does for the duration of a call).
+unsafe fn state_mut<'a, T>(s: Option<Internal>) -> Option<&'a mut T> {
+    let d = s.and_then(Internal::unwrap)?;
+    unsafe { d.cast_mut_ptr::<T>().as_mut() }
+}
+
+/// Hands a state back to PostgreSQL.
+fn internal<T>(st: &mut T) -> Option<Internal> {
+    Some(Internal::from(Some(pg_sys::Datum::from(st as *mut T))))
+}
+
+// ---- venue_images_stats ----
+
+/// Transition function of `venue_images_stats` (adds one row).
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_stats_transfn(
+    state: Option<Internal>,
+    images: Option<Jsonb<'_>>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> PgResult<Option<Internal>> {
+    let cx = agg_context(fcinfo)?;
+    let st = match unsafe { state_mut::<Stats>(state) } {
+        Some(st) => st,
+        None => unsafe { state_mut::<Stats>(Some(adopt(cx, Stats::new(settings::classifier())))) }
+            .expect("adopted state"),
+    };
+    st.add(images.as_ref().map(|j| j.bytes()));
+    Ok(internal(st))
+}
+
+/// Combine function of `venue_images_stats` (merges a worker's state).
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_stats_combinefn(
+    a: Option<Internal>,
+    b: Option<Internal>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> PgResult<Option<Internal>> {
+    let cx = agg_context(fcinfo)?;
+    match unsafe { (state_mut::<Stats>(a), state_mut::<Stats>(b)) } {
+        (Some(sa), Some(sb)) => {
+            sa.merge(sb);
+            Ok(internal(sa))
+        }
+        (Some(sa), None) => Ok(internal(sa)),
+        (None, Some(sb)) => {
+            let mut fresh = Stats::new(settings::classifier());
+            fresh.merge(sb);
+            Ok(Some(adopt(cx, fresh)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Serial function of `venue_images_stats` (state → bytes, also the final function of
+/// `venue_images_stats_state`).
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_stats_serialfn(state: Option<Internal>) -> Vec<u8> {
+    match unsafe { state_mut::<Stats>(state) } {
+        Some(st) => st.encode(),
+        None => Stats::new(settings::classifier()).encode(),
+    }
+}
+
+/// Deserial function of `venue_images_stats`.
+#[pg_extern(stable, strict, parallel_safe)]
+fn venue_images_stats_deserialfn(
+    bytes: &[u8],
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> PgResult<Internal> {
+    let cx = agg_context(fcinfo)?;
+    let st = Stats::decode(bytes, settings::classifier()).report()?;
+    Ok(adopt(cx, st))
+}
+
+fn opt_str(s: &Option<String>) -> Node<'_> {
+    match s {
+        Some(s) => Node::str(s.as_str()),
+        None => Node::Null,
+    }
+}
+
+/// The breakdown as a jsonb array of `{provider, error_type, error_class, count}`.
+pub fn breakdown_node(rows: &[BreakdownRow]) -> Node<'_> {
+    Node::Array(
+        rows.iter()
+            .map(|r| {
+                Node::Object(vec![
+                    (Cow::Borrowed(&b"provider"[..]), opt_str(&r.provider)),
+                    (Cow::Borrowed(&b"error_type"[..]), opt_str(&r.error_type)),
+                    (
+                        Cow::Borrowed(&b"error_class"[..]),
+                        Node::str(r.error_class.as_str()),
+                    ),
+                    (Cow::Borrowed(&b"count"[..]), Node::int(r.count)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// Final function of `venue_images_stats`: the figures as a jsonb object.
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_stats_finalfn(state: Option<Internal>) -> PgResult<JsonbResult> {
+    let empty;
+    let st = match unsafe { state_mut::<Stats>(state) } {
+        Some(st) => &*st,
+        None => {
+            empty = Stats::new(settings::classifier());
+            &empty
+        }
+    };
+    let s = &st.summary;
+    let h = &st.scanner.health;
+    let rows = st.scanner.breakdown_rows();
+    let num = |k: &'static str, v: i64| (Cow::Borrowed(k.as_bytes()), Node::int(v));
+    let rate =
+        venue_images_core::jsonb::encode_decimal(&format!("{:.1}", s.average_failure_rate()))
+            .map_err(|e| VenueError::InvalidParameter(e.to_string()))
+            .report()?;
+    let node = Node::Object(vec![
+        num("venues", h.rows),
+        num("null_image_values", h.null_values),
+        num("non_array_values", h.non_array_values),
+        num(
+            "non_object_elements",
+            h.non_object_elements + h.malformed_values,
+        ),
+        num("venues_with_failures", s.total_venues_with_failures),
+        num("failed_images", s.total_failed_images),
+        num("uploaded_images_of_failing_venues", s.total_uploaded_images),
+        (
+            Cow::Borrowed(&b"average_failure_rate"[..]),
+            Node::Num(Cow::Owned(rate)),
+        ),
+        num("venues_with_transient", s.venues_with_transient),
+        num("venues_with_permanent", s.venues_with_permanent),
+        num("venues_with_ambiguous", s.venues_with_ambiguous),
+        (Cow::Borrowed(&b"breakdown"[..]), breakdown_node(&rows)),
+    ]);
+    Ok(JsonbResult::Bytes(encode(&node).report()?))
+}
+
+// ---- venue_images_venue_list ----
+
+/// Transition function of `venue_images_venue_list`.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_venue_list_transfn(
+    state: Option<Internal>,
+    id: Option<i64>,
+    name: Option<&str>,
+    city_id: Option<i64>,
+    images: Option<Jsonb<'_>>,
+    min_failures: Option<i32>,
+    require_uploaded: Option<bool>,
+    max_rows: Option<i32>,
+    by_priority: Option<bool>,
+    with_error_types: Option<bool>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> PgResult<Option<Internal>> {
+    let cx = agg_context(fcinfo)?;
+    let list = match unsafe { state_mut::<VenueList>(state) } {
+        Some(list) => list,
+        None => {
+            let spec = ListSpec {
+                min_failures: min_failures.unwrap_or(1) as i64,
+                require_uploaded: require_uploaded.unwrap_or(false),
+                max_rows: max_rows.and_then(|k| usize::try_from(k).ok()),
+                order: if by_priority.unwrap_or(false) {
+                    VenueOrder::ByPriority
+                } else {
+                    VenueOrder::ByFailures
+                },
+                with_error_types: with_error_types.unwrap_or(false),
+            };
+            let fresh = adopt(cx, VenueList::new(spec, settings::classifier()));
+            unsafe { state_mut::<VenueList>(Some(fresh)) }.expect("adopted state")
+        }
+    };
+    list.add(
+        id,
+        name.map(str::as_bytes),
+        city_id,
+        images.as_ref().map(|j| j.bytes()),
+    );
+    Ok(internal(list))
+}
+
+/// Combine function of `venue_images_venue_list`.
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_venue_list_combinefn(
+    a: Option<Internal>,
+    b: Option<Internal>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> PgResult<Option<Internal>> {
+    let cx = agg_context(fcinfo)?;
+    match unsafe { (state_mut::<VenueList>(a), state_mut::<VenueList>(b)) } {
+        (Some(la), Some(lb)) => {
+            la.merge(lb.take());
+            Ok(internal(la))
+        }
+        (Some(la), None) => Ok(internal(la)),
+        (None, Some(lb)) => Ok(Some(adopt(cx, lb.take()))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Serial function of `venue_images_venue_list`.
+#[pg_extern(stable, strict, parallel_safe)]
+fn venue_images_venue_list_serialfn(state: Internal) -> Vec<u8> {
+    match unsafe { state_mut::<VenueList>(Some(state)) } {
+        Some(l) => l.encode(),
+        None => Vec::new(),
+    }
+}
+
+/// Deserial function of `venue_images_venue_list`.
+#[pg_extern(stable, strict, parallel_safe)]
+fn venue_images_venue_list_deserialfn(
+    bytes: &[u8],
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> PgResult<Internal> {
+    let cx = agg_context(fcinfo)?;
+    let l = VenueList::decode(bytes, settings::classifier()).report()?;
+    Ok(adopt(cx, l))
+}
+
+/// Final function of `venue_images_venue_list`: the rows, best first, as bytes.
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_venue_list_finalfn(state: Option<Internal>) -> PgResult<Vec<u8>> {
+    let rows = match unsafe { state_mut::<VenueList>(state) } {
+        Some(l) => l.sorted(),
+        None => Vec::new(),
+    };
+    let mut w = Writer::default();
+    encode_rows(&mut w, rows.iter());
+    Ok(w.buf)
+}
+
+extension_sql!(
+    r#"
+CREATE AGGREGATE venue_images_stats(jsonb) (
+    SFUNC = venue_images_stats_transfn, STYPE = internal,
+    FINALFUNC = venue_images_stats_finalfn,
+    COMBINEFUNC = venue_images_stats_combinefn,
+    SERIALFUNC = venue_images_stats_serialfn, DESERIALFUNC = venue_images_stats_deserialfn,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE venue_images_stats(jsonb) IS
+  'Failure figures, health counts and the (provider, error type) breakdown of a set of image arrays, as jsonb';
+
+CREATE AGGREGATE venue_images_stats_state(jsonb) (
+    SFUNC = venue_images_stats_transfn, STYPE = internal,
+    FINALFUNC = venue_images_stats_serialfn,
+    COMBINEFUNC = venue_images_stats_combinefn,
+    SERIALFUNC = venue_images_stats_serialfn, DESERIALFUNC = venue_images_stats_deserialfn,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE venue_images_stats_state(jsonb) IS
+  'Internal: the state of venue_images_stats as bytes (used by the table-level functions)';
+
+CREATE AGGREGATE venue_images_venue_list(
+    id bigint, name text, city_id bigint, images jsonb,
+    min_failures int, require_uploaded bool, max_rows int, by_priority bool, with_error_types bool) (
+    SFUNC = venue_images_venue_list_transfn, STYPE = internal,
+    FINALFUNC = venue_images_venue_list_finalfn,
+    COMBINEFUNC = venue_images_venue_list_combinefn,
+    SERIALFUNC = venue_images_venue_list_serialfn, DESERIALFUNC = venue_images_venue_list_deserialfn,
+    PARALLEL = SAFE);
+COMMENT ON AGGREGATE venue_images_venue_list(bigint, text, bigint, jsonb, int, bool, int, bool, bool) IS
+  'Internal: the best venues with failed images by a given order, as bytes (used by the table-level functions)';
+"#,
+    name = "aggregates",
+    requires = [
+        venue_images_stats_transfn,
+        venue_images_stats_combinefn,
+        venue_images_stats_serialfn,
+        venue_images_stats_deserialfn,
+        venue_images_stats_finalfn,
+        venue_images_venue_list_transfn,
+        venue_images_venue_list_combinefn,
+        venue_images_venue_list_serialfn,
+        venue_images_venue_list_deserialfn,
+        venue_images_venue_list_finalfn
+    ]
+);

@@ -1,0 +1,573 @@
+//! `#[pg_test]`s of the SQL surface: names and signatures, NULL handling, SQLSTATEs,
+//! settings, and the analytics on small edge-case tables. Each test runs in its own
+//! rolled-back transaction.
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn one<T: pgrx::FromDatum + pgrx::IntoDatum>(sql: &str) -> Option<T> {
+        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn text(sql: &str) -> Option<String> {
+        one::<String>(sql)
+    }
+
+    fn run(sql: &str) {
+        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs `stmt` in PL/pgSQL and requires it to fail with exactly `sqlstate`; returns the
+    /// error message.
+    fn expect_sqlstate(stmt: &str, sqlstate: &str) -> String {
+        let body = format!(
+            "DO $t$ DECLARE msg text; BEGIN
+               BEGIN {stmt}; EXCEPTION WHEN SQLSTATE '{sqlstate}' THEN
+                 GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+                 PERFORM set_config('venue_images_test.msg', msg, true);
+                 RETURN;
+               END;
+               RAISE EXCEPTION 'expected SQLSTATE {sqlstate} from: %', {lit};
+             END $t$",
+            lit = pgrx::spi::quote_literal(stmt)
+        );
+        run(&body);
+        text("SELECT current_setting('venue_images_test.msg')").unwrap_or_default()
+    }
+
+    #[pg_test]
+    fn every_documented_function_exists_with_its_signature() {
+        for (sig, ret) in [
+            ("venue_image_classify_error(text)", "text"),
+            ("venue_image_error_type(integer)", "text"),
+            (
+                "venue_image_quality_score(integer,integer)",
+                "double precision",
+            ),
+            (
+                "venue_image_priority_score(integer,double precision,boolean)",
+                "double precision",
+            ),
+            ("venue_image_file_name(text,text)", "text"),
+            ("venue_image_folder(text,bigint)", "text"),
+            ("venue_images_dedupe(jsonb)", "jsonb"),
+            ("venue_images_merge(jsonb,jsonb)", "jsonb"),
+            ("venue_images_summary(jsonb)", "record"),
+            ("venue_image_failure_breakdown()", "record"),
+            ("venues_with_image_failures()", "record"),
+            (
+                "venue_image_partial_failure_candidates(integer,integer)",
+                "record",
+            ),
+            ("venue_image_high_priority_venues(integer)", "record"),
+            ("venue_image_summary_stats()", "record"),
+        ] {
+            let got = text(&format!("SELECT format_type(prorettype, NULL) FROM pg_proc WHERE oid = '{sig}'::regprocedure"));
+            assert_eq!(got.as_deref(), Some(ret), "{sig}");
+        }
+        // Output columns of the table functions, in order.
+        let cols = text(
+            "SELECT string_agg(a, ',' ORDER BY o) FROM pg_proc p,
+               unnest(p.proargnames, p.proargmodes) WITH ORDINALITY AS t(a, m, o)
+             WHERE p.oid = 'venue_image_failure_breakdown()'::regprocedure AND m = 't'",
+        );
+        assert_eq!(
+            cols.as_deref(),
+            Some("provider,error_type,error_class,count")
+        );
+        let cols = text(
+            "SELECT string_agg(a, ',' ORDER BY o) FROM pg_proc p,
+               unnest(p.proargnames, p.proargmodes) WITH ORDINALITY AS t(a, m, o)
+             WHERE p.oid = 'venues_with_image_failures()'::regprocedure AND m = 't'",
+        );
+        assert_eq!(
+            cols.as_deref(),
+            Some("id,name,city_id,total_images,failed_count,uploaded_count,failure_rate_pct")
+        );
+        let cols = text(
+            "SELECT string_agg(a, ',' ORDER BY o) FROM pg_proc p,
+               unnest(p.proargnames, p.proargmodes) WITH ORDINALITY AS t(a, m, o)
+             WHERE p.oid = 'venue_images_summary(jsonb)'::regprocedure AND m = 'o'",
+        );
+        assert_eq!(
+            cols.as_deref(),
+            Some(
+                "total,uploaded,failed,permanently_failed,transient,permanent,ambiguous,retryable"
+            )
+        );
+        // Defaults.
+        assert_eq!(
+            text("SELECT pg_get_function_identity_arguments('venue_image_partial_failure_candidates(int,int)'::regprocedure)").as_deref(),
+            Some("min_failures integer, max_rows integer")
+        );
+        assert_eq!(
+            text("SELECT pg_get_function_arguments('venue_image_partial_failure_candidates(int,int)'::regprocedure)").as_deref(),
+            Some("min_failures integer DEFAULT 1, max_rows integer DEFAULT 100")
+        );
+        assert_eq!(
+            text("SELECT pg_get_function_arguments('venue_image_high_priority_venues(int)'::regprocedure)").as_deref(),
+            Some("max_rows integer DEFAULT 50")
+        );
+    }
+
+    #[pg_test]
+    fn volatility_and_parallel_safety_are_declared() {
+        for (f, vol, par) in [
+            ("venue_image_error_type(integer)", "i", "s"),
+            ("venue_image_quality_score(integer,integer)", "i", "s"),
+            ("venue_images_dedupe(jsonb)", "i", "s"),
+            ("venue_image_classify_error(text)", "s", "s"),
+            ("venue_images_summary(jsonb)", "s", "s"),
+            ("venue_image_summary_stats()", "s", "r"),
+        ] {
+            let got = text(&format!(
+                "SELECT provolatile::text || proparallel::text FROM pg_proc WHERE oid = '{f}'::regprocedure"
+            ));
+            assert_eq!(got, Some(format!("{vol}{par}")), "{f}");
+        }
+    }
+
+    #[pg_test]
+    fn classification_and_status_table() {
+        assert_eq!(
+            text("SELECT venue_image_classify_error('rate_limited')").as_deref(),
+            Some("transient")
+        );
+        assert_eq!(
+            text("SELECT venue_image_classify_error('server_error')").as_deref(),
+            Some("transient")
+        );
+        assert_eq!(
+            text("SELECT venue_image_classify_error('not_found')").as_deref(),
+            Some("permanent")
+        );
+        assert_eq!(
+            text("SELECT venue_image_classify_error('http_error')").as_deref(),
+            Some("ambiguous")
+        );
+        assert_eq!(
+            text("SELECT venue_image_classify_error('')").as_deref(),
+            Some("unknown")
+        );
+        assert_eq!(
+            text("SELECT venue_image_classify_error(NULL)").as_deref(),
+            Some("unknown")
+        );
+        for (code, t) in [
+            (429, "rate_limited"),
+            (401, "auth_error"),
+            (403, "forbidden"),
+            (404, "not_found"),
+            (500, "server_error"),
+            (502, "bad_gateway"),
+            (503, "service_unavailable"),
+            (504, "gateway_timeout"),
+            (418, "http_error"),
+        ] {
+            assert_eq!(
+                text(&format!("SELECT venue_image_error_type({code})")).as_deref(),
+                Some(t)
+            );
+        }
+        assert_eq!(text("SELECT venue_image_error_type(NULL)"), None);
+        let msg = expect_sqlstate("PERFORM venue_image_error_type(0)", "22023");
+        assert!(msg.contains("HTTP status"), "{msg}");
+    }
+
+    #[pg_test]
+    fn settings_replace_lists_and_change_retryable() {
+        run("SET LOCAL venue_images.transient_errors = 'custom_a, custom_b'");
+        assert_eq!(
+            text("SELECT venue_image_classify_error('custom_b')").as_deref(),
+            Some("transient")
+        );
+        assert_eq!(
+            text("SELECT venue_image_classify_error('rate_limited')").as_deref(),
+            Some("ambiguous")
+        );
+        run("SET LOCAL venue_images.permanent_errors = ''");
+        assert_eq!(
+            text("SELECT venue_image_classify_error('not_found')").as_deref(),
+            Some("ambiguous")
+        );
+        run("RESET venue_images.transient_errors; RESET venue_images.permanent_errors");
+        let arr = r#"'[{"upload_status":"failed","retry_count":2,"error_details":{"error_type":"rate_limited"}}]'"#;
+        assert_eq!(
+            one::<i32>(&format!(
+                "SELECT retryable FROM venue_images_summary({arr})"
+            )),
+            Some(1)
+        );
+        run("SET LOCAL venue_images.max_retries = 2");
+        assert_eq!(
+            one::<i32>(&format!(
+                "SELECT retryable FROM venue_images_summary({arr})"
+            )),
+            Some(0)
+        );
+        run("SET LOCAL venue_images.folder_base = '/venues_test/'");
+        assert_eq!(
+            text("SELECT venue_image_folder('x', 1)").as_deref(),
+            Some("/venues_test/x")
+        );
+        assert_eq!(
+            text("SHOW venue_images.retry_base_seconds").as_deref(),
+            Some("30")
+        );
+        expect_sqlstate("SET venue_images.max_retries = -1", "22023");
+    }
+
+    #[pg_test]
+    fn scores_and_names() {
+        assert_eq!(
+            one::<f64>("SELECT venue_image_quality_score(4032, 3024)"),
+            Some(1.0)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_quality_score(2000, 2000)"),
+            Some(0.95)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_quality_score(1920, 1080)"),
+            Some(0.66288)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_quality_score(800, 800)"),
+            Some(0.362)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_quality_score(1000, 400)"),
+            Some(0.27)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_quality_score(NULL, 400)"),
+            Some(0.1)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_priority_score(3, 30.0, true)"),
+            Some(80.0)
+        );
+        assert_eq!(
+            one::<f64>("SELECT venue_image_priority_score(NULL, 30.0, true)"),
+            None
+        );
+        expect_sqlstate(
+            "PERFORM venue_image_priority_score(-1, 30.0, true)",
+            "22023",
+        );
+        expect_sqlstate(
+            "PERFORM venue_image_priority_score(1, 'NaN', true)",
+            "22023",
+        );
+        let a = text("SELECT venue_image_file_name('https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference=A&key=K1', 'google_places')").unwrap();
+        let b = text("SELECT venue_image_file_name('https://maps.googleapis.com/maps/api/place/photo?key=K2&photo_reference=A&maxwidth=1600', 'google_places')").unwrap();
+        let c = text("SELECT venue_image_file_name('https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference=B&key=K1', 'google_places')").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("gp-") && a.ends_with(".jpg"));
+        assert_eq!(text("SELECT venue_image_file_name(NULL, 'here')"), None);
+        assert!(
+            text("SELECT venue_image_file_name('https://x/y.png', NULL)")
+                .unwrap()
+                .starts_with("xx-")
+        );
+        expect_sqlstate("PERFORM venue_image_file_name('', 'here')", "22023");
+        assert_eq!(
+            text("SELECT venue_image_folder('Blue Note', 7)").as_deref(),
+            Some("/venues/blue-note")
+        );
+        assert_eq!(
+            text("SELECT venue_image_folder(NULL, 7)").as_deref(),
+            Some("/venues/venue-7")
+        );
+        assert_eq!(text("SELECT venue_image_folder(NULL, NULL)"), None);
+    }
+
+    #[pg_test]
+    fn dedupe_and_merge_in_sql() {
+        let out = text(
+            r#"SELECT venue_images_dedupe('[
+                {"provider_url":"p","url":"https://ik/p.jpg","upload_status":"uploaded","quality_score":0.5,"retry_count":1,"attribution":"keep"},
+                {"provider_url":"p","url":"p","upload_status":"failed","quality_score":0.5,"retry_count":2,"fetched_at":"2030-01-01T00:00:00Z"},
+                "loose", {"no":"key"}
+            ]')::text"#,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some(
+                r#"[{"url": "https://ik/p.jpg", "attribution": "keep", "retry_count": 2, "provider_url": "p", "quality_score": 0.5, "upload_status": "uploaded"}, "loose", {"no": "key"}]"#
+            )
+        );
+        assert_eq!(text("SELECT venue_images_dedupe(NULL)::text"), None);
+        assert_eq!(
+            text("SELECT venue_images_dedupe('[]')::text").as_deref(),
+            Some("[]")
+        );
+        assert_eq!(text("SELECT venue_images_merge(NULL, NULL)::text"), None);
+        assert_eq!(
+            text(r#"SELECT venue_images_merge(NULL, '[{"url":"a"}]')::text"#).as_deref(),
+            Some(r#"[{"url": "a"}]"#)
+        );
+        assert_eq!(
+            text(r#"SELECT venue_images_merge('[{"url":"a","upload_status":"uploaded"}]', '[{"url":"a","upload_status":"failed"},{"url":"b"}]')::text"#).as_deref(),
+            Some(r#"[{"url": "a", "upload_status": "uploaded"}, {"url": "b"}]"#)
+        );
+        // Results are real jsonb: operators and equality work on them.
+        assert_eq!(
+            one::<bool>(
+                r#"SELECT venue_images_dedupe('[{"url":"b","quality_score":0.1},{"url":"a","quality_score":0.9}]') = '[{"url":"a","quality_score":0.9},{"url":"b","quality_score":0.1}]'::jsonb"#
+            ),
+            Some(true)
+        );
+        // A huge array.
+        assert_eq!(
+            one::<i32>("SELECT jsonb_array_length(venue_images_dedupe((SELECT jsonb_agg(jsonb_build_object('url', 'u' || (g % 50000), 'quality_score', g % 7)) FROM generate_series(1, 200000) g)))"),
+            Some(50000)
+        );
+    }
+
+    #[pg_test]
+    fn bad_input_raises_22023_naming_the_problem() {
+        for (stmt, needle) in [
+            (
+                r#"PERFORM venue_images_dedupe('{"url":"a"}')"#,
+                "must be a JSON array, got object",
+            ),
+            (r#"PERFORM venue_images_dedupe('"text"')"#, "got string"),
+            (r#"PERFORM venue_images_dedupe('42')"#, "got number"),
+            (r#"PERFORM venue_images_dedupe('null')"#, "got null"),
+            (
+                r#"PERFORM venue_images_dedupe('[{"url":1}]')"#,
+                "\"url\" must be a string",
+            ),
+            (
+                r#"PERFORM venue_images_dedupe('[{"url":"a","quality_score":"hi"}]')"#,
+                "\"quality_score\" must be a number",
+            ),
+            (
+                r#"PERFORM venue_images_dedupe('[{"url":"a","retry_count":[1]}]')"#,
+                "\"retry_count\" must be a number",
+            ),
+            (
+                r#"PERFORM venue_images_merge('[]', '{}')"#,
+                "must be a JSON array",
+            ),
+            (
+                r#"PERFORM venue_images_summary('{}')"#,
+                "must be a JSON array",
+            ),
+            (
+                r#"PERFORM venue_images_summary('[{"upload_status":true}]')"#,
+                "\"upload_status\" must be a string",
+            ),
+            (
+                r#"PERFORM venue_images_summary('[{"upload_status":"failed","error_details":{"error_type":7}}]')"#,
+                "error_details.error_type",
+            ),
+        ] {
+            let msg = expect_sqlstate(stmt, "22023");
+            assert!(msg.contains(needle), "{stmt}: {msg}");
+        }
+    }
+
+    #[pg_test]
+    fn summary_counts_and_nulls() {
+        let row = text(
+            r#"SELECT row(s.*)::text FROM venue_images_summary('[
+                {"upload_status":"uploaded"},
+                {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":1},
+                {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":3},
+                {"upload_status":"failed","error_details":{"error_type":"not_found"}},
+                {"upload_status":"permanently_failed","error_details":{"error_type":"weird"}},
+                {"upload_status":"failed"}, {"upload_status":"skipped_dev"}, {}, "x", 1]') s"#,
+        );
+        assert_eq!(row.as_deref(), Some("(8,1,4,1,2,1,1,1)"));
+        assert_eq!(
+            one::<i32>("SELECT (venue_images_summary(NULL)).total"),
+            None
+        );
+    }
+
+    fn venues_table(name: &str) {
+        run(&format!(
+            "CREATE TABLE {name} (id bigserial PRIMARY KEY, name varchar NOT NULL, slug varchar, city_id bigint, venue_images jsonb);
+             SET LOCAL venue_images.venues_table = '{name}';"
+        ));
+    }
+
+    const EDGE_ROWS: &str = r#"
+        ('A', 1, '[{"upload_status":"failed","provider":"google_places","error_details":{"error_type":"rate_limited"}},
+                  {"upload_status":"uploaded","provider":"google_places"},
+                  {"upload_status":"permanently_failed","provider":"here","error_details":{"error_type":"not_found"}}]'),
+        ('B', 1, '[{"upload_status":"failed","provider":"foursquare","error_details":{"error_type":"http_error"}}]'),
+        ('C', 2, '[{"upload_status":"failed"}, 5, "str", {"upload_status":"uploaded"}]'),
+        ('D', 2, '{"upload_status":"failed"}'),
+        ('E', NULL, NULL),
+        ('F', 3, '"scalar"'),
+        ('G', 3, '[]'),
+        ('H', 3, '[{"upload_status":"uploaded"}]')"#;
+
+    #[pg_test]
+    fn analytics_skip_and_count_malformed_rows() {
+        venues_table("t_edge");
+        run(&format!(
+            "INSERT INTO t_edge (name, city_id, venue_images) VALUES {EDGE_ROWS}"
+        ));
+        let breakdown = text(
+            "SELECT string_agg(concat_ws('/', provider, error_type, error_class, count), ' ') FROM venue_image_failure_breakdown()",
+        );
+        assert_eq!(
+            breakdown.as_deref(),
+            Some("foursquare/http_error/ambiguous/1 google_places/rate_limited/transient/1 here/not_found/permanent/1 unknown/1")
+        );
+        let venues = text(
+            "SELECT string_agg(concat_ws('/', name, total_images, failed_count, uploaded_count, failure_rate_pct), ' ') FROM venues_with_image_failures()",
+        );
+        assert_eq!(
+            venues.as_deref(),
+            Some("A/3/2/1/66.7 B/1/1/0/100 C/2/1/1/50")
+        );
+        let cand = text(
+            "SELECT string_agg(concat_ws('/', name, failed_count, error_types::text), ' ') FROM venue_image_partial_failure_candidates(1, 10)",
+        );
+        assert_eq!(
+            cand.as_deref(),
+            Some(r#"A/2/["rate_limited", "not_found"] C/1/[null]"#)
+        );
+        let prio = text(
+            "SELECT string_agg(concat_ws('/', name, priority_score), ' ') FROM venue_image_high_priority_venues(2)",
+        );
+        assert_eq!(prio.as_deref(), Some("B/110 A/106.7"));
+        let stats = text("SELECT row(s.*)::text FROM venue_image_summary_stats() s");
+        assert_eq!(
+            stats.as_deref(),
+            Some(
+                r#"(3,4,2,72.2,1,1,1,"[{""count"": 1, ""provider"": ""foursquare"", ""error_type"": ""http_error"", ""error_class"": ""ambiguous""}, {""count"": 1, ""provider"": ""google_places"", ""error_type"": ""rate_limited"", ""error_class"": ""transient""}, {""count"": 1, ""provider"": ""here"", ""error_type"": ""not_found"", ""error_class"": ""permanent""}, {""count"": 1, ""provider"": null, ""error_type"": null, ""error_class"": ""unknown""}]",8,1,2,2)"#
+            )
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM venue_image_partial_failure_candidates(1, 0)"),
+            Some(0)
+        );
+        expect_sqlstate(
+            "PERFORM * FROM venue_image_partial_failure_candidates(1, -1)",
+            "22023",
+        );
+        expect_sqlstate(
+            "PERFORM * FROM venue_image_high_priority_venues(-5)",
+            "22023",
+        );
+    }
+
+    #[pg_test]
+    fn analytics_agree_with_and_without_a_gin_index() {
+        venues_table("t_gin");
+        run(&format!(
+            "INSERT INTO t_gin (name, city_id, venue_images) VALUES {EDGE_ROWS}"
+        ));
+        let q = "SELECT string_agg(concat_ws('/', name, failed_count), ' ') FROM venues_with_image_failures()";
+        let without = text(q);
+        run("CREATE INDEX ON t_gin USING gin (venue_images)");
+        assert_eq!(text(q), without);
+        run("SET LOCAL enable_seqscan = off");
+        assert_eq!(text(q), without);
+    }
+
+    #[pg_test]
+    fn configured_table_columns_and_errors() {
+        run(
+            "CREATE SCHEMA other; CREATE TABLE other.places (place_id int, title text, imgs jsonb)",
+        );
+        run(
+            r#"INSERT INTO other.places VALUES (7, 'P', '[{"upload_status":"failed","provider":"here"}]')"#,
+        );
+        run("SET LOCAL venue_images.venues_table = 'other.places'");
+        run("SET LOCAL venue_images.id_column = 'place_id'");
+        run("SET LOCAL venue_images.name_column = 'title'");
+        run("SET LOCAL venue_images.images_column = 'imgs'");
+        // city_id is absent: reported as NULL.
+        assert_eq!(
+            text("SELECT concat_ws('/', id, name, coalesce(city_id::text, 'null')) FROM venues_with_image_failures()").as_deref(),
+            Some("7/P/null")
+        );
+        run("SET LOCAL venue_images.venues_table = 'nope'");
+        let msg = expect_sqlstate("PERFORM * FROM venue_image_failure_breakdown()", "42P01");
+        assert!(msg.contains("\"nope\""), "{msg}");
+        run("SET LOCAL venue_images.venues_table = 'other.places'");
+        run("SET LOCAL venue_images.images_column = 'missing'");
+        expect_sqlstate("PERFORM * FROM venue_image_summary_stats()", "42703");
+        run("SET LOCAL venue_images.images_column = 'title'");
+        expect_sqlstate("PERFORM * FROM venue_image_summary_stats()", "42804");
+        run("SET LOCAL venue_images.images_column = ''");
+        expect_sqlstate("PERFORM * FROM venue_image_summary_stats()", "22023");
+    }
+
+    #[pg_test]
+    fn json_column_is_read_too() {
+        run("CREATE TABLE t_json (id int, name text, city_id int, venue_images json)");
+        run(
+            r#"INSERT INTO t_json VALUES (1, 'J', 1, '[{"upload_status":"failed"},{"upload_status":"uploaded"}]')"#,
+        );
+        run("SET LOCAL venue_images.venues_table = 't_json'");
+        assert_eq!(
+            one::<i64>("SELECT total_failed_images FROM venue_image_summary_stats()"),
+            Some(1)
+        );
+    }
+
+    /// Our encoder against the server's own `jsonb_in`, byte for byte, on random values.
+    #[pg_test]
+    fn encoder_matches_jsonb_in_byte_for_byte() {
+        use venue_images_core::jsonb::{encode, parse_json};
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        fn value(next: &mut dyn FnMut() -> u64, depth: u32) -> String {
+            match next() % if depth > 3 { 6 } else { 8 } {
+                0 => "null".into(),
+                1 => "true".into(),
+                2 => format!("{}", (next() as i64) >> (next() % 60)),
+                3 => format!(
+                    "{}.{:0>3}",
+                    (next() % 100_000) as i64 - 50_000,
+                    next() % 1000
+                ),
+                4 => format!("{}e{}", next() % 1000, (next() % 40) as i64 - 20),
+                5 => format!("\"s{}\\n\\u00e9\"", next() % 1000),
+                6 => {
+                    let n = next() % 40;
+                    let items: Vec<String> = (0..n).map(|_| value(next, depth + 1)).collect();
+                    format!("[{}]", items.join(","))
+                }
+                _ => {
+                    let n = next() % 40;
+                    let items: Vec<String> = (0..n)
+                        .map(|_| format!("\"k{}\":{}", next() % 50, value(next, depth + 1)))
+                        .collect();
+                    format!("{{{}}}", items.join(","))
+                }
+            }
+        }
+        for _ in 0..300 {
+            let json = value(&mut next, 0);
+            let ours = encode(&parse_json(&json).unwrap()).unwrap();
+            let theirs: Vec<u8> = unsafe {
+                let cstr = std::ffi::CString::new(json.clone()).unwrap();
+                let d = pgrx::direct_function_call_as_datum(
+                    pg_sys::jsonb_in,
+                    &[Some(pg_sys::Datum::from(cstr.as_ptr()))],
+                )
+                .unwrap();
+                let p = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *const u8;
+                let len = crate::datum::varsize_any(p);
+                std::slice::from_raw_parts(p, len).to_vec()
+            };
+            assert_eq!(ours, theirs, "{json}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Developer tool: seeds datasets and runs the benchmarks.
+//!
+//! ```text
+//! venue-images-dev seed --venues 2000
+//! venue-images-dev bench-analytics --venues 200000
+//! ```
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use venue_images_tests::{bench, dataset::Shape, db};
+
+#[derive(Parser)]
+#[command(about = "venue_images developer tool: datasets and benchmarks")]
+struct Cli {
+    /// Database to use.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replaces the venues table with a deterministic generated dataset.
+    Seed {
+        /// Number of venues.
+        #[arg(long, default_value_t = 2_000)]
+        venues: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 2008)]
+        seed: u64,
+    },
+    /// Times the analytics functions and dedupe against the original's SQL and the floor.
+    BenchAnalytics {
+        /// Number of venues (the dataset is regenerated when the table differs).
+        #[arg(long, default_value_t = 200_000)]
+        venues: u64,
+        /// Timed runs per query (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Exit with status 1 when a target is missed.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let url = match cli.database_url {
+        Some(u) => u,
+        None => db::database_url()?,
+    };
+    match cli.command {
+        Command::Seed { venues, seed } => {
+            db::seed(
+                &url,
+                &Shape {
+                    venues,
+                    seed,
+                    ..Shape::default()
+                },
+                true,
+            )
+            .await
+        }
+        Command::BenchAnalytics {
+            venues,
+            runs,
+            check,
+        } => {
+            let ok = bench::analytics(&url, venues, runs).await?;
+            if check && !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Database helpers shared by tests, benchmarks and the demo.
+
+use crate::dataset::{copy_rows, Shape};
+use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use std::io::Write;
+use std::str::FromStr;
+use std::time::Instant;
+
+/// The venues table (the application's schema, `sql/fixtures/venues_schema.sql`).
+pub const VENUES_SCHEMA: &str = include_str!("../../sql/fixtures/venues_schema.sql");
+
+/// `DATABASE_URL`, required.
+pub fn database_url() -> Result<String> {
+    std::env::var("DATABASE_URL").context("DATABASE_URL is not set (scripts/test.sh sets it)")
+}
+
+/// A pool on `url` with up to `max` connections.
+pub async fn pool(url: &str, max: u32) -> Result<PgPool> {
+    let opts = PgConnectOptions::from_str(url)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(opts)
+        .await?)
+}
+
+/// Applies `sql/*.sql` migrations in order, then the venues schema.
+pub async fn migrate(conn: &mut PgConnection) -> Result<()> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql");
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for f in files {
+        let sql = std::fs::read_to_string(&f)?;
+        conn.execute(sql.as_str())
+            .await
+            .with_context(|| format!("migration {}", f.display()))?;
+    }
+    conn.execute(VENUES_SCHEMA).await?;
+    Ok(())
+}
+
+/// Replaces the venues table's rows with a generated dataset (COPY, in chunks).
+pub async fn seed(url: &str, shape: &Shape, progress: bool) -> Result<()> {
+    let mut conn = PgConnection::connect(url).await?;
+    migrate(&mut conn).await?;
+    conn.execute("TRUNCATE venues").await?;
+    let start = Instant::now();
+    let chunk = 2_000u64;
+    let mut from = 1u64;
+    while from <= shape.venues {
+        let to = (from + chunk).min(shape.venues + 1);
+        let rows = copy_rows(shape, from, to);
+        let mut copy = conn
+            .copy_in_raw("COPY venues (id, name, slug, city_id, venue_images) FROM STDIN")
+            .await?;
+        copy.send(rows.as_bytes()).await?;
+        copy.finish().await?;
+        if progress {
+            eprint!("\r    seeded {:>7}/{} venues", to - 1, shape.venues);
+            let _ = std::io::stderr().flush();
+        }
+        from = to;
+    }
+    conn.execute(
+        "SELECT setval(pg_get_serial_sequence('venues', 'id'), (SELECT max(id) FROM venues))",
+    )
+    .await?;
+    conn.execute("VACUUM ANALYZE venues").await?;
+    if progress {
+        eprintln!(
+            "\r    seeded {} venues in {:.1}s",
+            shape.venues,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
