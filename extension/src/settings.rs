@@ -34,6 +34,7 @@ pub static PERMANENT_ERRORS: GucSetting<Option<CString>> =
 pub static RETRY_BASE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static FOLDER_BASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"/venues"));
+pub static GIN_MAX_FAILING_SHARE: GucSetting<f64> = GucSetting::<f64>::new(0.05);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn register() {
@@ -111,6 +112,16 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_float_guc(
+        c"venue_images.gin_max_failing_share",
+        c"Use the GIN index on the images column when a sample shows fewer venues with failures than this share.",
+        c"0 never uses the index, 1 always does (when one exists). Below about 5% the index beats a parallel scan.",
+        &GIN_MAX_FAILING_SHARE,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"venue_images.folder_base",
         c"ImageKit folder under which each venue gets its folder.",
@@ -161,6 +172,11 @@ pub fn max_retries() -> i64 {
 /// `venue_images.retry_base_seconds`.
 pub fn retry_base_seconds() -> i64 {
     RETRY_BASE_SECONDS.get() as i64
+}
+
+/// `venue_images.gin_max_failing_share`.
+pub fn gin_max_failing_share() -> f64 {
+    GIN_MAX_FAILING_SHARE.get()
 }
 
 /// `venue_images.folder_base`.

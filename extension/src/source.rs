@@ -173,14 +173,6 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     })
 }
 
-/// Below this share of venues with failures, reading them through the GIN index beats
-/// a (parallel) scan of the whole table. Measured on the benchmark data: at 25% the
-/// bitmap heap scan plus recheck already costs as much as the full parallel scan.
-const GIN_MAX_FAILING_SHARE: f64 = 0.05;
-
-/// Tables smaller than this are scanned: sampling would cost more than it saves.
-const GIN_MIN_ROWS: f64 = 20_000.0;
-
 impl VenueSource {
     /// `WHERE` clause restricting a query to venues with a failed image: the
     /// containment test the GIN index answers.
@@ -193,22 +185,29 @@ impl VenueSource {
     }
 
     /// The `WHERE` clause for a query that only needs venues with failures: the GIN
-    /// predicate when an index exists and a small sample says failures are rare enough
-    /// for the index to win, otherwise nothing (one full, parallel scan).
+    /// predicate when an index exists and a small sample says failures are rarer than
+    /// `venue_images.gin_max_failing_share`, otherwise nothing (one full, parallel scan).
+    /// Measured on the benchmark data: at 25% of venues failing, the bitmap heap scan
+    /// plus its recheck already costs as much as the parallel scan of the whole table.
     pub fn failures_filter(&self) -> Result<String, VenueError> {
-        if !self.has_gin {
+        let threshold = settings::gin_max_failing_share();
+        if !self.has_gin || threshold <= 0.0 {
             return Ok(String::new());
+        }
+        if threshold >= 1.0 {
+            return Ok(format!(" WHERE {}", self.failures_predicate()));
         }
         let reltuples = Spi::get_one_with_args::<f32>(
             "SELECT reltuples FROM pg_class WHERE oid = $1",
             &[self.oid.into()],
         )?
         .unwrap_or(-1.0) as f64;
-        if reltuples < GIN_MIN_ROWS {
-            return Ok(String::new());
-        }
         // About 2,000 rows, whole pages at random (cheap), same sample every time.
-        let pct = (2_000.0 / reltuples * 100.0).clamp(0.01, 100.0);
+        let pct = if reltuples > 0.0 {
+            (2_000.0 / reltuples * 100.0).clamp(0.01, 100.0)
+        } else {
+            100.0
+        };
         let share = Spi::get_one::<f64>(&format!(
             "SELECT (count(*) FILTER (WHERE {pred}))::float8 / greatest(count(*), 1)
                FROM {rel} TABLESAMPLE SYSTEM ({pct}) REPEATABLE (2008)",
@@ -216,7 +215,7 @@ impl VenueSource {
             rel = self.relation,
         ))?
         .unwrap_or(1.0);
-        Ok(if share < GIN_MAX_FAILING_SHARE {
+        Ok(if share < threshold {
             format!(" WHERE {}", self.failures_predicate())
         } else {
             String::new()

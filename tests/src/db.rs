@@ -11,6 +11,59 @@ use std::time::Instant;
 /// The venues table (the application's schema, `sql/fixtures/venues_schema.sql`).
 pub const VENUES_SCHEMA: &str = include_str!("../../sql/fixtures/venues_schema.sql");
 
+/// A throwaway database for one test: created from `DATABASE_URL`'s server, with the
+/// migrations and the venues schema applied; dropped by [`TestDb::drop`].
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+    name: String,
+    admin: String,
+}
+
+fn with_database(url: &str, db: &str) -> Result<String> {
+    let mut u = url::Url::parse(url)?;
+    u.set_path(&format!("/{db}"));
+    Ok(u.to_string())
+}
+
+impl TestDb {
+    /// Creates `vi_<tag>_<pid>_<n>`.
+    pub async fn new(tag: &str) -> Result<TestDb> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = database_url()?;
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("vi_{tag}_{}_{n}", std::process::id());
+        let mut conn = PgConnection::connect(&admin).await?;
+        conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+            .await?;
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await?;
+        conn.close().await?;
+        let url = with_database(&admin, &name)?;
+        let mut c = PgConnection::connect(&url).await?;
+        migrate(&mut c).await?;
+        c.close().await?;
+        let pool = pool(&url, 8).await?;
+        Ok(TestDb {
+            url,
+            pool,
+            name,
+            admin,
+        })
+    }
+
+    /// Drops the database.
+    pub async fn drop(self) -> Result<()> {
+        self.pool.close().await;
+        let mut conn = PgConnection::connect(&self.admin).await?;
+        conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .await?;
+        Ok(())
+    }
+}
+
 /// `DATABASE_URL`, required.
 pub fn database_url() -> Result<String> {
     std::env::var("DATABASE_URL").context("DATABASE_URL is not set (scripts/test.sh sets it)")

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The benchmarks. Every figure is a ratio against a baseline measured in the same run.
+#   scripts/bench.sh analytics   # analytics + dedupe vs the original SQL and the floor scan
+# VENUES (default 200000) and RUNS (default 5) tune the analytics benchmark.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+what=${1:-analytics}
+bootstrap
+install_extension release
+start_cluster
+migrate
+cargo build --release -q -p venue-images-tests --bin venue-images-dev
+case "$what" in
+  analytics)
+    step "Analytics and dedupe benchmark (${VENUES:-200000} venues)"
+    ./target/release/venue-images-dev bench-analytics --venues "${VENUES:-200000}" --runs "${RUNS:-5}"
+    ;;
+  *) die "unknown benchmark '$what' (try: analytics)" ;;
+esac
