@@ -122,9 +122,11 @@ dbsql() {
   psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# Applies sql/*.sql migrations in order.
+# Creates the application's venues table (demo, tests, benchmarks: in production the
+# application owns it), then applies sql/*.sql migrations in order.
 migrate() {
-  step "Applying migrations from sql/"
+  step "Creating the venues table and applying migrations from sql/"
+  dbsql -f "$ROOT/sql/fixtures/venues_schema.sql" >/dev/null
   for f in "$ROOT"/sql/[0-9]*.sql; do
     info "$(basename "$f")"
     dbsql -f "$f" >/dev/null

@@ -6,10 +6,6 @@
 //! [`crate::source::VenueSource::failures_filter`]). Malformed values never abort a
 //! query (see `venue_image_summary_stats`' health columns).
 
-// pgrx derives the SQL `RETURNS TABLE (...)` from the return type as written, so the
-// column tuples must stay inline rather than behind type aliases.
-#![allow(clippy::type_complexity)]
-
 use crate::aggregates::breakdown_node;
 use crate::datum::JsonbResult;
 use crate::errors::{Report, VenueError};

@@ -155,3 +155,28 @@ unsafe impl SqlTranslatable for JsonbResult {
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
         Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
 }
+
+/// A `jsonb` datum not yet detoasted (for scans that detoast row by row in a memory
+/// context they reset; see [`Jsonb::from_datum`]).
+#[derive(Clone, Copy)]
+pub struct RawJsonb(pub pg_sys::Datum);
+
+impl FromDatum for RawJsonb {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        (!is_null).then_some(RawJsonb(datum))
+    }
+}
+
+impl IntoDatum for RawJsonb {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.0)
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}

@@ -9,6 +9,8 @@ use venue_images_core::image::ImageError;
 pub enum VenueError {
     /// Bad argument value (22023).
     InvalidParameter(String),
+    /// A required argument is NULL (22004).
+    NullArgument(String),
     /// Bad jsonb input (22023), or corrupt bytes (XX001).
     Image(ImageError),
     /// A setting has an unusable value (22023).
@@ -32,6 +34,7 @@ impl std::fmt::Display for VenueError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VenueError::InvalidParameter(m) => f.write_str(m),
+            VenueError::NullArgument(name) => write!(f, "{name} must not be NULL"),
             VenueError::Image(e) => write!(f, "{e}"),
             VenueError::BadSetting { name, problem } => write!(f, "setting {name} {problem}"),
             VenueError::UndefinedTable(m)
@@ -49,6 +52,7 @@ impl VenueError {
             VenueError::InvalidParameter(_) | VenueError::BadSetting { .. } => {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
+            VenueError::NullArgument(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             VenueError::Image(ImageError::Malformed(_)) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             VenueError::Image(ImageError::TooLarge(_)) => {
                 PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED

@@ -9,12 +9,16 @@
 //! - [`analytics`]: table-level statistics, one pass over the venues table.
 //! - [`aggregates`]: the parallel-safe aggregates those statistics run on.
 //! - [`source`]: the configured venues relation, resolved against the catalog.
+//! - [`queue`]: the retry queue: claims, leases, fenced write-back, scan, trigger.
 //! - [`datum`]: `jsonb` in and out without the text round trip.
 //! - [`errors`]: errors with SQLSTATEs.
 
 // pgrx raises errors with their SQLSTATE through `Result<T, ErrorReport>`; the report is
 // large, but errors are the cold path and this is the type PostgreSQL needs.
 #![allow(clippy::result_large_err)]
+// pgrx derives `RETURNS TABLE (...)` from the return type as written, so table functions
+// spell their column tuples inline rather than behind type aliases.
+#![allow(clippy::type_complexity)]
 
 use pgrx::prelude::*;
 
@@ -24,6 +28,7 @@ pub mod aggregates;
 pub mod analytics;
 pub mod datum;
 pub mod errors;
+pub mod queue;
 pub mod settings;
 pub mod source;
 pub mod values;

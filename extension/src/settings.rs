@@ -35,6 +35,7 @@ pub static RETRY_BASE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static FOLDER_BASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"/venues"));
 pub static GIN_MAX_FAILING_SHARE: GucSetting<f64> = GucSetting::<f64>::new(0.05);
+pub static ATTEMPT_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn register() {
@@ -109,6 +110,16 @@ pub fn register() {
         &RETRY_BASE_SECONDS,
         0,
         86_400,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"venue_images.attempt_retention_days",
+        c"Days of attempt history kept; the nightly scan prunes older rows.",
+        c"Days of attempt history kept; the nightly scan prunes older rows.",
+        &ATTEMPT_RETENTION_DAYS,
+        1,
+        36_500,
         GucContext::Userset,
         GucFlags::default(),
     );

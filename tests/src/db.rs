@@ -78,8 +78,10 @@ pub async fn pool(url: &str, max: u32) -> Result<PgPool> {
         .await?)
 }
 
-/// Applies `sql/*.sql` migrations in order, then the venues schema.
+/// Creates the venues table (the application's schema), then applies `sql/*.sql`
+/// migrations in order.
 pub async fn migrate(conn: &mut PgConnection) -> Result<()> {
+    conn.execute(VENUES_SCHEMA).await?;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql");
     let mut files: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -93,7 +95,6 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<()> {
             .await
             .with_context(|| format!("migration {}", f.display()))?;
     }
-    conn.execute(VENUES_SCHEMA).await?;
     Ok(())
 }
 
@@ -102,6 +103,9 @@ pub async fn seed(url: &str, shape: &Shape, progress: bool) -> Result<()> {
     let mut conn = PgConnection::connect(url).await?;
     migrate(&mut conn).await?;
     conn.execute("TRUNCATE venues").await?;
+    // Bulk load without the enqueue trigger (queue with the scan afterwards).
+    conn.execute("SET session_replication_role = replica")
+        .await?;
     let start = Instant::now();
     let chunk = 2_000u64;
     let mut from = 1u64;
@@ -123,6 +127,7 @@ pub async fn seed(url: &str, shape: &Shape, progress: bool) -> Result<()> {
         "SELECT setval(pg_get_serial_sequence('venues', 'id'), (SELECT max(id) FROM venues))",
     )
     .await?;
+    conn.execute("RESET session_replication_role").await?;
     conn.execute("VACUUM ANALYZE venues").await?;
     if progress {
         eprintln!(

@@ -10,6 +10,7 @@
 //! - [`naming`]: deterministic ImageKit file names and folders.
 //! - [`image`]: typed access to image objects; the per-array summary.
 //! - [`dedupe`]: dedupe and merge of image arrays.
+//! - [`retry`]: the retry lifecycle: retryable images, scan decisions, write-back patches.
 //! - [`timestamp`]: ISO-8601 parsing.
 //! - [`wire`]: the byte format of aggregate states.
 
@@ -19,6 +20,7 @@ pub mod dedupe;
 pub mod image;
 pub mod jsonb;
 pub mod naming;
+pub mod retry;
 pub mod scores;
 pub mod timestamp;
 pub mod wire;

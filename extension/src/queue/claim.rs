@@ -1,0 +1,284 @@
+//! `venue_image_claim`: leases the highest-priority due images to one worker, with
+//! `not_before` slots that keep every provider's rate across all uploaders together.
+
+use super::{log_attempt, require_jsonb, Attempt};
+use crate::datum::Jsonb;
+use crate::errors::{Report, VenueError};
+use crate::settings;
+use crate::source;
+use pgrx::datum::{TimestampWithTimeZone, Uuid};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use std::collections::HashMap;
+use venue_images_core::image::{Image, Status};
+use venue_images_core::jsonb::parse_varlena;
+use venue_images_core::naming;
+use venue_images_core::retry::{find_by_hash, provider_url, UrlHash};
+
+/// One statement: lock the providers that may be claimed now (in a fixed order, so
+/// concurrent claimers never deadlock), take each provider's budget of due jobs with
+/// `FOR UPDATE SKIP LOCKED`, lease them with paced `not_before` slots (re-checking
+/// eligibility in the `UPDATE`), and move each provider's next free slot forward.
+///
+/// $1 worker, $2 max images, $3 lease seconds, $4 pacing horizon in seconds: a provider
+/// hands out only the slots that start within the horizon, so no worker hoards images
+/// it could not start before its lease ran out.
+const CLAIM: &str = r#"
+WITH budgets AS MATERIALIZED (
+    SELECT p.provider, r.rate, greatest(now(), p.next_slot_at) AS base,
+           CASE WHEN r.rate = 'Infinity' THEN $2::int
+                WHEN greatest(now(), p.next_slot_at) > now() + make_interval(secs => $4) THEN 0
+                ELSE least($2::int, 1 + floor(extract(epoch FROM
+                       now() + make_interval(secs => $4) - greatest(now(), p.next_slot_at)) * r.rate)::int)
+           END AS n
+      FROM venue_image_providers p
+     CROSS JOIN LATERAL (
+           SELECT coalesce(p.per_second,
+                           (SELECT d.per_second FROM venue_image_providers d WHERE d.provider = '*'),
+                           venue_image_default_rate(p.provider)) AS rate) r
+     WHERE p.provider <> '*'
+       AND coalesce(p.paused_until, '-infinity') <= now()
+       AND NOT EXISTS (SELECT 1 FROM venue_image_providers g
+                        WHERE g.provider = '*' AND g.paused_until > now())
+     ORDER BY p.provider
+       FOR UPDATE OF p
+), cand AS MATERIALIZED (
+    SELECT c.job_id, c.provider, c.priority, c.next_attempt_at
+      FROM budgets b
+     CROSS JOIN LATERAL (
+           SELECT j.job_id, j.provider, j.priority, j.next_attempt_at
+             FROM venue_image_jobs j
+            WHERE j.provider = b.provider
+              AND j.next_attempt_at <= now()
+              AND (j.lease_token IS NULL OR j.lease_expires_at < now())
+            ORDER BY j.priority DESC, j.next_attempt_at, j.job_id
+            LIMIT b.n
+              FOR UPDATE OF j SKIP LOCKED) c
+     WHERE b.n > 0
+     ORDER BY c.priority DESC, c.next_attempt_at, c.job_id
+     LIMIT $2::int
+), numbered AS (
+    SELECT cand.job_id, cand.provider,
+           row_number() OVER (PARTITION BY cand.provider
+                              ORDER BY cand.priority DESC, cand.next_attempt_at, cand.job_id) AS rn
+      FROM cand
+), claimed AS (
+    UPDATE venue_image_jobs j
+       SET lease_token = gen_random_uuid(),
+           leased_by = $1,
+           leased_at = now(),
+           lease_expires_at = now() + make_interval(secs => $3),
+           not_before = CASE WHEN b.rate = 'Infinity' THEN now()
+                             ELSE b.base + make_interval(secs => (n.rn - 1) / b.rate) END,
+           claims = j.claims + 1
+      FROM numbered n JOIN budgets b ON b.provider = n.provider
+     WHERE j.job_id = n.job_id
+       AND j.next_attempt_at <= now()
+       AND (j.lease_token IS NULL OR j.lease_expires_at < now())
+    RETURNING j.job_id, j.lease_token, j.venue_id, j.provider, j.url_hash, j.not_before,
+              j.forced, j.error_type, j.provider_url, j.priority
+), paced AS (
+    UPDATE venue_image_providers p
+       SET next_slot_at = b.base + make_interval(secs => k.claimed / b.rate), updated_at = now()
+      FROM (SELECT provider, count(*)::float8 AS claimed FROM claimed GROUP BY provider) k
+      JOIN budgets b ON b.provider = k.provider
+     WHERE p.provider = k.provider AND b.rate <> 'Infinity'
+)
+SELECT job_id, lease_token, venue_id, provider, url_hash, not_before, forced, error_type, provider_url
+  FROM claimed
+ ORDER BY priority DESC, not_before, job_id"#;
+
+struct Claimed {
+    job_id: i64,
+    lease_token: Uuid,
+    venue_id: i64,
+    provider: String,
+    url_hash: Vec<u8>,
+    not_before: TimestampWithTimeZone,
+    forced: bool,
+    error_type: Option<String>,
+    redacted_url: String,
+}
+
+fn validate(worker: &str, max_images: i32, lease_seconds: i32) -> Result<(), VenueError> {
+    if worker.trim().is_empty() || worker.len() > 200 {
+        return Err(VenueError::InvalidParameter(
+            "worker must be a non-empty name of at most 200 bytes".into(),
+        ));
+    }
+    if !(1..=1000).contains(&max_images) {
+        return Err(VenueError::InvalidParameter(format!(
+            "max_images must be between 1 and 1000, got {max_images}"
+        )));
+    }
+    if !(1..=86_400).contains(&lease_seconds) {
+        return Err(VenueError::InvalidParameter(format!(
+            "lease_seconds must be between 1 and 86400, got {lease_seconds}"
+        )));
+    }
+    Ok(())
+}
+
+type ClaimRow = (
+    i64,
+    Uuid,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    TimestampWithTimeZone,
+);
+
+fn claim(worker: &str, max_images: i32, lease_seconds: i32) -> Result<Vec<ClaimRow>, VenueError> {
+    validate(worker, max_images, lease_seconds)?;
+    let src = source::resolve()?;
+    require_jsonb(&src)?;
+    let classifier_max = settings::max_retries();
+    let folder_base = settings::folder_base();
+    let horizon = (lease_seconds as f64 / 2.0).clamp(1.0, 60.0);
+    Spi::connect_mut(|c| {
+        let mut jobs = Vec::new();
+        for row in c.update(
+            CLAIM,
+            None,
+            &[
+                worker.into(),
+                max_images.into(),
+                (lease_seconds as f64).into(),
+                horizon.into(),
+            ],
+        )? {
+            jobs.push(Claimed {
+                job_id: row.get::<i64>(1)?.unwrap_or_default(),
+                lease_token: row.get::<Uuid>(2)?.expect("lease token"),
+                venue_id: row.get::<i64>(3)?.unwrap_or_default(),
+                provider: row.get::<String>(4)?.unwrap_or_default(),
+                url_hash: row.get::<Vec<u8>>(5)?.unwrap_or_default(),
+                not_before: row.get::<TimestampWithTimeZone>(6)?.expect("not_before"),
+                forced: row.get::<bool>(7)?.unwrap_or(false),
+                error_type: row.get::<String>(8)?,
+                redacted_url: row.get::<String>(9)?.unwrap_or_default(),
+            });
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The real URLs live only in the venues' own rows.
+        let ids: Vec<i64> = jobs.iter().map(|j| j.venue_id).collect();
+        let sql = format!(
+            "SELECT {id}, {slug}, {img} FROM {rel} WHERE {idc} = ANY($1)",
+            id = src.id_expr,
+            slug = src.slug_expr,
+            img = src.images_column,
+            rel = src.relation,
+            idc = src.id_column
+        );
+        let mut venues: HashMap<i64, (Option<String>, Option<Vec<u8>>)> = HashMap::new();
+        for row in c.select(&sql, None, &[ids.into()])? {
+            let id = row.get::<i64>(1)?.unwrap_or_default();
+            let slug = row.get::<String>(2)?;
+            let images = row.get::<Jsonb<'_>>(3)?.map(|j| j.bytes().to_vec());
+            venues.insert(id, (slug, images));
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let found = venues.get(&job.venue_id).and_then(|(slug, images)| {
+                let bytes = images.as_ref()?;
+                let arr = parse_varlena(bytes).ok()?;
+                let hash: UrlHash = job.url_hash.as_slice().try_into().ok()?;
+                let (index, obj) = find_by_hash(arr, &hash).ok()??;
+                let img = Image { index, obj };
+                let status = img.status().ok()?;
+                let rc = img.retry_count().ok()?.max(0.0) as i64;
+                let eligible = match status {
+                    Status::Failed => job.forced || rc < classifier_max,
+                    Status::PermanentlyFailed => job.forced,
+                    _ => false,
+                };
+                if !eligible {
+                    return None;
+                }
+                let url = provider_url(obj)?.to_string();
+                Some((url, slug.clone(), rc))
+            });
+            match found {
+                Some((url, slug, rc)) => {
+                    let folder = naming::folder(&folder_base, slug.as_deref(), Some(job.venue_id))
+                        .unwrap_or_else(|| format!("{folder_base}/venue-{}", job.venue_id));
+                    let file_name = naming::file_name(&url, Some(&job.provider))
+                        .map_err(|e| VenueError::InvalidParameter(e.0))?;
+                    out.push((
+                        job.job_id,
+                        job.lease_token,
+                        job.venue_id,
+                        job.provider,
+                        url,
+                        folder,
+                        file_name,
+                        (rc + 1).min(i32::MAX as i64) as i32,
+                        job.not_before,
+                    ));
+                }
+                None => {
+                    // The application removed, replaced or finished this image meanwhile.
+                    c.update(
+                        "DELETE FROM venue_image_jobs WHERE job_id = $1",
+                        None,
+                        &[job.job_id.into()],
+                    )?;
+                    log_attempt(
+                        c,
+                        &Attempt {
+                            job_id: Some(job.job_id),
+                            venue_id: job.venue_id,
+                            url_hash: Some(&job.url_hash),
+                            provider_url: Some(&job.redacted_url),
+                            provider: Some(&job.provider),
+                            worker: Some(worker),
+                            retried_error_type: job.error_type.as_deref(),
+                            outcome: "superseded",
+                            message: Some("image no longer retryable when claimed"),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Leases up to `max_images` due images to `worker` for `lease_seconds`: highest priority
+/// first, skipping paused providers, each with a `not_before` slot that keeps its
+/// provider's rate across all uploaders. Returns what the uploader needs, including the
+/// real `provider_url` (read from the venue's row) and the deterministic ImageKit
+/// `folder` and `file_name`; `attempt` is the image's `retry_count` + 1.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn venue_image_claim(
+    worker: &str,
+    max_images: i32,
+    lease_seconds: i32,
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(job_id, i64),
+            name!(lease_token, Uuid),
+            name!(venue_id, i64),
+            name!(provider, String),
+            name!(provider_url, String),
+            name!(folder, String),
+            name!(file_name, String),
+            name!(attempt, i32),
+            name!(not_before, TimestampWithTimeZone),
+        ),
+    >,
+    ErrorReport,
+> {
+    Ok(TableIterator::new(
+        claim(worker, max_images, lease_seconds).report()?,
+    ))
+}

@@ -1,0 +1,690 @@
+//! The retry queue against a real PostgreSQL with several connections: exclusive
+//! claims, fencing by lease token, the application's concurrent writes, the retry cap,
+//! pacing and pauses, least privilege.
+//!
+//! Needs `DATABASE_URL` (scripts/test.sh starts a private cluster).
+
+use anyhow::Result;
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use std::collections::HashSet;
+use std::time::Duration;
+use venue_images_tests::db::TestDb;
+
+const G: &str = "https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference=REF{}&key=SECRETKEY";
+
+fn image(n: usize, provider: &str, retry_count: i64) -> String {
+    format!(
+        r#"{{"provider": "{provider}", "provider_url": "{url}", "url": "{url}", "upload_status": "failed", "retry_count": {retry_count},
+            "error_details": {{"error_type": "rate_limited", "status_code": 429}}, "attribution": "a{n}", "position": {n}}}"#,
+        url = G.replace("{}", &n.to_string())
+    )
+}
+
+/// Creates `venues` venues with `per_venue` retryable images each and queues them.
+async fn queued(t: &TestDb, venues: usize, per_venue: usize, provider: &str) -> Result<()> {
+    let mut conn = t.pool.acquire().await?;
+    for v in 0..venues {
+        let imgs: Vec<String> = (0..per_venue)
+            .map(|i| image(v * 1000 + i, provider, 0))
+            .collect();
+        sqlx::query("INSERT INTO venues (name, slug, venue_images) VALUES ($1, $2, $3::jsonb)")
+            .bind(format!("Venue {v}"))
+            .bind(format!("venue-{v}"))
+            .bind(format!("[{}]", imgs.join(",")))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn unlimited(pool: &PgPool) -> Result<()> {
+    for p in ["google_places", "foursquare", "here", "*"] {
+        sqlx::query("SELECT venue_image_set_provider_rate($1, 'Infinity')")
+            .bind(p)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct Claim {
+    job_id: i64,
+    /// Lease tokens travel as text between the test and the database.
+    token: String,
+    venue_id: i64,
+    provider_url: String,
+    attempt: i32,
+    /// `not_before` as epoch milliseconds.
+    not_before_ms: f64,
+}
+
+async fn claim(conn: &mut PgConnection, worker: &str, n: i32, lease: i32) -> Result<Vec<Claim>> {
+    let rows = sqlx::query(
+        "SELECT job_id, lease_token::text, venue_id, provider_url, attempt,
+                extract(epoch FROM not_before)::float8 * 1000
+           FROM venue_image_claim($1, $2, $3)",
+    )
+    .bind(worker)
+    .bind(n)
+    .bind(lease)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claim {
+            job_id: r.get(0),
+            token: r.get(1),
+            venue_id: r.get(2),
+            provider_url: r.get(3),
+            attempt: r.get(4),
+            not_before_ms: r.get(5),
+        })
+        .collect())
+}
+
+async fn success(conn: &mut PgConnection, c: &Claim) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT venue_image_record_success($1, $2::uuid, 'https://ik.imagekit.io/d/x.jpg', '/venues/x.jpg', 'fid')",
+    )
+    .bind(c.job_id)
+    .bind(&c.token)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+async fn failure(conn: &mut PgConnection, c: &Claim, error_type: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT venue_image_record_failure($1, $2::uuid, $3, 503, 'HTTP 503 from ' || $4, 0)",
+    )
+    .bind(c.job_id)
+    .bind(&c.token)
+    .bind(error_type)
+    .bind(&c.provider_url)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// The element of a venue with this provider URL.
+async fn element(pool: &PgPool, venue_id: i64, url: &str) -> Result<serde_json::Value> {
+    let v: serde_json::Value = sqlx::query_scalar(
+        "SELECT e FROM venues v, jsonb_array_elements(v.venue_images) e WHERE v.id = $1 AND e->>'provider_url' = $2",
+    )
+    .bind(venue_id)
+    .bind(url)
+    .fetch_one(pool)
+    .await?;
+    Ok(v)
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_share_an_image() -> Result<()> {
+    let t = TestDb::new("claimers").await?;
+    queued(&t, 40, 10, "google_places").await?;
+    unlimited(&t.pool).await?;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
+        .fetch_one(&t.pool)
+        .await?;
+    assert_eq!(
+        queued, 400,
+        "the trigger queued every new transient failure"
+    );
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let url = t.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = PgConnection::connect(&url).await?;
+            let mut mine = Vec::new();
+            loop {
+                let got = claim(&mut conn, &format!("w{w}"), 7, 300).await?;
+                if got.is_empty() {
+                    break;
+                }
+                mine.extend(got.into_iter().map(|c| c.job_id));
+            }
+            anyhow::Ok(mine)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "an image was handed to two claimers"
+    );
+    assert_eq!(all.len(), 400);
+    t.drop().await
+}
+
+#[tokio::test]
+async fn stale_tokens_are_refused_after_expiry_and_reclaim() -> Result<()> {
+    let t = TestDb::new("stale").await?;
+    queued(&t, 1, 1, "here").await?;
+    unlimited(&t.pool).await?;
+    let mut a = PgConnection::connect(&t.url).await?;
+    let mut b = PgConnection::connect(&t.url).await?;
+    let first = claim(&mut a, "a", 1, 1).await?.remove(0);
+    assert!(
+        claim(&mut b, "b", 1, 60).await?.is_empty(),
+        "leased images are not claimable"
+    );
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // The crashed worker's lease expired: the image is claimable again, and the expiry
+    // did not burn an attempt.
+    let second = claim(&mut b, "b", 1, 60).await?.remove(0);
+    assert_eq!(second.job_id, first.job_id);
+    assert_eq!(second.attempt, first.attempt);
+    assert!(!success(&mut a, &first).await?, "stale success accepted");
+    assert_eq!(
+        failure(&mut a, &first, "server_error").await?,
+        None,
+        "stale failure accepted"
+    );
+    let extended: Option<bool> =
+        sqlx::query_scalar("SELECT venue_image_extend_lease($1, $2::uuid, 60)")
+            .bind(first.job_id)
+            .bind(&first.token)
+            .fetch_one(&mut a)
+            .await?;
+    assert_eq!(extended, None);
+    let e = element(&t.pool, first.venue_id, &first.provider_url).await?;
+    assert_eq!(
+        e["upload_status"], "failed",
+        "a stale write changed the image"
+    );
+    assert_eq!(e["retry_count"], 0);
+    assert!(success(&mut b, &second).await?);
+    let e = element(&t.pool, second.venue_id, &second.provider_url).await?;
+    assert_eq!(e["upload_status"], "uploaded");
+    assert_eq!(e["retry_count"], 1);
+    // Released leases are claimable at once, unattempted.
+    t.drop().await
+}
+
+#[tokio::test]
+async fn application_writes_during_write_back_are_never_lost() -> Result<()> {
+    let t = TestDb::new("appwrites").await?;
+    queued(&t, 1, 3, "here").await?;
+    unlimited(&t.pool).await?;
+    let mut worker = PgConnection::connect(&t.url).await?;
+    let jobs = claim(&mut worker, "w", 3, 60).await?;
+    assert_eq!(jobs.len(), 3);
+    let venue = jobs[0].venue_id;
+
+    // The application appends an image and renames the venue inside a transaction that
+    // is still open while the write-back runs: the write-back waits for the row lock,
+    // then patches the application's version.
+    let mut app = PgConnection::connect(&t.url).await?;
+    app.execute("BEGIN").await?;
+    sqlx::query(
+        r#"UPDATE venues SET name = 'renamed',
+             venue_images = venue_images || '[{"provider_url": "https://app/new.jpg", "upload_status": "uploaded", "from": "app"}]'
+           WHERE id = $1"#,
+    )
+    .bind(venue)
+    .execute(&mut app)
+    .await?;
+    let j0 = jobs[0].clone();
+    let url = t.url.clone();
+    let wb = tokio::spawn(async move {
+        let mut c = PgConnection::connect(&url).await?;
+        success(&mut c, &j0).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !wb.is_finished(),
+        "write-back must wait for the application's row lock"
+    );
+    app.execute("COMMIT").await?;
+    assert!(wb.await??);
+
+    // The application removes an image while its retry is in flight.
+    sqlx::query(
+        "UPDATE venues SET venue_images = (SELECT jsonb_agg(e) FROM jsonb_array_elements(venue_images) e WHERE e->>'provider_url' <> $2) WHERE id = $1",
+    )
+    .bind(venue)
+    .bind(&jobs[1].provider_url)
+    .execute(&t.pool)
+    .await?;
+    assert_eq!(
+        failure(&mut worker, &jobs[1], "server_error")
+            .await?
+            .as_deref(),
+        Some("superseded")
+    );
+    assert!(success(&mut worker, &jobs[2]).await?);
+
+    let (name, images): (String, serde_json::Value) =
+        sqlx::query_as("SELECT name, venue_images FROM venues WHERE id = $1")
+            .bind(venue)
+            .fetch_one(&t.pool)
+            .await?;
+    assert_eq!(name, "renamed");
+    let arr = images.as_array().unwrap();
+    assert_eq!(arr.len(), 3, "{images}");
+    assert!(
+        arr.iter().any(|e| e["from"] == "app"),
+        "the application's image was lost"
+    );
+    assert!(
+        !arr.iter()
+            .any(|e| e["provider_url"] == jobs[1].provider_url.as_str()),
+        "a removed image came back"
+    );
+    for j in [&jobs[0], &jobs[2]] {
+        let e = arr
+            .iter()
+            .find(|e| e["provider_url"] == j.provider_url.as_str())
+            .unwrap();
+        assert_eq!(e["upload_status"], "uploaded");
+        assert!(
+            e["attribution"].is_string() && e["position"].is_number(),
+            "keys lost: {e}"
+        );
+        assert!(e.get("error_details").is_none());
+    }
+    let superseded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM venue_image_attempts WHERE outcome = 'superseded'",
+    )
+    .fetch_one(&t.pool)
+    .await?;
+    assert_eq!(superseded, 1);
+    t.drop().await
+}
+
+#[tokio::test]
+async fn retry_cap_and_permanent_errors() -> Result<()> {
+    let t = TestDb::new("cap").await?;
+    queued(&t, 1, 2, "here").await?;
+    unlimited(&t.pool).await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    c.execute("SET venue_images.retry_base_seconds = 0").await?;
+    let jobs = claim(&mut c, "w", 2, 60).await?;
+    let (transient, permanent) = (&jobs[0], &jobs[1]);
+    // A permanent error finalises at once.
+    assert_eq!(
+        failure(&mut c, permanent, "not_found").await?.as_deref(),
+        Some("permanently_failed")
+    );
+    let e = element(&t.pool, permanent.venue_id, &permanent.provider_url).await?;
+    assert_eq!(e["retry_count"], 1);
+    assert!(e["finalized_at"].is_string());
+    assert_eq!(e["error_details"]["retry_attempt"], 1);
+    // A transient error is retried until retry_count reaches max_retries (3), exactly.
+    let mut job = transient.clone();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(failure(&mut c, &job, "service_unavailable").await?.unwrap());
+        let next = claim(&mut c, "w", 2, 60).await?;
+        if let Some(n) = next.into_iter().next() {
+            assert_eq!(n.attempt as usize, statuses.len() + 1);
+            job = n;
+        }
+    }
+    assert_eq!(statuses, ["failed", "failed", "permanently_failed"]);
+    let e = element(&t.pool, transient.venue_id, &transient.provider_url).await?;
+    assert_eq!(e["retry_count"], 3);
+    assert_eq!(e["upload_status"], "permanently_failed");
+    // The key of the provider URL never reaches the queue's own tables.
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM venue_image_attempts a WHERE a::text LIKE '%SECRETKEY%')
+              + (SELECT count(*) FROM venue_image_jobs j WHERE j::text LIKE '%SECRETKEY%')
+              + (SELECT count(*) FROM venues v, jsonb_array_elements(v.venue_images) e
+                  WHERE (e->'error_details')::text LIKE '%SECRETKEY%')",
+    )
+    .fetch_one(&t.pool)
+    .await?;
+    assert_eq!(leaked, 0);
+    assert!(
+        claim(&mut c, "w", 5, 60).await?.is_empty(),
+        "nothing left to retry"
+    );
+    let over: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM venues v, jsonb_array_elements(v.venue_images) e WHERE (e->>'retry_count')::int > 3",
+    )
+    .fetch_one(&t.pool)
+    .await?;
+    assert_eq!(over, 0);
+    t.drop().await
+}
+
+#[tokio::test]
+async fn retry_count_never_exceeds_the_maximum_under_contention() -> Result<()> {
+    let t = TestDb::new("contention").await?;
+    queued(&t, 10, 5, "foursquare").await?;
+    unlimited(&t.pool).await?;
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let url = t.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = PgConnection::connect(&url).await?;
+            conn.execute("SET venue_images.retry_base_seconds = 0")
+                .await?;
+            let mut idle = 0;
+            while idle < 5 {
+                let got = claim(&mut conn, &format!("w{w}"), 3, 1).await?;
+                if got.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    continue;
+                }
+                idle = 0;
+                for (i, c) in got.iter().enumerate() {
+                    // Some leases run out before the outcome is written.
+                    if (c.job_id + i as i64 + w) % 7 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1_100)).await;
+                    }
+                    let _ = failure(&mut conn, c, "gateway_timeout").await?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let (max, n, perm): (i32, i64, i64) = sqlx::query_as(
+        "SELECT max((e->>'retry_count')::int), count(*), count(*) FILTER (WHERE e->>'upload_status' = 'permanently_failed')
+           FROM venues v, jsonb_array_elements(v.venue_images) e",
+    )
+    .fetch_one(&t.pool)
+    .await?;
+    assert_eq!(n, 50, "images lost");
+    assert_eq!(max, 3);
+    assert_eq!(perm, 50);
+    let attempts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM venue_image_attempts WHERE outcome IN ('failed', 'permanently_failed')",
+    )
+    .fetch_one(&t.pool)
+    .await?;
+    assert_eq!(
+        attempts, 150,
+        "exactly max_retries attempts per image were recorded"
+    );
+    t.drop().await
+}
+
+#[tokio::test]
+async fn pacing_and_pauses_hold_across_workers() -> Result<()> {
+    let t = TestDb::new("pacing").await?;
+    queued(&t, 4, 10, "google_places").await?;
+    // google_places: 2 per second by default. Four workers claim at once; their slots
+    // together must be half a second apart.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let url = t.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = PgConnection::connect(&url).await?;
+            let got = claim(&mut conn, &format!("w{w}"), 5, 20).await?;
+            anyhow::Ok(got.into_iter().map(|c| c.not_before_ms).collect::<Vec<_>>())
+        }));
+    }
+    let mut slots = Vec::new();
+    for task in tasks {
+        slots.extend(task.await??);
+    }
+    slots.sort_by(f64::total_cmp);
+    assert_eq!(slots.len(), 20);
+    for w in slots.windows(2) {
+        assert!(w[1] - w[0] >= 499.0, "slots {:.0} ms apart", w[1] - w[0]);
+    }
+    // A paused provider is skipped by everyone, and '*' pauses all.
+    let mut c = PgConnection::connect(&t.url).await?;
+    sqlx::query("SELECT venue_image_set_provider_rate('google_places', 'Infinity')")
+        .execute(&mut c)
+        .await?;
+    sqlx::query("SELECT venue_image_pause_provider('google_places', now() + interval '1 hour', '429 storm')")
+        .execute(&mut c)
+        .await?;
+    assert!(claim(&mut c, "w", 10, 60).await?.is_empty());
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM venue_image_retry_queue WHERE leased_by IS NULL LIMIT 1",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert_eq!(state, "paused");
+    sqlx::query("UPDATE venue_image_providers SET paused_until = NULL")
+        .execute(&mut c)
+        .await?;
+    sqlx::query(
+        "SELECT venue_image_pause_provider('*', now() + interval '1 hour', 'imagekit 429')",
+    )
+    .execute(&mut c)
+    .await?;
+    assert!(claim(&mut c, "w", 10, 60).await?.is_empty());
+    sqlx::query("UPDATE venue_image_providers SET paused_until = NULL")
+        .execute(&mut c)
+        .await?;
+    assert_eq!(claim(&mut c, "w", 10, 60).await?.len(), 10);
+    t.drop().await
+}
+
+#[tokio::test]
+async fn the_uploader_role_can_run_a_cycle_but_not_update_venues() -> Result<()> {
+    let t = TestDb::new("role").await?;
+    queued(&t, 1, 2, "here").await?;
+    unlimited(&t.pool).await?;
+    let login = format!("vi_uploader_{}", std::process::id());
+    t.pool
+        .execute(
+            format!(
+                "DROP ROLE IF EXISTS {login}; CREATE ROLE {login} LOGIN IN ROLE venue_image_uploader"
+            )
+            .as_str(),
+        )
+        .await?;
+    let mut u = url::Url::parse(&t.url)?;
+    u.set_username(&login).unwrap();
+    let mut c = PgConnection::connect(u.as_str()).await?;
+    let jobs = claim(&mut c, "restricted", 2, 60).await?;
+    assert_eq!(jobs.len(), 2);
+    assert!(success(&mut c, &jobs[0]).await?);
+    assert_eq!(
+        failure(&mut c, &jobs[1], "bad_gateway").await?.as_deref(),
+        Some("failed")
+    );
+    sqlx::query("SELECT venue_image_pause_provider('here', now(), 'test')")
+        .execute(&mut c)
+        .await?;
+    sqlx::query("SELECT venue_image_enqueue_venue(1)")
+        .execute(&mut c)
+        .await?;
+    sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
+        .execute(&mut c)
+        .await?;
+    sqlx::query("SELECT count(*) FROM venue_image_retry_queue")
+        .execute(&mut c)
+        .await?;
+    for denied in [
+        "UPDATE venues SET name = 'x'",
+        "SELECT * FROM venues",
+        "DELETE FROM venue_image_jobs",
+        "SELECT * FROM venue_image_attempts",
+        "SELECT venue_image_force_retry(1)",
+        "SELECT venue_image_purge_permanently_failed(1)",
+    ] {
+        let err = c.execute(denied).await.expect_err(denied);
+        let code = err
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{denied}: {err}");
+    }
+    c.close().await?;
+    t.pool
+        .execute(format!("DROP OWNED BY {login}; DROP ROLE {login}").as_str())
+        .await?;
+    t.drop().await
+}
+
+#[tokio::test]
+async fn scan_finalises_and_queues_per_the_decision_matrix() -> Result<()> {
+    let t = TestDb::new("scan").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    // Loaded without the trigger, as a backfill would be.
+    c.execute("SET session_replication_role = replica").await?;
+    c.execute(
+        r#"INSERT INTO venues (name, venue_images) VALUES
+          ('transient', '[{"provider_url":"https://p/1","upload_status":"failed","error_details":{"error_type":"rate_limited"}},
+                         {"provider_url":"https://p/2","upload_status":"failed","retry_count":3,"error_details":{"error_type":"rate_limited"}},
+                         {"provider_url":"https://p/3","upload_status":"uploaded"}]'),
+          ('permanent', '[{"provider_url":"https://p/4","upload_status":"failed","error_details":{"error_type":"not_found"}}]'),
+          ('only_permanently_failed', '[{"provider_url":"https://p/5","upload_status":"permanently_failed","error_details":{"error_type":"rate_limited"}}]'),
+          ('ambiguous', '[{"provider_url":"https://p/6","upload_status":"failed","error_details":{"error_type":"http_error"}}]'),
+          ('unknown', '[{"provider_url":"https://p/7","upload_status":"failed"}]'),
+          ('clean', '[{"provider_url":"https://p/8","upload_status":"uploaded"}]'),
+          ('malformed', '[{"provider_url":"https://p/9","upload_status":"failed","retry_count":"three","error_details":{"error_type":"rate_limited"}}]')"#,
+    )
+    .await?;
+    c.execute("RESET session_replication_role").await?;
+    let row = sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
+        .fetch_one(&mut c)
+        .await?;
+    let counts: (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(
+        counts,
+        (1, 2, 2, 2, 1),
+        "(queued, permanent, ambiguous, finalized, errors)"
+    );
+    let queued: Vec<String> =
+        sqlx::query_scalar("SELECT provider_url FROM venue_image_jobs ORDER BY 1")
+            .fetch_all(&mut c)
+            .await?;
+    assert_eq!(queued, ["https://p/1"]);
+    let statuses: Vec<(String, String)> = sqlx::query_as(
+        "SELECT e->>'provider_url', e->>'upload_status' || coalesce('+' || left(e->>'finalized_at', 2), '')
+           FROM venues v, jsonb_array_elements(v.venue_images) e ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await?;
+    let expected: Vec<(String, String)> = [
+        ("https://p/1", "failed"),
+        ("https://p/2", "permanently_failed+20"),
+        ("https://p/3", "uploaded"),
+        ("https://p/4", "permanently_failed+20"),
+        ("https://p/5", "permanently_failed"),
+        ("https://p/6", "failed"),
+        ("https://p/7", "failed"),
+        ("https://p/8", "uploaded"),
+        ("https://p/9", "failed"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(statuses, expected);
+    // Idempotent: a second scan queues nothing new and finalises nothing.
+    let row = sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
+        .fetch_one(&mut c)
+        .await?;
+    assert_eq!((row.get::<i64, _>(0), row.get::<i64, _>(3)), (1, 0));
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM venue_image_jobs")
+            .fetch_one(&mut c)
+            .await?,
+        1
+    );
+    t.drop().await
+}
+
+#[tokio::test]
+async fn manual_review_force_retry_and_purge() -> Result<()> {
+    let t = TestDb::new("review").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    unlimited(&t.pool).await?;
+    let id: i64 = sqlx::query_scalar(
+        r#"INSERT INTO venues (name, venue_images) VALUES ('v', '[
+             {"provider":"here","provider_url":"https://p/a","upload_status":"permanently_failed","retry_count":3,"error_details":{"error_type":"rate_limited"},"keep":1},
+             {"provider":"here","provider_url":"https://p/b","upload_status":"permanently_failed","retry_count":1,"error_details":{"error_type":"not_found"}},
+             {"provider":"here","provider_url":"https://p/c","upload_status":"uploaded"}]') RETURNING id"#,
+    )
+    .fetch_one(&mut c)
+    .await?;
+    let n: i32 = sqlx::query_scalar("SELECT venue_image_force_retry($1, 'https://p/a')")
+        .bind(id)
+        .fetch_one(&mut c)
+        .await?;
+    assert_eq!(n, 1);
+    let jobs = claim(&mut c, "w", 5, 60).await?;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].attempt, 4);
+    assert!(success(&mut c, &jobs[0]).await?);
+    let e = element(&t.pool, id, "https://p/a").await?;
+    assert_eq!(
+        (
+            e["upload_status"].as_str(),
+            e["retry_count"].as_i64(),
+            e["keep"].as_i64()
+        ),
+        (Some("uploaded"), Some(4), Some(1))
+    );
+    let purged: i32 = sqlx::query_scalar("SELECT venue_image_purge_permanently_failed($1)")
+        .bind(id)
+        .fetch_one(&mut c)
+        .await?;
+    assert_eq!(purged, 1);
+    let left: i32 =
+        sqlx::query_scalar("SELECT jsonb_array_length(venue_images) FROM venues WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut c)
+            .await?;
+    assert_eq!(left, 2);
+    let logged: serde_json::Value =
+        sqlx::query_scalar("SELECT detail FROM venue_image_attempts WHERE outcome = 'purged'")
+            .fetch_one(&mut c)
+            .await?;
+    assert_eq!(logged["provider_url"], "https://p/b");
+    assert_eq!(logged["error_details"]["error_type"], "not_found");
+    t.drop().await
+}
+
+#[tokio::test]
+async fn bad_arguments_get_sqlstates() -> Result<()> {
+    let t = TestDb::new("args").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    for (sql, code) in [
+        ("SELECT * FROM venue_image_claim('', 1, 60)", "22023"),
+        ("SELECT * FROM venue_image_claim('w', 0, 60)", "22023"),
+        ("SELECT * FROM venue_image_claim('w', 1, 0)", "22023"),
+        (
+            "SELECT venue_image_record_success(NULL, gen_random_uuid(), 'u', 'p')",
+            "22004",
+        ),
+        (
+            "SELECT venue_image_record_success(1, gen_random_uuid(), '', 'p')",
+            "22023",
+        ),
+        (
+            "SELECT venue_image_record_failure(1, gen_random_uuid(), '', 500, 'm')",
+            "22023",
+        ),
+        (
+            "SELECT venue_image_record_failure(1, gen_random_uuid(), 'x', 42, 'm')",
+            "22023",
+        ),
+        (
+            "SELECT venue_image_record_failure(1, gen_random_uuid(), 'x', 500, 'm', -1)",
+            "22023",
+        ),
+        ("SELECT venue_image_force_retry(NULL)", "22004"),
+        ("SELECT venue_image_set_provider_rate('x', -1)", "23514"),
+    ] {
+        let err = c.execute(sql).await.expect_err(sql);
+        let got = err
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string());
+        assert_eq!(got.as_deref(), Some(code), "{sql}: {err}");
+    }
+    // Unknown jobs and tokens are simply refused.
+    let ok: bool = sqlx::query_scalar(
+        "SELECT venue_image_record_success(424242, gen_random_uuid(), 'u', 'p')",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert!(!ok);
+    t.drop().await
+}
