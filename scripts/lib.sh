@@ -63,6 +63,14 @@ install_extension() {
   (cd "$ROOT/extension" && cargo pgrx install "${args[@]}" >/dev/null)
 }
 
+# Installs the frozen install scripts of released versions (extension/sql/released/), so
+# that upgrade tests can CREATE EXTENSION ... VERSION '<old>' and ALTER EXTENSION UPDATE.
+install_released_scripts() {
+  local dir
+  dir="$("$PG_CONFIG" --sharedir)/extension"
+  as_root cp "$ROOT"/extension/sql/released/venue_images--*.sql "$dir/"
+}
+
 free_port() {
   python3 - <<'EOF'
 import socket

@@ -27,10 +27,14 @@ fi
 rm -rf "$PGRX_TEST_DIR"
 
 install_extension release
+install_released_scripts
 start_cluster
 migrate
 
 step "Integration tests (real PostgreSQL, the installed extension)"
 RESTART_CLUSTER_CMD=$(restart_cluster_cmd) cargo test --release -p venue-images-tests -- --test-threads 2
+
+step "The SQL suites again, on an extension upgraded from 0.1.0 (ALTER EXTENSION ... UPDATE)"
+VENUE_IMAGES_UPGRADE_FROM=0.1.0 cargo test --release -p venue-images-tests --test analytics --test queue -- --test-threads 2
 
 step "All tests passed"

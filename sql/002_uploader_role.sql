@@ -21,6 +21,7 @@ GRANT EXECUTE ON FUNCTION
     venue_image_release(bigint, uuid),
     venue_image_record_success(bigint, uuid, text, text, text),
     venue_image_record_failure(bigint, uuid, text, int, text, int),
+    venue_image_record_results(jsonb),
     venue_image_pause_provider(text, timestamptz, text),
     venue_image_set_provider_rate(text, float8),
     venue_image_enqueue_venue(bigint),

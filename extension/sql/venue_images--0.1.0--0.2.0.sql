@@ -1,7 +1,7 @@
 -- Upgrade script drafted by scripts/dev/gen-upgrade.py and reviewed by hand.
 \echo Use "ALTER EXTENSION venue_images UPDATE" to load this file. \quit
 
--- extension/src/queue/mod.rs:22
+-- extension/src/queue/mod.rs:23
 -- The retry queue's state: logged tables owned by the extension (pg_dump keeps their
 -- rows: pg_extension_config_dump), the view, and the plain-SQL operations.
 --
@@ -201,7 +201,7 @@ $$;
 COMMENT ON FUNCTION venue_image_retry_report(interval) IS
     'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease';
 
--- extension/src/queue/claim.rs:253
+-- extension/src/queue/claim.rs:267
 -- venue_images::queue::claim::venue_image_claim
 CREATE  FUNCTION "venue_image_claim"(
 	"worker" TEXT, /* & str */
@@ -223,7 +223,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_wrapper';
 
--- extension/src/queue/maintenance.rs:194
+-- extension/src/queue/maintenance.rs:210
 -- venue_images::queue::maintenance::venue_image_cleanup_scan
 CREATE  FUNCTION "venue_image_cleanup_scan"() RETURNS TABLE (
 	"transient_queued" bigint,  /* i64 */
@@ -238,7 +238,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:137
+-- extension/src/queue/enqueue.rs:148
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE  FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -248,7 +248,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_enqueue_venue_wrapper';
 
--- extension/src/queue/enqueue.rs:299
+-- extension/src/queue/enqueue.rs:320
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE  FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -259,7 +259,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
 
--- extension/src/queue/maintenance.rs:325
+-- extension/src/queue/maintenance.rs:347
 -- venue_images::queue::maintenance::venue_image_purge_permanently_failed
 CREATE  FUNCTION "venue_image_purge_permanently_failed"(
 	"venue_id" bigint DEFAULT NULL /* Option < i64 > */
@@ -269,7 +269,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_purge_permanently_failed_wrapper';
 
--- extension/src/queue/writeback.rs:316
+-- extension/src/queue/writeback.rs:459
 -- venue_images::queue::writeback::venue_image_record_failure
 CREATE  FUNCTION "venue_image_record_failure"(
 	"job_id" bigint, /* Option < i64 > */
@@ -284,7 +284,20 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_failure_wrapper';
 
--- extension/src/queue/writeback.rs:176
+-- extension/src/queue/writeback.rs:553
+-- venue_images::queue::writeback::venue_image_record_results
+CREATE  FUNCTION "venue_image_record_results"(
+	"results" jsonb /* Jsonb < '_ > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"status" TEXT  /* String */
+)
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_record_results_wrapper';
+
+-- extension/src/queue/writeback.rs:432
 -- venue_images::queue::writeback::venue_image_record_success
 CREATE  FUNCTION "venue_image_record_success"(
 	"job_id" bigint, /* Option < i64 > */
@@ -298,7 +311,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_success_wrapper';
 
--- extension/src/queue/maintenance.rs:225
+-- extension/src/queue/maintenance.rs:241
 -- venue_images::queue::maintenance::venue_images_finalize
 CREATE  FUNCTION "venue_images_finalize"(
 	"images" jsonb /* Jsonb < '_ > */
@@ -307,14 +320,14 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_finalize_wrapper';
 
--- extension/src/queue/enqueue.rs:214
+-- extension/src/queue/enqueue.rs:233
 -- venue_images::queue::enqueue::venue_images_enqueue_trigger
 CREATE FUNCTION "venue_images_enqueue_trigger"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'venue_images_enqueue_trigger_wrapper';
 
--- extension/src/queue/mod.rs:161
+-- extension/src/queue/mod.rs:169
 -- finalize
 
 -- Only the uploader role (granted by the migration) may run the queue's privileged functions.
@@ -324,6 +337,7 @@ REVOKE EXECUTE ON FUNCTION
     venue_image_release(bigint, uuid),
     venue_image_record_success(bigint, uuid, text, text, text),
     venue_image_record_failure(bigint, uuid, text, int, text, int),
+    venue_image_record_results(jsonb),
     venue_image_pause_provider(text, timestamptz, text),
     venue_image_set_provider_rate(text, float8),
     venue_image_enqueue_venue(bigint),
@@ -333,6 +347,20 @@ REVOKE EXECUTE ON FUNCTION
     venue_image_prune_attempts(interval),
     venue_image_retry_report(interval)
 FROM PUBLIC;
+
+-- The queue runs many small statements through kept generic plans; JIT compilation
+-- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.
+ALTER FUNCTION venue_image_claim(text, int, int) SET jit = off;
+-- The claim's row counts depend on its parameters (max images, provider budgets); a
+-- generic plan guesses 10% of the queue and joins by scanning the whole jobs table.
+ALTER FUNCTION venue_image_claim(text, int, int) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION venue_image_record_success(bigint, uuid, text, text, text) SET jit = off;
+ALTER FUNCTION venue_image_record_failure(bigint, uuid, text, int, text, int) SET jit = off;
+ALTER FUNCTION venue_image_record_results(jsonb) SET jit = off;
+ALTER FUNCTION venue_image_enqueue_venue(bigint) SET jit = off;
+ALTER FUNCTION venue_image_force_retry(bigint, text) SET jit = off;
+ALTER FUNCTION venue_image_purge_permanently_failed(bigint) SET jit = off;
+ALTER FUNCTION venue_images_enqueue_trigger() SET jit = off;
 
 -- The trigger runs as the application's role, which has no rights on the queue's tables.
 ALTER FUNCTION venue_images_enqueue_trigger()

@@ -196,7 +196,7 @@ pub fn folder_base() -> String {
 }
 
 /// The configured names of the venues relation and its columns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     /// As written in the setting (resolved with `to_regclass`).
     pub table: String,

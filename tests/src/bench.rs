@@ -10,7 +10,7 @@
 use crate::dataset::Shape;
 use crate::{db, original};
 use anyhow::Result;
-use sqlx::{Executor, PgPool, Row};
+use sqlx::{Connection, Executor, PgPool, Row};
 use std::time::{Duration, Instant};
 
 /// The floor: a bare scan that reads (and detoasts) every images value.
@@ -212,4 +212,192 @@ pub async fn analytics(url: &str, venues: u64, runs: usize) -> Result<bool> {
         check.1
     );
     Ok(ok)
+}
+
+/// Latency percentiles of a sample.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Queue benchmark: `images` queued images across `venues` venues, `workers` concurrent
+/// workers doing claim → record_success in a loop, no HTTP. Returns images per second.
+pub async fn queue(
+    url: &str,
+    venues: u64,
+    images: u64,
+    workers: usize,
+    batch: i32,
+    per_image: bool,
+) -> Result<f64> {
+    let per_venue = (images / venues.max(1)).max(1);
+    let pool = db::pool(url, 4).await?;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    db::migrate(&mut conn).await?;
+    eprintln!(
+        "==> Preparing {} queued images across {venues} venues",
+        venues * per_venue
+    );
+    conn.execute(
+        "TRUNCATE venues; TRUNCATE venue_image_jobs, venue_image_attempts, venue_image_providers",
+    )
+    .await?;
+    conn.execute("SET session_replication_role = replica")
+        .await?;
+    let mut rng = crate::dataset::Rng::new(42);
+    let chunk = 500u64;
+    let mut v = 0u64;
+    while v < venues {
+        let to = (v + chunk).min(venues);
+        let mut rows = String::new();
+        for id in v + 1..=to {
+            let imgs: Vec<String> = (0..per_venue)
+                .map(|n| {
+                    let provider = *rng.weighted(crate::dataset::PROVIDERS);
+                    crate::dataset::image(&mut rng, id, &format!("v{id}"), n, Some("failed"))
+                        .as_object()
+                        .map(|o| {
+                            let mut o = o.clone();
+                            o.insert("provider".into(), serde_json::json!(provider));
+                            o.insert("retry_count".into(), serde_json::json!(0));
+                            o.insert(
+                                "error_details".into(),
+                                serde_json::json!({"error_type": "rate_limited", "status_code": 429}),
+                            );
+                            serde_json::Value::Object(o).to_string()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            rows.push_str(&format!("{id}\tVenue {id}\tv{id}\t1\t"));
+            crate::dataset::copy_escape(&format!("[{}]", imgs.join(",")), &mut rows);
+            rows.push('\n');
+        }
+        let mut copy = conn
+            .copy_in_raw("COPY venues (id, name, slug, city_id, venue_images) FROM STDIN")
+            .await?;
+        copy.send(rows.as_bytes()).await?;
+        copy.finish().await?;
+        v = to;
+    }
+    conn.execute("RESET session_replication_role").await?;
+    conn.execute("VACUUM ANALYZE venues").await?;
+    let scan = std::time::Instant::now();
+    sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
+        .execute(&mut conn)
+        .await?;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
+        .fetch_one(&pool)
+        .await?;
+    eprintln!(
+        "    queued {queued} images with venue_image_cleanup_scan() in {:.1}s",
+        scan.elapsed().as_secs_f64()
+    );
+    for p in [
+        "google_places",
+        "foursquare",
+        "here",
+        "unsplash",
+        "pexels",
+        "*",
+    ] {
+        sqlx::query("SELECT venue_image_set_provider_rate($1, 'Infinity')")
+            .bind(p)
+            .execute(&pool)
+            .await?;
+    }
+    conn.execute("VACUUM ANALYZE venue_image_jobs").await?;
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut c = sqlx::PgConnection::connect(&url).await?;
+            let (mut claims, mut records, mut done) = (Vec::new(), Vec::new(), 0u64);
+            loop {
+                let t = Instant::now();
+                let got: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT job_id, lease_token::text FROM venue_image_claim($1, $2, 60)",
+                )
+                .bind(format!("bench-{w}"))
+                .bind(batch)
+                .fetch_all(&mut c)
+                .await?;
+                claims.push(t.elapsed());
+                if got.is_empty() {
+                    break;
+                }
+                if per_image {
+                    for (job, token) in got {
+                        let t = Instant::now();
+                        let ok: bool = sqlx::query_scalar(
+                            "SELECT venue_image_record_success($1, $2::uuid, 'https://ik.imagekit.io/b/x.jpg', '/venues/x.jpg', 'fid')",
+                        )
+                        .bind(job)
+                        .bind(token)
+                        .fetch_one(&mut c)
+                        .await?;
+                        records.push(t.elapsed());
+                        done += ok as u64;
+                    }
+                } else {
+                    let results: Vec<serde_json::Value> = got
+                        .iter()
+                        .map(|(job, token)| {
+                            serde_json::json!({"job_id": job, "lease_token": token,
+                                "url": "https://ik.imagekit.io/b/x.jpg", "imagekit_path": "/venues/x.jpg", "file_id": "fid"})
+                        })
+                        .collect();
+                    let t = Instant::now();
+                    let statuses: Vec<String> =
+                        sqlx::query_scalar("SELECT status FROM venue_image_record_results($1)")
+                            .bind(serde_json::Value::Array(results))
+                            .fetch_all(&mut c)
+                            .await?;
+                    records.push(t.elapsed());
+                    done += statuses.iter().filter(|s| *s == "uploaded").count() as u64;
+                }
+            }
+            anyhow::Ok((claims, records, done))
+        }));
+    }
+    let (mut claims, mut records, mut done) = (Vec::new(), Vec::new(), 0u64);
+    for t in tasks {
+        let (c, r, d) = t.await??;
+        claims.extend(c);
+        records.extend(r);
+        done += d;
+    }
+    let elapsed = start.elapsed();
+    claims.sort();
+    records.sort();
+    let rate = done as f64 / elapsed.as_secs_f64();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
+        .fetch_one(&pool)
+        .await?;
+    println!();
+    let how = if per_image {
+        "venue_image_record_success per image"
+    } else {
+        "venue_image_record_results per claimed batch"
+    };
+    println!(
+        "queue ({how}): {done} images recorded by {workers} workers (claim batches of {batch}) in {:.1}s: {rate:.0} images/s (target >= 2000: {})",
+        elapsed.as_secs_f64(),
+        if rate >= 2000.0 { "ok" } else { "MISS" }
+    );
+    println!(
+        "claim latency p50 {:.1} ms, p99 {:.1} ms (target p99 < 25 ms: {}); record call p50 {:.2} ms, p99 {:.2} ms; {} claims; {left} jobs left",
+        ms(percentile(&claims, 0.5)),
+        ms(percentile(&claims, 0.99)),
+        if percentile(&claims, 0.99) < Duration::from_millis(25) { "ok" } else { "MISS" },
+        ms(percentile(&records, 0.5)),
+        ms(percentile(&records, 0.99)),
+        claims.len()
+    );
+    Ok(rate)
 }

@@ -43,6 +43,10 @@ impl TestDb {
         conn.close().await?;
         let url = with_database(&admin, &name)?;
         let mut c = PgConnection::connect(&url).await?;
+        if let Ok(from) = std::env::var("VENUE_IMAGES_UPGRADE_FROM") {
+            // Run the suite on an extension upgraded from an earlier release.
+            upgrade_from(&mut c, &from).await?;
+        }
         migrate(&mut c).await?;
         c.close().await?;
         let pool = pool(&url, 8).await?;
@@ -62,6 +66,18 @@ impl TestDb {
             .await?;
         Ok(())
     }
+}
+
+/// Creates the extension at version `from` (its frozen script must be installed, see
+/// scripts/test.sh) and runs `ALTER EXTENSION venue_images UPDATE`.
+pub async fn upgrade_from(conn: &mut PgConnection, from: &str) -> Result<()> {
+    conn.execute(format!("CREATE EXTENSION venue_images VERSION '{from}'").as_str())
+        .await
+        .with_context(|| {
+            format!("creating venue_images {from} (is its frozen script installed?)")
+        })?;
+    conn.execute("ALTER EXTENSION venue_images UPDATE").await?;
+    Ok(())
 }
 
 /// `DATABASE_URL`, required.

@@ -418,8 +418,21 @@ async fn pacing_and_pauses_hold_across_workers() -> Result<()> {
         let url = t.url.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = PgConnection::connect(&url).await?;
-            let got = claim(&mut conn, &format!("w{w}"), 5, 20).await?;
-            anyhow::Ok(got.into_iter().map(|c| c.not_before_ms).collect::<Vec<_>>())
+            // A claimer that meets a provider being paced by another one skips it (it
+            // never waits), so each worker retries until it has its share.
+            let mut mine = Vec::new();
+            for _ in 0..200 {
+                let want = 5 - mine.len() as i32;
+                if want == 0 {
+                    break;
+                }
+                mine.extend(claim(&mut conn, &format!("w{w}"), want, 20).await?);
+            }
+            anyhow::Ok(
+                mine.into_iter()
+                    .map(|c| c.not_before_ms)
+                    .collect::<Vec<_>>(),
+            )
         }));
     }
     let mut slots = Vec::new();
@@ -686,5 +699,89 @@ async fn bad_arguments_get_sqlstates() -> Result<()> {
     .fetch_one(&mut c)
     .await?;
     assert!(!ok);
+    t.drop().await
+}
+
+#[tokio::test]
+async fn batch_write_back_records_each_outcome_with_one_rewrite_per_venue() -> Result<()> {
+    let t = TestDb::new("batch").await?;
+    queued(&t, 2, 3, "here").await?;
+    unlimited(&t.pool).await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    let jobs = claim(&mut c, "w", 6, 60).await?;
+    assert_eq!(jobs.len(), 6);
+    let mut results = Vec::new();
+    for (i, j) in jobs.iter().enumerate() {
+        results.push(match i % 3 {
+            0 => serde_json::json!({"job_id": j.job_id, "lease_token": j.token,
+                    "url": format!("https://ik/{i}.jpg"), "imagekit_path": format!("/v/{i}.jpg"), "file_id": "f"}),
+            1 => serde_json::json!({"job_id": j.job_id, "lease_token": j.token,
+                    "error_type": "service_unavailable", "status_code": 503, "message": "busy", "retry_after_seconds": 90}),
+            _ => serde_json::json!({"job_id": j.job_id, "lease_token": j.token,
+                    "error_type": "not_found", "status_code": 404, "message": "gone"}),
+        });
+    }
+    // A stale token and a repeated job in the same call.
+    results.push(serde_json::json!({"job_id": jobs[0].job_id, "lease_token": "00000000-0000-0000-0000-000000000000",
+        "url": "https://ik/x.jpg", "imagekit_path": "/v/x.jpg"}));
+    let before: i64 = sqlx::query_scalar(
+        "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'venues'",
+    )
+    .fetch_optional(&mut c)
+    .await?
+    .unwrap_or(0);
+    c.execute("BEGIN").await?;
+    let got: Vec<(i64, String)> =
+        sqlx::query_as("SELECT job_id, status FROM venue_image_record_results($1)")
+            .bind(serde_json::Value::Array(results))
+            .fetch_all(&mut c)
+            .await?;
+    let updates: i64 = sqlx::query_scalar(
+        "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'venues'",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    c.execute("COMMIT").await?;
+    assert_eq!(updates - before, 2, "one rewrite per venue");
+    let statuses: Vec<&str> = got.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "uploaded",
+            "failed",
+            "permanently_failed",
+            "uploaded",
+            "failed",
+            "permanently_failed",
+            "stale"
+        ]
+    );
+    let e = element(&t.pool, jobs[1].venue_id, &jobs[1].provider_url).await?;
+    assert_eq!(e["error_details"]["status_code"], 503);
+    let wait: f64 = sqlx::query_scalar("SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM venue_image_jobs WHERE job_id = $1")
+        .bind(jobs[1].job_id)
+        .fetch_one(&t.pool)
+        .await?;
+    assert!(wait > 85.0, "Retry-After honoured: {wait}");
+    for bad in [
+        r#"{"a":1}"#,
+        r#"[1]"#,
+        r#"[{"job_id":1}]"#,
+        r#"[{"job_id":"x","lease_token":"00000000-0000-0000-0000-000000000000"}]"#,
+    ] {
+        let err = sqlx::query("SELECT * FROM venue_image_record_results($1::jsonb)")
+            .bind(bad)
+            .execute(&mut c)
+            .await
+            .expect_err(bad);
+        let code = err
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string());
+        assert!(
+            matches!(code.as_deref(), Some("22023") | Some("22004")),
+            "{bad}: {err}"
+        );
+    }
     t.drop().await
 }

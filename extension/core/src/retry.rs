@@ -199,18 +199,17 @@ pub fn provider_url<'a>(obj: Container<'a>) -> Option<&'a str> {
     }
 }
 
-/// The array with element `index` replaced by `node`, every other element verbatim.
-fn replace_element<'a>(
+/// The array with the given elements replaced, every other element verbatim.
+pub fn replace_elements<'a>(
     arr: Container<'a>,
-    index: usize,
-    node: Node<'a>,
+    mut replacements: Vec<(usize, Node<'a>)>,
 ) -> Result<Node<'a>, ImageError> {
+    replacements.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
     let mut items = Vec::with_capacity(arr.len());
-    let mut node = Some(node);
     for (i, e) in arr.elements().enumerate() {
         let e = e?;
-        if i == index {
-            items.push(node.take().expect("replaced once"));
+        if replacements.last().is_some_and(|(ri, _)| *ri == i) {
+            items.push(replacements.pop().expect("checked").1);
         } else {
             items.push(Node::Raw(e));
         }
@@ -242,6 +241,16 @@ pub fn patch_success<'a>(
     obj: Container<'a>,
     s: &Success<'a>,
 ) -> Result<Node<'a>, ImageError> {
+    let patched = success_element(index, obj, s)?;
+    replace_elements(arr, vec![(index, patched)])
+}
+
+/// The uploaded version of one element (see [`patch_success`]).
+pub fn success_element<'a>(
+    index: usize,
+    obj: Container<'a>,
+    s: &Success<'a>,
+) -> Result<Node<'a>, ImageError> {
     let img = Image { index, obj };
     let rc = retry_count_of(&img)? + 1;
     let mut set = vec![
@@ -254,8 +263,7 @@ pub fn patch_success<'a>(
     if let Some(id) = s.file_id {
         set.push((key("imagekit_file_id"), Node::str(id)));
     }
-    let patched = patch_object(obj, set, &["error_details", "finalized_at"])?;
-    replace_element(arr, index, patched)
+    Ok(patch_object(obj, set, &["error_details", "finalized_at"])?)
 }
 
 /// The outcome recorded for a failed attempt.
@@ -306,6 +314,16 @@ pub fn patch_failure<'a>(
     f: &Failure<'_>,
     outcome: FailureOutcome,
 ) -> Result<Node<'a>, ImageError> {
+    let patched = failure_element(obj, f, outcome)?;
+    replace_elements(arr, vec![(index, patched)])
+}
+
+/// The failed version of one element (see [`patch_failure`]).
+pub fn failure_element<'a>(
+    obj: Container<'a>,
+    f: &Failure<'_>,
+    outcome: FailureOutcome,
+) -> Result<Node<'a>, ImageError> {
     let mut message = redact_text(f.message);
     if message.len() > MAX_MESSAGE {
         let mut cut = MAX_MESSAGE;
@@ -340,8 +358,7 @@ pub fn patch_failure<'a>(
     if outcome.permanent {
         set.push((key("finalized_at"), Node::str(f.now.to_string())));
     }
-    let patched = patch_object(obj, set, &[])?;
-    replace_element(arr, index, patched)
+    Ok(patch_object(obj, set, &[])?)
 }
 
 /// Seconds until the next attempt after failed attempt `n` (1-based):

@@ -4,8 +4,8 @@
 use super::{log_attempt, require_jsonb, Attempt};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
+use crate::plans;
 use crate::settings;
-use crate::source;
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -15,33 +15,42 @@ use venue_images_core::jsonb::parse_varlena;
 use venue_images_core::naming;
 use venue_images_core::retry::{find_by_hash, provider_url, UrlHash};
 
-/// One statement: lock the providers that may be claimed now (in a fixed order, so
-/// concurrent claimers never deadlock), take each provider's budget of due jobs with
-/// `FOR UPDATE SKIP LOCKED`, lease them with paced `not_before` slots (re-checking
-/// eligibility in the `UPDATE`), and move each provider's next free slot forward.
+/// One statement: lock the rate-limited providers that may be claimed now
+/// (`SKIP LOCKED`: a provider whose slots another claimer is handing out right now is
+/// skipped, never waited for; unlimited providers are not locked at all), take each
+/// provider's budget of due jobs with `FOR UPDATE SKIP LOCKED`, lease them with paced
+/// `not_before` slots (re-checking eligibility in the `UPDATE`), and move each paced
+/// provider's next free slot forward.
 ///
 /// $1 worker, $2 max images, $3 lease seconds, $4 pacing horizon in seconds: a provider
 /// hands out only the slots that start within the horizon, so no worker hoards images
 /// it could not start before its lease ran out.
 const CLAIM: &str = r#"
-WITH budgets AS MATERIALIZED (
-    SELECT p.provider, r.rate, greatest(now(), p.next_slot_at) AS base,
-           CASE WHEN r.rate = 'Infinity' THEN $2::int
-                WHEN greatest(now(), p.next_slot_at) > now() + make_interval(secs => $4) THEN 0
-                ELSE least($2::int, 1 + floor(extract(epoch FROM
-                       now() + make_interval(secs => $4) - greatest(now(), p.next_slot_at)) * r.rate)::int)
-           END AS n
+WITH rates AS MATERIALIZED (
+    SELECT p.provider,
+           coalesce(p.per_second,
+                    (SELECT d.per_second FROM venue_image_providers d WHERE d.provider = '*'),
+                    venue_image_default_rate(p.provider)) AS rate
       FROM venue_image_providers p
-     CROSS JOIN LATERAL (
-           SELECT coalesce(p.per_second,
-                           (SELECT d.per_second FROM venue_image_providers d WHERE d.provider = '*'),
-                           venue_image_default_rate(p.provider)) AS rate) r
      WHERE p.provider <> '*'
        AND coalesce(p.paused_until, '-infinity') <= now()
        AND NOT EXISTS (SELECT 1 FROM venue_image_providers g
                         WHERE g.provider = '*' AND g.paused_until > now())
+), paced AS MATERIALIZED (
+    SELECT p.provider, greatest(now(), p.next_slot_at) AS base
+      FROM venue_image_providers p
+     WHERE p.provider IN (SELECT provider FROM rates WHERE rate <> 'Infinity')
      ORDER BY p.provider
-       FOR UPDATE OF p
+       FOR UPDATE OF p SKIP LOCKED
+), budgets AS MATERIALIZED (
+    SELECT r.provider, r.rate, pc.base,
+           CASE WHEN pc.base > now() + make_interval(secs => $4) THEN 0
+                ELSE least($2::int, 1 + floor(extract(epoch FROM
+                       now() + make_interval(secs => $4) - pc.base) * r.rate)::int)
+           END AS n
+      FROM paced pc JOIN rates r ON r.provider = pc.provider
+    UNION ALL
+    SELECT r.provider, r.rate, now(), $2::int FROM rates r WHERE r.rate = 'Infinity'
 ), cand AS MATERIALIZED (
     SELECT c.job_id, c.provider, c.priority, c.next_attempt_at
       FROM budgets b
@@ -77,7 +86,7 @@ WITH budgets AS MATERIALIZED (
        AND (j.lease_token IS NULL OR j.lease_expires_at < now())
     RETURNING j.job_id, j.lease_token, j.venue_id, j.provider, j.url_hash, j.not_before,
               j.forced, j.error_type, j.provider_url, j.priority
-), paced AS (
+), advance AS (
     UPDATE venue_image_providers p
        SET next_slot_at = b.base + make_interval(secs => k.claimed / b.rate), updated_at = now()
       FROM (SELECT provider, count(*)::float8 AS claimed FROM claimed GROUP BY provider) k
@@ -133,16 +142,16 @@ type ClaimRow = (
 
 fn claim(worker: &str, max_images: i32, lease_seconds: i32) -> Result<Vec<ClaimRow>, VenueError> {
     validate(worker, max_images, lease_seconds)?;
-    let src = source::resolve()?;
+    let src = plans::venue_source()?;
     require_jsonb(&src)?;
     let classifier_max = settings::max_retries();
     let folder_base = settings::folder_base();
     let horizon = (lease_seconds as f64 / 2.0).clamp(1.0, 60.0);
     Spi::connect_mut(|c| {
         let mut jobs = Vec::new();
-        for row in c.update(
+        for row in plans::run(
+            c,
             CLAIM,
-            None,
             &[
                 worker.into(),
                 max_images.into(),
@@ -176,7 +185,7 @@ fn claim(worker: &str, max_images: i32, lease_seconds: i32) -> Result<Vec<ClaimR
             idc = src.id_column
         );
         let mut venues: HashMap<i64, (Option<String>, Option<Vec<u8>>)> = HashMap::new();
-        for row in c.select(&sql, None, &[ids.into()])? {
+        for row in plans::run_dynamic(c, &sql, &[ids.into()])? {
             let id = row.get::<i64>(1)?.unwrap_or_default();
             let slug = row.get::<String>(2)?;
             let images = row.get::<Jsonb<'_>>(3)?.map(|j| j.bytes().to_vec());
@@ -223,9 +232,9 @@ fn claim(worker: &str, max_images: i32, lease_seconds: i32) -> Result<Vec<ClaimR
                 }
                 None => {
                     // The application removed, replaced or finished this image meanwhile.
-                    c.update(
+                    plans::run(
+                        c,
                         "DELETE FROM venue_image_jobs WHERE job_id = $1",
-                        None,
                         &[job.job_id.into()],
                     )?;
                     log_attempt(

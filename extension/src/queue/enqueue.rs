@@ -4,8 +4,9 @@
 use super::{ensure_providers, log_attempt, queue_write_in_progress, require_jsonb, Attempt};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
+use crate::plans;
 use crate::settings;
-use crate::source::{self, VenueSource};
+use crate::source::VenueSource;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -66,22 +67,21 @@ pub(crate) fn insert_jobs(
             chunk.iter().map(|(_, _, r)| r.error_type.clone()).collect();
         let counts: Vec<i32> = chunk.iter().map(|(_, _, r)| r.retry_count as i32).collect();
         let priorities: Vec<f64> = chunk.iter().map(|(_, p, _)| *p).collect();
-        total += c
-            .update(
-                &sql,
-                None,
-                &[
-                    venue_ids.into(),
-                    hashes.into(),
-                    urls.into(),
-                    providers.into(),
-                    errors.into(),
-                    counts.into(),
-                    priorities.into(),
-                    enqueued_by.into(),
-                ],
-            )?
-            .len();
+        total += plans::run_dynamic(
+            c,
+            &sql,
+            &[
+                venue_ids.into(),
+                hashes.into(),
+                urls.into(),
+                providers.into(),
+                errors.into(),
+                counts.into(),
+                priorities.into(),
+                enqueued_by.into(),
+            ],
+        )?
+        .len();
     }
     Ok(total)
 }
@@ -127,7 +127,7 @@ pub(crate) fn read_venue(
 }
 
 fn enqueue_venue(venue_id: i64) -> Result<i32, VenueError> {
-    let src = source::resolve()?;
+    let src = plans::venue_source()?;
     require_jsonb(&src)?;
     let classifier = settings::classifier();
     let max_retries = settings::max_retries();
@@ -242,7 +242,7 @@ fn venue_images_enqueue_trigger<'a>(
 
 fn force_retry(venue_id: Option<i64>, url: Option<&str>) -> Result<i32, VenueError> {
     let venue_id = venue_id.ok_or_else(|| VenueError::NullArgument("venue_id".into()))?;
-    let src = source::resolve()?;
+    let src = plans::venue_source()?;
     require_jsonb(&src)?;
     let classifier = settings::classifier();
     let only = url.map(url_hash);

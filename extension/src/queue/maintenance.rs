@@ -5,8 +5,8 @@ use super::enqueue::{insert_jobs, OnConflict};
 use super::{lock_venue, log_attempt, now_iso, require_jsonb, write_venue, Attempt, QUEUE_WRITE};
 use crate::datum::{Jsonb, JsonbResult, RawJsonb};
 use crate::errors::{PgResult, Report, VenueError};
+use crate::plans;
 use crate::settings;
-use crate::source;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -38,7 +38,7 @@ struct Finalized {
 
 fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
     let started = Instant::now();
-    let src = source::resolve()?;
+    let src = plans::venue_source()?;
     require_jsonb(&src)?;
     let classifier = settings::classifier();
     let max_retries = settings::max_retries();
@@ -260,7 +260,7 @@ fn venue_images_finalize(images: Jsonb<'_>) -> PgResult<JsonbResult> {
 }
 
 fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
-    let src = source::resolve()?;
+    let src = plans::venue_source()?;
     require_jsonb(&src)?;
     Spi::connect_mut(|c| {
         let ids: Vec<i64> = match venue_id {

@@ -13,6 +13,7 @@ mod writeback;
 
 use crate::datum::{Jsonb, JsonbResult};
 use crate::errors::VenueError;
+use crate::plans;
 use crate::source::VenueSource;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -68,7 +69,7 @@ pub(crate) fn lock_venue(
         rel = src.relation,
         id = src.id_column
     );
-    let table = client.update(&sql, Some(1), &[venue_id.into()])?;
+    let table = plans::run_dynamic(client, &sql, &[venue_id.into()])?;
     if table.is_empty() {
         return Ok(None);
     }
@@ -92,9 +93,9 @@ pub(crate) fn write_venue(
         id = src.id_column
     );
     QUEUE_WRITE.with(|f| f.set(true));
-    let res = client.update(
+    let res = plans::run_dynamic(
+        client,
         &sql,
-        None,
         &[JsonbResult::Bytes(bytes).into(), venue_id.into()],
     );
     QUEUE_WRITE.with(|f| f.set(false));
@@ -122,12 +123,12 @@ pub(crate) struct Attempt<'a> {
 
 /// Appends to `venue_image_attempts`.
 pub(crate) fn log_attempt(client: &mut SpiClient<'_>, a: &Attempt<'_>) -> Result<(), VenueError> {
-    client.update(
+    plans::run(
+        client,
         "INSERT INTO venue_image_attempts
            (job_id, venue_id, url_hash, provider_url, provider, worker, retried_error_type,
             retry_count, outcome, error_type, status_code, message, imagekit_path)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        None,
         &[
             a.job_id.into(),
             a.venue_id.into(),
@@ -155,11 +156,11 @@ pub(crate) fn ensure_providers(
     if providers.is_empty() {
         return Ok(());
     }
-    client.update(
+    plans::run(
+        client,
         "INSERT INTO venue_image_providers (provider)
          SELECT DISTINCT p FROM unnest($1::text[]) AS p
          ON CONFLICT (provider) DO NOTHING",
-        None,
         &[providers.into()],
     )?;
     Ok(())
@@ -174,6 +175,7 @@ REVOKE EXECUTE ON FUNCTION
     venue_image_release(bigint, uuid),
     venue_image_record_success(bigint, uuid, text, text, text),
     venue_image_record_failure(bigint, uuid, text, int, text, int),
+    venue_image_record_results(jsonb),
     venue_image_pause_provider(text, timestamptz, text),
     venue_image_set_provider_rate(text, float8),
     venue_image_enqueue_venue(bigint),
@@ -183,6 +185,20 @@ REVOKE EXECUTE ON FUNCTION
     venue_image_prune_attempts(interval),
     venue_image_retry_report(interval)
 FROM PUBLIC;
+
+-- The queue runs many small statements through kept generic plans; JIT compilation
+-- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.
+ALTER FUNCTION venue_image_claim(text, int, int) SET jit = off;
+-- The claim's row counts depend on its parameters (max images, provider budgets); a
+-- generic plan guesses 10% of the queue and joins by scanning the whole jobs table.
+ALTER FUNCTION venue_image_claim(text, int, int) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION venue_image_record_success(bigint, uuid, text, text, text) SET jit = off;
+ALTER FUNCTION venue_image_record_failure(bigint, uuid, text, int, text, int) SET jit = off;
+ALTER FUNCTION venue_image_record_results(jsonb) SET jit = off;
+ALTER FUNCTION venue_image_enqueue_venue(bigint) SET jit = off;
+ALTER FUNCTION venue_image_force_retry(bigint, text) SET jit = off;
+ALTER FUNCTION venue_image_purge_permanently_failed(bigint) SET jit = off;
+ALTER FUNCTION venue_images_enqueue_trigger() SET jit = off;
 
 -- The trigger runs as the application's role, which has no rights on the queue's tables.
 ALTER FUNCTION venue_images_enqueue_trigger()

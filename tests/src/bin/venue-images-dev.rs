@@ -42,6 +42,25 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Times the retry queue: workers doing claim → record_success with no HTTP.
+    BenchQueue {
+        /// Venues.
+        #[arg(long, default_value_t = 10_000)]
+        venues: u64,
+        /// Queued images in all.
+        #[arg(long, default_value_t = 100_000)]
+        images: u64,
+        /// Concurrent workers (one connection each).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Images per claim.
+        #[arg(long, default_value_t = 10)]
+        batch: i32,
+        /// Record each image with venue_image_record_success instead of one
+        /// venue_image_record_results call per claimed batch.
+        #[arg(long)]
+        per_image: bool,
+    },
 }
 
 #[tokio::main]
@@ -64,6 +83,15 @@ async fn main() -> Result<()> {
             )
             .await
         }
+        Command::BenchQueue {
+            venues,
+            images,
+            workers,
+            batch,
+            per_image,
+        } => bench::queue(&url, venues, images, workers, batch, per_image)
+            .await
+            .map(|_| ()),
         Command::BenchAnalytics {
             venues,
             runs,

@@ -1,0 +1,107 @@
+//! Per-backend caches for the queue's hot paths.
+//!
+//! - Statements are prepared once per backend and kept (`SPI_keepplan`); PostgreSQL's
+//!   plan cache revalidates them when the objects they use change. Parameter types come
+//!   from the first call's arguments, so every call of one statement must pass the same
+//!   types.
+//! - The resolved venues relation is kept until any relation's cache entry is
+//!   invalidated (ALTER, DROP, CREATE INDEX ...) or the settings change.
+
+use crate::errors::VenueError;
+use crate::settings::{self, TableNames};
+use crate::source::{self, VenueSource};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+thread_local! {
+    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static DYNAMIC_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static SOURCE: RefCell<Option<(TableNames, VenueSource)>> = const { RefCell::new(None) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn prepare(
+    client: &SpiClient<'_>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
+    let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+    Ok(Rc::new(client.prepare_mut(sql, &types)?.keep()))
+}
+
+/// Runs a constant statement through its kept plan.
+pub fn run<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> Result<SpiTupleTable<'conn>, VenueError> {
+    let cached = PLANS.with(|p| p.borrow().get(sql).cloned());
+    let stmt = match cached {
+        Some(s) => s,
+        None => {
+            let s = prepare(client, sql, args)?;
+            PLANS.with(|p| p.borrow_mut().insert(sql, s.clone()));
+            s
+        }
+    };
+    Ok(client.update(&*stmt, None, args)?)
+}
+
+/// Runs a statement built at run time (it names the configured venues table) through a
+/// kept plan.
+pub fn run_dynamic<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<SpiTupleTable<'conn>, VenueError> {
+    let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).cloned());
+    let stmt = match cached {
+        Some(s) => s,
+        None => {
+            let s = prepare(client, sql, args)?;
+            DYNAMIC_PLANS.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() > 64 {
+                    p.clear();
+                }
+                p.insert(sql.to_string(), s.clone());
+            });
+            s
+        }
+    };
+    Ok(client.update(&*stmt, None, args)?)
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn forget_source(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    // Only clears thread-local state; must not raise.
+    let _ = SOURCE.try_with(|s| s.borrow_mut().take());
+}
+
+/// The venues relation, resolved once per backend until invalidated.
+pub fn venue_source() -> Result<VenueSource, VenueError> {
+    if !CALLBACK_REGISTERED.with(Cell::get) {
+        // SAFETY: registers a callback that only clears a thread-local cache.
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(forget_source), pg_sys::Datum::from(0))
+        };
+        CALLBACK_REGISTERED.with(|c| c.set(true));
+    }
+    let names = settings::table_names()?;
+    if let Some(src) = SOURCE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .filter(|(n, _)| *n == names)
+            .map(|(_, src)| src.clone())
+    }) {
+        return Ok(src);
+    }
+    let src = source::resolve()?;
+    SOURCE.with(|s| *s.borrow_mut() = Some((names, src.clone())));
+    Ok(src)
+}
