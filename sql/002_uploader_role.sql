@@ -17,6 +17,7 @@ $$;
 
 GRANT EXECUTE ON FUNCTION
     venue_image_claim(text, int, int),
+    venue_image_claim_venue(text, bigint, int, int),
     venue_image_extend_lease(bigint, uuid, int),
     venue_image_release(bigint, uuid),
     venue_image_record_success(bigint, uuid, text, text, text),

@@ -201,7 +201,7 @@ $$;
 COMMENT ON FUNCTION venue_image_retry_report(interval) IS
     'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease';
 
--- extension/src/queue/claim.rs:267
+-- extension/src/queue/claim.rs:275
 -- venue_images::queue::claim::venue_image_claim
 CREATE  FUNCTION "venue_image_claim"(
 	"worker" TEXT, /* & str */
@@ -223,6 +223,29 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_wrapper';
 
+-- extension/src/queue/claim.rs:305
+-- venue_images::queue::claim::venue_image_claim_venue
+CREATE  FUNCTION "venue_image_claim_venue"(
+	"worker" TEXT, /* & str */
+	"venue_id" bigint, /* i64 */
+	"max_images" INT, /* i32 */
+	"lease_seconds" INT /* i32 */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"lease_token" uuid,  /* Uuid */
+	"venue_id" bigint,  /* i64 */
+	"provider" TEXT,  /* String */
+	"provider_url" TEXT,  /* String */
+	"folder" TEXT,  /* String */
+	"file_name" TEXT,  /* String */
+	"attempt" INT,  /* i32 */
+	"not_before" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_claim_venue_wrapper';
+
 -- extension/src/queue/maintenance.rs:210
 -- venue_images::queue::maintenance::venue_image_cleanup_scan
 CREATE  FUNCTION "venue_image_cleanup_scan"() RETURNS TABLE (
@@ -238,7 +261,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:148
+-- extension/src/queue/enqueue.rs:152
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE  FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -248,7 +271,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_enqueue_venue_wrapper';
 
--- extension/src/queue/enqueue.rs:320
+-- extension/src/queue/enqueue.rs:324
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE  FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -269,7 +292,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_purge_permanently_failed_wrapper';
 
--- extension/src/queue/writeback.rs:459
+-- extension/src/queue/writeback.rs:496
 -- venue_images::queue::writeback::venue_image_record_failure
 CREATE  FUNCTION "venue_image_record_failure"(
 	"job_id" bigint, /* Option < i64 > */
@@ -284,7 +307,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_failure_wrapper';
 
--- extension/src/queue/writeback.rs:553
+-- extension/src/queue/writeback.rs:613
 -- venue_images::queue::writeback::venue_image_record_results
 CREATE  FUNCTION "venue_image_record_results"(
 	"results" jsonb /* Jsonb < '_ > */
@@ -297,7 +320,7 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_results_wrapper';
 
--- extension/src/queue/writeback.rs:432
+-- extension/src/queue/writeback.rs:469
 -- venue_images::queue::writeback::venue_image_record_success
 CREATE  FUNCTION "venue_image_record_success"(
 	"job_id" bigint, /* Option < i64 > */
@@ -320,7 +343,7 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_finalize_wrapper';
 
--- extension/src/queue/enqueue.rs:233
+-- extension/src/queue/enqueue.rs:237
 -- venue_images::queue::enqueue::venue_images_enqueue_trigger
 CREATE FUNCTION "venue_images_enqueue_trigger"()
 	RETURNS TRIGGER
@@ -333,6 +356,7 @@ CREATE FUNCTION "venue_images_enqueue_trigger"()
 -- Only the uploader role (granted by the migration) may run the queue's privileged functions.
 REVOKE EXECUTE ON FUNCTION
     venue_image_claim(text, int, int),
+    venue_image_claim_venue(text, bigint, int, int),
     venue_image_extend_lease(bigint, uuid, int),
     venue_image_release(bigint, uuid),
     venue_image_record_success(bigint, uuid, text, text, text),
@@ -354,6 +378,8 @@ ALTER FUNCTION venue_image_claim(text, int, int) SET jit = off;
 -- The claim's row counts depend on its parameters (max images, provider budgets); a
 -- generic plan guesses 10% of the queue and joins by scanning the whole jobs table.
 ALTER FUNCTION venue_image_claim(text, int, int) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION venue_image_claim_venue(text, bigint, int, int) SET jit = off;
+ALTER FUNCTION venue_image_claim_venue(text, bigint, int, int) SET plan_cache_mode = force_custom_plan;
 ALTER FUNCTION venue_image_record_success(bigint, uuid, text, text, text) SET jit = off;
 ALTER FUNCTION venue_image_record_failure(bigint, uuid, text, int, text, int) SET jit = off;
 ALTER FUNCTION venue_image_record_results(jsonb) SET jit = off;

@@ -22,7 +22,8 @@ use venue_images_core::retry::{find_by_hash, provider_url, UrlHash};
 /// `not_before` slots (re-checking eligibility in the `UPDATE`), and move each paced
 /// provider's next free slot forward.
 ///
-/// $1 worker, $2 max images, $3 lease seconds, $4 pacing horizon in seconds: a provider
+/// $1 worker, $2 max images, $3 lease seconds, $4 pacing horizon in seconds, $5 only this
+/// venue (NULL: any): a provider
 /// hands out only the slots that start within the horizon, so no worker hoards images
 /// it could not start before its lease ran out.
 const CLAIM: &str = r#"
@@ -58,6 +59,7 @@ WITH rates AS MATERIALIZED (
            SELECT j.job_id, j.provider, j.priority, j.next_attempt_at
              FROM venue_image_jobs j
             WHERE j.provider = b.provider
+              AND ($5::bigint IS NULL OR j.venue_id = $5)
               AND j.next_attempt_at <= now()
               AND (j.lease_token IS NULL OR j.lease_expires_at < now())
             ORDER BY j.priority DESC, j.next_attempt_at, j.job_id
@@ -140,7 +142,12 @@ type ClaimRow = (
     TimestampWithTimeZone,
 );
 
-fn claim(worker: &str, max_images: i32, lease_seconds: i32) -> Result<Vec<ClaimRow>, VenueError> {
+fn claim(
+    worker: &str,
+    max_images: i32,
+    lease_seconds: i32,
+    venue_id: Option<i64>,
+) -> Result<Vec<ClaimRow>, VenueError> {
     validate(worker, max_images, lease_seconds)?;
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
@@ -157,6 +164,7 @@ fn claim(worker: &str, max_images: i32, lease_seconds: i32) -> Result<Vec<ClaimR
                 max_images.into(),
                 (lease_seconds as f64).into(),
                 horizon.into(),
+                venue_id.into(),
             ],
         )? {
             jobs.push(Claimed {
@@ -288,6 +296,37 @@ fn venue_image_claim(
     ErrorReport,
 > {
     Ok(TableIterator::new(
-        claim(worker, max_images, lease_seconds).report()?,
+        claim(worker, max_images, lease_seconds, None).report()?,
+    ))
+}
+
+/// Like `venue_image_claim`, for one venue's images only (the uploader's synchronous
+/// `retry --venue`); pacing and pauses apply as usual.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn venue_image_claim_venue(
+    worker: &str,
+    venue_id: i64,
+    max_images: i32,
+    lease_seconds: i32,
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(job_id, i64),
+            name!(lease_token, Uuid),
+            name!(venue_id, i64),
+            name!(provider, String),
+            name!(provider_url, String),
+            name!(folder, String),
+            name!(file_name, String),
+            name!(attempt, i32),
+            name!(not_before, TimestampWithTimeZone),
+        ),
+    >,
+    ErrorReport,
+> {
+    Ok(TableIterator::new(
+        claim(worker, max_images, lease_seconds, Some(venue_id)).report()?,
     ))
 }

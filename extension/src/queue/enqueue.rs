@@ -83,6 +83,10 @@ pub(crate) fn insert_jobs(
         )?
         .len();
     }
+    if total > 0 {
+        // A hint for sleeping uploaders (delivered at commit); they also poll.
+        plans::run(c, "SELECT pg_notify('venue_image_jobs', '')", &[])?;
+    }
     Ok(total)
 }
 

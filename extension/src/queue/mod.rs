@@ -171,6 +171,7 @@ extension_sql!(
 -- Only the uploader role (granted by the migration) may run the queue's privileged functions.
 REVOKE EXECUTE ON FUNCTION
     venue_image_claim(text, int, int),
+    venue_image_claim_venue(text, bigint, int, int),
     venue_image_extend_lease(bigint, uuid, int),
     venue_image_release(bigint, uuid),
     venue_image_record_success(bigint, uuid, text, text, text),
@@ -192,6 +193,8 @@ ALTER FUNCTION venue_image_claim(text, int, int) SET jit = off;
 -- The claim's row counts depend on its parameters (max images, provider budgets); a
 -- generic plan guesses 10% of the queue and joins by scanning the whole jobs table.
 ALTER FUNCTION venue_image_claim(text, int, int) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION venue_image_claim_venue(text, bigint, int, int) SET jit = off;
+ALTER FUNCTION venue_image_claim_venue(text, bigint, int, int) SET plan_cache_mode = force_custom_plan;
 ALTER FUNCTION venue_image_record_success(bigint, uuid, text, text, text) SET jit = off;
 ALTER FUNCTION venue_image_record_failure(bigint, uuid, text, int, text, int) SET jit = off;
 ALTER FUNCTION venue_image_record_results(jsonb) SET jit = off;
