@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks. Every figure is a ratio against a baseline measured in the same run.
 #   scripts/bench.sh analytics   # analytics + dedupe vs the original SQL and the floor scan
+#   scripts/bench.sh queue       # claim -> record throughput and claim latency
 # VENUES (default 200000) and RUNS (default 5) tune the analytics benchmark.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -15,5 +16,12 @@ case "$what" in
     step "Analytics and dedupe benchmark (${VENUES:-200000} venues)"
     ./target/release/venue-images-dev bench-analytics --venues "${VENUES:-200000}" --runs "${RUNS:-5}"
     ;;
-  *) die "unknown benchmark '$what' (try: analytics)" ;;
+  queue)
+    step "Queue benchmark: 100,000 queued images, 10,000 venues, 4 workers, no HTTP"
+    ./target/release/venue-images-dev bench-queue
+    step "The same with one write-back call per image"
+    dbsql -c "DROP TABLE IF EXISTS venues CASCADE" >/dev/null
+    ./target/release/venue-images-dev bench-queue --per-image
+    ;;
+  *) die "unknown benchmark '$what' (try: analytics, queue)" ;;
 esac
