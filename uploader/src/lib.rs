@@ -4,12 +4,26 @@
 //! through the `venue_images` extension's functions, and to the outside world through
 //! two HTTP clients.
 //!
-//! - [`failure`]: the typed outcome of a failed attempt (error type, status, scope).
-//! - [`redact`]: secrets (`key=` values, the private key) out of every message.
+//! - [`cli`]: all configuration (clap; every flag also reads an environment variable).
+//! - [`app`]: the commands (run, once, retry, enqueue, scan, stats, migrate, check).
+//! - [`worker`]: the claim → wait for slot → download → upload → write back loop.
+//! - [`queue`]: the extension's functions, typed.
 //! - [`fetch`]: safe download of provider URLs (SSRF guard, limits, magic bytes).
 //! - [`imagekit`]: the ImageKit upload client.
+//! - [`failure`]: the typed outcome of a failed attempt (error type, status, scope).
+//! - [`redact`]: secrets (`key=` values, the private key) out of every message.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/metrics`.
+//! - [`schedule`]: the scheduled scan, run by one uploader at a time.
+//! - [`progress`]: progress bar or lines for `once` and `retry`.
 
+pub mod app;
+pub mod cli;
 pub mod failure;
 pub mod fetch;
 pub mod imagekit;
+pub mod metrics;
+pub mod progress;
+pub mod queue;
 pub mod redact;
+pub mod schedule;
+pub mod worker;

@@ -1,5 +1,18 @@
-//! `venue-image-uploader` binary (the CLI comes with the worker).
+//! `venue-image-uploader`: see `venue-image-uploader --help`.
 
-fn main() {
-    eprintln!("venue-image-uploader: not wired yet");
+use clap::Parser;
+use venue_image_uploader::{app, cli::Cli};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    app::init_logging(cli.log_format, &cli.log);
+    let code = match app::main(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.code
+        }
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,293 @@
+//! All configuration: one clap definition; every flag also reads an environment variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const ABOUT: &str =
+    "Recovers venue image uploads that failed part-way: claims retryable images from \
+the venue_images queue in PostgreSQL, downloads each from its provider, uploads it to ImageKit, \
+and writes the outcome back.";
+
+const LONG_ABOUT: &str = "\
+Recovers venue image uploads that failed part-way.
+
+The retry queue lives in PostgreSQL (the venue_images extension). This process only calls the
+extension's functions: it claims due images with a lease (several uploaders can run at once and
+never get the same image), waits for each image's pacing slot (provider rates hold across all
+uploaders), downloads the provider URL safely (http/https only, no private addresses, size and
+time limits, image type checked by magic bytes), uploads the bytes to ImageKit under a
+deterministic name (retries overwrite the same file), and records the outcome. A 429 pauses the
+provider for every uploader. The database decides what is retried, when, and when an image
+becomes permanently_failed.
+
+The database role needs the grants of the venue_image_uploader role (sql/002_uploader_role.sql).";
+
+const EXAMPLES: &str = "\
+Examples:
+  # one-off: check the setup, queue what the nightly scan finds, drain it with a progress bar
+  venue-image-uploader check
+  venue-image-uploader scan
+  venue-image-uploader once
+
+  # as a sidecar, with metrics and the nightly scan at 04:00 UTC (one uploader runs it)
+  venue-image-uploader run --metrics-addr 0.0.0.0:9187 --scan-schedule '0 4 * * *'
+
+  # retry one venue now, like the original's retry_failed_only
+  venue-image-uploader retry --venue 123
+
+Environment: DATABASE_URL, IMAGEKIT_PRIVATE_KEY, and VENUE_UPLOADER_* for every other flag
+(see each flag). Logs go to stderr; RUST_LOG-style filters in VENUE_UPLOADER_LOG.";
+
+/// `venue-image-uploader`.
+#[derive(Parser, Debug)]
+#[command(name = "venue-image-uploader", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
+pub struct Cli {
+    /// PostgreSQL connection URL (the role needs venue_image_uploader's grants).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "VENUE_UPLOADER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter (e.g. `info`, `venue_image_uploader=debug`).
+    #[arg(
+        long,
+        env = "VENUE_UPLOADER_LOG",
+        default_value = "info",
+        global = true
+    )]
+    pub log: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run as a sidecar: claim and recover images until SIGTERM.
+    Run(RunArgs),
+    /// Recover everything due now, then exit (progress bar on a terminal).
+    Once(WorkerArgs),
+    /// Retry one venue's retryable images now and wait for them (the original's retry_failed_only).
+    Retry {
+        /// Venue id.
+        #[arg(long, env = "VENUE_UPLOADER_VENUE")]
+        venue: i64,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Make one venue's retryable images due now (the queue's uploaders will take them).
+    Enqueue {
+        /// Venue id.
+        #[arg(long, env = "VENUE_UPLOADER_VENUE")]
+        venue: i64,
+    },
+    /// Run the nightly cleanup scan now: queue transient failures, finalise hopeless ones.
+    Scan,
+    /// Print the failure statistics (summary and breakdown).
+    Stats {
+        /// Print JSON instead of tables.
+        #[arg(long, env = "VENUE_UPLOADER_JSON")]
+        json: bool,
+    },
+    /// Apply the SQL migrations shipped with this binary (as a superuser).
+    Migrate,
+    /// Verify the database, the extension version, the role's grants and the ImageKit key.
+    Check {
+        #[command(flatten)]
+        imagekit: ImageKitArgs,
+        /// Skip the ImageKit credential check.
+        #[arg(long, env = "VENUE_UPLOADER_SKIP_IMAGEKIT_CHECK")]
+        skip_imagekit: bool,
+    },
+}
+
+/// `run` options.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+
+    /// Serve /healthz and /metrics (Prometheus) on this address.
+    #[arg(long, env = "VENUE_UPLOADER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Run the cleanup scan on this cron schedule (UTC), e.g. '0 4 * * *'. Only one
+    /// running uploader performs it.
+    #[arg(long, env = "VENUE_UPLOADER_SCAN_SCHEDULE")]
+    pub scan_schedule: Option<String>,
+}
+
+/// ImageKit options.
+#[derive(Args, Debug, Clone)]
+pub struct ImageKitArgs {
+    /// ImageKit private API key (never logged).
+    #[arg(long, env = "IMAGEKIT_PRIVATE_KEY", hide_env_values = true)]
+    pub imagekit_private_key: Option<String>,
+
+    /// ImageKit upload endpoint.
+    #[arg(
+        long,
+        env = "IMAGEKIT_UPLOAD_URL",
+        default_value = "https://upload.imagekit.io/api/v1/files/upload"
+    )]
+    pub imagekit_upload_url: String,
+
+    /// ImageKit request timeout, seconds.
+    #[arg(long, env = "VENUE_UPLOADER_UPLOAD_TIMEOUT", default_value_t = 60)]
+    pub upload_timeout: u64,
+}
+
+/// Options of every command that processes images.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub imagekit: ImageKitArgs,
+
+    /// Images processed at once.
+    #[arg(long, env = "VENUE_UPLOADER_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Lease length in seconds (extended while an image is still in flight).
+    #[arg(long, env = "VENUE_UPLOADER_LEASE_SECONDS", default_value_t = 120)]
+    pub lease_seconds: u64,
+
+    /// Largest image accepted, in MB (ImageKit's free plan: 25).
+    #[arg(long, env = "VENUE_UPLOADER_MAX_IMAGE_MB", default_value_t = 25)]
+    pub max_image_mb: u64,
+
+    /// Download connect timeout, seconds.
+    #[arg(long, env = "VENUE_UPLOADER_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub connect_timeout: u64,
+
+    /// Download total timeout, seconds.
+    #[arg(long, env = "VENUE_UPLOADER_DOWNLOAD_TIMEOUT", default_value_t = 30)]
+    pub download_timeout: u64,
+
+    /// Redirects followed when downloading.
+    #[arg(long, env = "VENUE_UPLOADER_MAX_REDIRECTS", default_value_t = 5)]
+    pub max_redirects: usize,
+
+    /// Allow downloads from loopback addresses (tests and the demo only).
+    #[arg(long, env = "VENUE_UPLOADER_ALLOW_LOOPBACK")]
+    pub allow_loopback: bool,
+
+    /// Shared request rate of a provider, PROVIDER=PER_SECOND (repeatable; `*` sets the
+    /// default; `inf` for none). Stored in the database for every uploader. Defaults:
+    /// google_places=2, foursquare=5, here=5, others 10.
+    #[arg(long = "provider-rate", env = "VENUE_UPLOADER_PROVIDER_RATES", value_delimiter = ',', value_parser = parse_rate)]
+    pub provider_rates: Vec<(String, f64)>,
+
+    /// ImageKit folder under which venues get their folders (default: the database's
+    /// venue_images.folder_base, normally /venues).
+    #[arg(long, env = "VENUE_UPLOADER_FOLDER_BASE")]
+    pub folder_base: Option<String>,
+
+    /// Name of this uploader in leases (default: host-pid-random).
+    #[arg(long, env = "VENUE_UPLOADER_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Poll interval in milliseconds when no notification arrives.
+    #[arg(long, env = "VENUE_UPLOADER_POLL_MS", default_value_t = 2000)]
+    pub poll_ms: u64,
+
+    /// Seconds in-flight work gets to finish after SIGTERM before it is released.
+    #[arg(long, env = "VENUE_UPLOADER_SHUTDOWN_GRACE", default_value_t = 25)]
+    pub shutdown_grace: u64,
+
+    /// Outcomes are written back in batches within this many milliseconds.
+    #[arg(long, env = "VENUE_UPLOADER_WRITEBACK_MS", default_value_t = 100)]
+    pub writeback_ms: u64,
+
+    /// For once/retry: also wait for retries that become due within this many seconds
+    /// (after a short Retry-After or backoff), instead of exiting when nothing is due.
+    #[arg(long, env = "VENUE_UPLOADER_LINGER", default_value_t = 0)]
+    pub linger: u64,
+
+    /// Pause after a 429 without a wait hint, seconds.
+    #[arg(long, env = "VENUE_UPLOADER_DEFAULT_PAUSE", default_value_t = 60)]
+    pub default_pause: u64,
+}
+
+/// `provider=rate`.
+pub fn parse_rate(s: &str) -> Result<(String, f64), String> {
+    let (p, r) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PROVIDER=PER_SECOND, got {s:?}"))?;
+    let p = p.trim();
+    if p.is_empty() {
+        return Err(format!("empty provider in {s:?}"));
+    }
+    let r = match r.trim() {
+        "inf" | "infinity" | "unlimited" => f64::INFINITY,
+        v => v.parse::<f64>().map_err(|_| format!("bad rate in {s:?}"))?,
+    };
+    if r.is_nan() || r <= 0.0 {
+        return Err(format!("rate must be positive in {s:?}"));
+    }
+    Ok((p.to_string(), r))
+}
+
+impl WorkerArgs {
+    /// Lease length.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds.clamp(5, 86_400))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            parse_rate("google_places=2").unwrap(),
+            ("google_places".into(), 2.0)
+        );
+        assert_eq!(parse_rate("*=inf").unwrap().1, f64::INFINITY);
+        assert!(parse_rate("x").is_err());
+        assert!(parse_rate("x=0").is_err());
+        assert!(parse_rate("=3").is_err());
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        fn walk(cmd: &clap::Command) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                assert!(
+                    a.get_env().is_some(),
+                    "--{id} of {} has no env var",
+                    cmd.get_name()
+                );
+            }
+            for s in cmd.get_subcommands() {
+                walk(s);
+            }
+        }
+        walk(&Cli::command());
+    }
+}

@@ -1,0 +1,320 @@
+use super::*;
+use axum::body::Bytes as AxBytes;
+use axum::http::{HeaderMap as AxHeaders, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    h
+}
+
+fn body(msg: &str) -> Vec<u8> {
+    serde_json::json!({"message": msg, "help": "For support kindly contact us at support@imagekit.io."})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn error_responses_are_typed() {
+    let none = HeaderMap::new();
+    let f = classify_response(
+        401,
+        &none,
+        &body("Your request does not contain private API key."),
+        "k",
+    );
+    assert_eq!(
+        (f.error_type, f.scope),
+        (ErrorType::AuthError, Scope::Service)
+    );
+    let f = classify_response(
+        403,
+        &none,
+        &body("Your account cannot be authenticated."),
+        "k",
+    );
+    assert_eq!(
+        (f.error_type, f.scope),
+        (ErrorType::AuthError, Scope::Service)
+    );
+    let f = classify_response(403, &none, &body("Storage limit exceeded."), "k");
+    assert_eq!(
+        (f.error_type, f.scope),
+        (ErrorType::Forbidden, Scope::Service)
+    );
+    let f = classify_response(
+        400,
+        &none,
+        &body("Your request contains invalid file parameter. The file size exceeds limits."),
+        "k",
+    );
+    assert_eq!(
+        (f.error_type, f.scope, f.status_code),
+        (ErrorType::FileTooLarge, Scope::Image, Some(400))
+    );
+    let f = classify_response(400, &none, &body("Upload Limit Exceeded."), "k");
+    assert_eq!(
+        (f.error_type, f.scope),
+        (ErrorType::HttpError, Scope::Service)
+    );
+    let f = classify_response(400, &none, &body("Missing file parameter for upload"), "k");
+    assert_eq!(
+        (f.error_type, f.scope),
+        (ErrorType::HttpError, Scope::Image)
+    );
+    let h = headers(&[("x-ratelimit-reset", "1500"), ("x-ik-requestId", "req-1")]);
+    let f = classify_response(429, &h, &body("Too many requests"), "k");
+    assert_eq!(f.error_type, ErrorType::RateLimited);
+    assert_eq!(f.retry_after, Some(Duration::from_millis(1500)));
+    assert_eq!(f.request_id.as_deref(), Some("req-1"));
+    for (s, t) in [
+        (500, ErrorType::ServerError),
+        (502, ErrorType::BadGateway),
+        (503, ErrorType::ServiceUnavailable),
+        (504, ErrorType::GatewayTimeout),
+    ] {
+        assert_eq!(
+            classify_response(s, &none, b"<html>oops</html>", "k").error_type,
+            t
+        );
+    }
+    // The key never survives into a message, even when a server echoes it.
+    let f = classify_response(
+        400,
+        &none,
+        &body("bad key private_SECRET"),
+        "private_SECRET",
+    );
+    assert!(!f.message.contains("private_SECRET"), "{}", f.message);
+}
+
+#[test]
+fn waits_prefer_the_precise_headers() {
+    assert_eq!(
+        requested_wait(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")])),
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(
+        requested_wait(&headers(&[("retry-after", "3")])),
+        Some(Duration::from_secs(3))
+    );
+    assert_eq!(requested_wait(&headers(&[("retry-after-ms", "-1")])), None);
+    assert_eq!(requested_wait(&HeaderMap::new()), None);
+}
+
+#[test]
+fn config_debug_hides_the_key() {
+    let c = ImageKitConfig {
+        private_key: "private_SECRET".into(),
+        ..ImageKitConfig::default()
+    };
+    assert!(!format!("{c:?}").contains("private_SECRET"));
+    assert!(matches!(
+        ImageKit::new(ImageKitConfig::default()),
+        Err(ImageKitBuildError::NoKey)
+    ));
+    assert!(matches!(
+        ImageKit::new(ImageKitConfig {
+            upload_url: "ftp://x".into(),
+            private_key: "k".into(),
+            ..ImageKitConfig::default()
+        }),
+        Err(ImageKitBuildError::BadUrl(_))
+    ));
+}
+
+/// A server answering with `script[n]` to the n-th request (the last one repeats), and
+/// recording every request body.
+type Script = Vec<(u16, Vec<(&'static str, &'static str)>, Vec<u8>)>;
+type Seen = Arc<std::sync::Mutex<Vec<(AxHeaders, AxBytes)>>>;
+
+async fn scripted(script: Script) -> (String, Seen) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let script = Arc::new(script);
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/files/upload",
+        post(move |h: AxHeaders, b: AxBytes| {
+            let seen = s2.clone();
+            let count = count.clone();
+            let script = script.clone();
+            async move {
+                seen.lock().unwrap().push((h, b));
+                let n = count.fetch_add(1, Ordering::SeqCst).min(script.len() - 1);
+                let (status, hs, body) = script[n].clone();
+                let mut resp = (StatusCode::from_u16(status).unwrap(), body).into_response();
+                resp.headers_mut()
+                    .insert("x-ik-requestId", format!("req-{n}").parse().unwrap());
+                for (k, v) in hs {
+                    resp.headers_mut().insert(k, v.parse().unwrap());
+                }
+                resp
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/api/v1/files/upload"), seen)
+}
+
+fn client(url: String) -> ImageKit {
+    ImageKit::new(ImageKitConfig {
+        upload_url: url,
+        private_key: "private_TEST".into(),
+        timeout: Duration::from_secs(5),
+        max_retries: 2,
+        retry_base: Duration::from_millis(10),
+    })
+    .unwrap()
+}
+
+fn ok_body() -> Vec<u8> {
+    serde_json::json!({"fileId": "f1", "name": "a.jpg", "size": 3, "filePath": "/v/a.jpg",
+        "url": "https://ik.imagekit.io/demo/v/a.jpg", "fileType": "image", "height": 1, "width": 2,
+        "versionInfo": {"id": "f1", "name": "Version 1"}, "extra": [1, 2]})
+    .to_string()
+    .into_bytes()
+}
+
+fn request(bytes: &'static [u8]) -> UploadRequest<'static> {
+    UploadRequest {
+        bytes: Bytes::from_static(bytes),
+        file_name: "a.jpg",
+        folder: "/venues/v",
+        tags: vec!["google_places".into(), "venue:v".into()],
+        mime: "image/jpeg",
+    }
+}
+
+#[tokio::test]
+async fn uploads_a_binary_part_with_fixed_name_and_basic_auth() {
+    let (url, seen) = scripted(vec![(200, vec![], ok_body())]).await;
+    let u = client(url)
+        .upload(request(b"\xFF\xD8\xFFabc"))
+        .await
+        .unwrap();
+    assert_eq!(u.file_id, "f1");
+    assert_eq!(u.file_path, "/v/a.jpg");
+    assert_eq!((u.width, u.height), (Some(2), Some(1)));
+    assert_eq!(u.request_id.as_deref(), Some("req-0"));
+    let seen = seen.lock().unwrap();
+    let (h, b) = &seen[0];
+    // "private_TEST:" in base64.
+    assert_eq!(h["authorization"], "Basic cHJpdmF0ZV9URVNUOg==");
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("multipart/form-data; boundary="));
+    let text = String::from_utf8_lossy(b);
+    for needle in [
+        "name=\"file\"; filename=\"a.jpg\"",
+        "name=\"fileName\"\r\n\r\na.jpg\r\n",
+        "name=\"folder\"\r\n\r\n/venues/v\r\n",
+        "name=\"useUniqueFileName\"\r\n\r\nfalse\r\n",
+        "name=\"overwriteFile\"\r\n\r\ntrue\r\n",
+        "name=\"tags\"\r\n\r\ngoogle_places,venue:v\r\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in {text}");
+    }
+    assert!(
+        b.windows(6).any(|w| w == b"\xFF\xD8\xFFabc"),
+        "binary part sent as is"
+    );
+}
+
+#[tokio::test]
+async fn retries_server_errors_then_succeeds() {
+    let (url, seen) = scripted(vec![
+        (500, vec![], body("Internal error")),
+        (503, vec![("retry-after-ms", "20")], body("busy")),
+        (200, vec![], ok_body()),
+    ])
+    .await;
+    let u = client(url).upload(request(b"x")).await.unwrap();
+    assert_eq!(u.request_id.as_deref(), Some("req-2"));
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn gives_up_after_two_retries() {
+    let (url, seen) = scripted(vec![(502, vec![], b"<html>bad gateway</html>".to_vec())]).await;
+    let f = client(url).upload(request(b"x")).await.unwrap_err();
+    assert_eq!(
+        (f.error_type, f.status_code, f.stage),
+        (ErrorType::BadGateway, Some(502), Stage::Upload)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn long_rate_limit_is_handed_back_not_slept() {
+    let (url, seen) = scripted(vec![(
+        429,
+        vec![
+            ("x-ratelimit-reset", "60000"),
+            ("x-ratelimit-limit", "10"),
+            ("x-ratelimit-interval", "60000"),
+        ],
+        body("Too many requests"),
+    )])
+    .await;
+    let t = std::time::Instant::now();
+    let f = client(url).upload(request(b"x")).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(f.error_type, ErrorType::RateLimited);
+    assert_eq!(f.retry_after, Some(Duration::from_secs(60)));
+    assert!(f.pauses());
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn auth_errors_are_not_retried_and_stop_the_service() {
+    let (url, seen) = scripted(vec![(
+        403,
+        vec![],
+        body("Your account cannot be authenticated."),
+    )])
+    .await;
+    let f = client(url.clone()).upload(request(b"x")).await.unwrap_err();
+    assert_eq!(
+        (f.error_type, f.scope),
+        (ErrorType::AuthError, Scope::Service)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let f = client(url).check_credentials().await.unwrap_err();
+    assert_eq!(f.error_type, ErrorType::AuthError);
+}
+
+#[tokio::test]
+async fn credentials_check_accepts_a_missing_file_400() {
+    let (url, _) = scripted(vec![(
+        400,
+        vec![],
+        body("Missing file parameter for upload"),
+    )])
+    .await;
+    client(url).check_credentials().await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_network_error_without_the_key() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let f = client(format!("http://127.0.0.1:{port}/upload?key=private_TEST"))
+        .upload(request(b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(f.error_type, ErrorType::NetworkError);
+    assert!(!f.message.contains("private_TEST"), "{}", f.message);
+}

@@ -1,0 +1,217 @@
+//! Prometheus metrics and the `/healthz` + `/metrics` endpoints.
+//!
+//! Labels carry providers, error types, stages and statuses only: never URLs, keys or
+//! anything else that could hold a secret.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Provider label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    /// Provider.
+    pub provider: String,
+}
+
+/// Failure labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// Provider.
+    pub provider: String,
+    /// Error type.
+    pub error_type: String,
+    /// `download` or `upload`.
+    pub stage: String,
+}
+
+/// Label with one value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// State or status.
+    pub state: String,
+}
+
+/// Everything the uploader measures.
+pub struct Metrics {
+    registry: Registry,
+    /// Attempts started, by provider.
+    pub attempts: Family<ProviderLabel, Counter>,
+    /// Images uploaded, by provider.
+    pub successes: Family<ProviderLabel, Counter>,
+    /// Failed attempts, by provider, error type and stage.
+    pub failures: Family<FailureLabels, Counter>,
+    /// Write-back results, by status (`uploaded`, `failed`, `superseded`, `stale`...).
+    pub write_backs: Family<StateLabel, Counter>,
+    /// Images being downloaded or uploaded now.
+    pub in_flight: Gauge,
+    /// Images in the queue, by state (polled).
+    pub queue_depth: Family<StateLabel, Gauge>,
+    /// 1 for each provider currently paused.
+    pub paused: Family<ProviderLabel, Gauge>,
+    /// Download durations.
+    pub download_seconds: Histogram,
+    /// ImageKit upload durations.
+    pub upload_seconds: Histogram,
+    last_db_ok: AtomicI64,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("venue_image_uploader");
+        let m = Metrics {
+            attempts: Family::default(),
+            successes: Family::default(),
+            failures: Family::default(),
+            write_backs: Family::default(),
+            in_flight: Gauge::default(),
+            queue_depth: Family::default(),
+            paused: Family::default(),
+            download_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            last_db_ok: AtomicI64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register("attempts", "Attempts started", m.attempts.clone());
+        registry.register("successes", "Images uploaded", m.successes.clone());
+        registry.register("failures", "Failed attempts", m.failures.clone());
+        registry.register(
+            "write_backs",
+            "Write-back results by status",
+            m.write_backs.clone(),
+        );
+        registry.register("in_flight", "Images being processed", m.in_flight.clone());
+        registry.register(
+            "queue_depth",
+            "Images in the retry queue by state",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "provider_paused",
+            "1 while a provider is paused",
+            m.paused.clone(),
+        );
+        registry.register(
+            "download_seconds",
+            "Provider download time",
+            m.download_seconds.clone(),
+        );
+        registry.register(
+            "upload_seconds",
+            "ImageKit upload time",
+            m.upload_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Notes a successful database round trip (for `/healthz`).
+    pub fn db_ok(&self) {
+        self.last_db_ok.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the last successful database round trip.
+    pub fn db_age(&self) -> i64 {
+        unix_now() - self.last_db_ok.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    let age = m.db_age();
+    if age <= 60 {
+        (
+            StatusCode::OK,
+            format!("ok (database reached {age}s ago)\n"),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database not reached for {age}s\n"),
+        )
+    }
+}
+
+async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+}
+
+/// Serves `/healthz` and `/metrics` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    m: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(m);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = Metrics::new();
+        m.failures
+            .get_or_create(&FailureLabels {
+                provider: "here".into(),
+                error_type: "rate_limited".into(),
+                stage: "download".into(),
+            })
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains(r#"venue_image_uploader_failures_total{provider="here",error_type="rate_limited",stage="download"} 1"#),
+            "{text}"
+        );
+    }
+}
