@@ -68,6 +68,9 @@ pub struct Shape {
     pub failing_share: f64,
     /// Seed.
     pub seed: u64,
+    /// When set, failed images point at the fake provider at this base URL, with a
+    /// deterministic mix of routes (see [`fake_route`]); `None` gives production-like URLs.
+    pub provider_base: Option<String>,
 }
 
 impl Default for Shape {
@@ -77,6 +80,7 @@ impl Default for Shape {
             images_per_venue: 10,
             failing_share: 0.25,
             seed: 2008,
+            provider_base: None,
         }
     }
 }
@@ -138,10 +142,82 @@ pub fn provider_url(rng: &mut Rng, provider: &str, venue: u64, n: u64) -> String
     }
 }
 
+/// What the fake provider will do with a failed image's URL (the demo and the
+/// end-to-end tests use these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeRoute {
+    /// Served at once.
+    Image,
+    /// Google-style photo URL with `key=`: 302 to the image.
+    GoogleRedirect,
+    /// 429 with Retry-After: 1 on the first request, then the image.
+    FlakyRateLimit,
+    /// 503 twice, then the image (recovered on the third attempt).
+    FlakyUnavailable,
+    /// Always 503: retried until `max_retries`, then permanently failed.
+    AlwaysUnavailable,
+    /// 404: permanently failed at once.
+    NotFound,
+    /// 403 with a PNG error tile: permanently failed at once.
+    Forbidden,
+    /// HTML served as image/jpeg: permanently failed (not_an_image).
+    Html,
+}
+
+/// The route of a failed image of the fake dataset, by weight.
+pub fn fake_route(rng: &mut Rng) -> FakeRoute {
+    *rng.weighted(&[
+        (FakeRoute::Image, 55),
+        (FakeRoute::GoogleRedirect, 12),
+        (FakeRoute::FlakyRateLimit, 8),
+        (FakeRoute::FlakyUnavailable, 5),
+        (FakeRoute::AlwaysUnavailable, 5),
+        (FakeRoute::NotFound, 6),
+        (FakeRoute::Forbidden, 5),
+        (FakeRoute::Html, 4),
+    ])
+}
+
+/// The fake provider URL of a route.
+pub fn fake_url(base: &str, provider: &str, route: FakeRoute, name: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match route {
+        FakeRoute::Image => format!("{base}/{provider}/img/{name}.png"),
+        FakeRoute::GoogleRedirect => format!(
+            "{base}/{provider}/maps/api/place/photo?maxwidth=1600&photo_reference={name}&key=DEMOSECRETKEY42"
+        ),
+        FakeRoute::FlakyRateLimit => format!("{base}/{provider}/flaky/1/429/{name}.png"),
+        FakeRoute::FlakyUnavailable => format!("{base}/{provider}/flaky/2/503/{name}.png"),
+        FakeRoute::AlwaysUnavailable => format!("{base}/{provider}/status/503/{name}.png"),
+        FakeRoute::NotFound => format!("{base}/{provider}/status/404/{name}.png"),
+        FakeRoute::Forbidden => format!("{base}/{provider}/status/403/{name}.png"),
+        FakeRoute::Html => format!("{base}/{provider}/html/{name}.png"),
+    }
+}
+
 /// One image element. `failed`: None for uploaded, else the failure status.
 pub fn image(rng: &mut Rng, venue: u64, slug: &str, n: u64, failed: Option<&str>) -> Value {
-    let provider = *rng.weighted(PROVIDERS);
-    let purl = provider_url(rng, provider, venue, n);
+    image_with(rng, venue, slug, n, failed, None)
+}
+
+/// Like [`image`]; with `fake_base`, a failed image's URL points at the fake provider.
+pub fn image_with(
+    rng: &mut Rng,
+    venue: u64,
+    slug: &str,
+    n: u64,
+    failed: Option<&str>,
+    fake_base: Option<&str>,
+) -> Value {
+    let mut provider = *rng.weighted(PROVIDERS);
+    let mut purl = provider_url(rng, provider, venue, n);
+    if let (Some(base), Some(_)) = (fake_base, failed) {
+        let route = fake_route(rng);
+        if route == FakeRoute::GoogleRedirect {
+            provider = "google_places";
+        }
+        purl = fake_url(base, provider, route, &format!("v{venue}-{n}"));
+    }
     let (w, h) = *rng.weighted(&[
         ((4032, 3024), 4),
         ((1920, 1080), 5),
@@ -231,7 +307,14 @@ pub fn venue(shape: &Shape, id: u64) -> (u64, String, String, u64, Value) {
             } else {
                 None
             };
-            image(&mut rng, id, &slug, i, failed)
+            image_with(
+                &mut rng,
+                id,
+                &slug,
+                i,
+                failed,
+                shape.provider_base.as_deref(),
+            )
         })
         .collect();
     (id, name, slug, city, Value::Array(images))

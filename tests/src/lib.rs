@@ -1,8 +1,9 @@
 //! Test support for venue_images: deterministic datasets, the original application's
-//! SQL (the oracle and baseline), database helpers, and (later) fake ImageKit and
+//! SQL (the oracle and baseline), database helpers, and the fake ImageKit and
 //! provider servers. The `venue-images-dev` binary wraps these for scripts.
 
 pub mod bench;
 pub mod dataset;
 pub mod db;
+pub mod fakes;
 pub mod original;

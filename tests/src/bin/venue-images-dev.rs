@@ -29,6 +29,9 @@ enum Command {
         /// Generator seed.
         #[arg(long, default_value_t = 2008)]
         seed: u64,
+        /// Point failed images at the fake provider at this base URL (demo, tests).
+        #[arg(long)]
+        provider_base: Option<String>,
     },
     /// Times the analytics functions and dedupe against the original's SQL and the floor.
     BenchAnalytics {
@@ -71,12 +74,17 @@ async fn main() -> Result<()> {
         None => db::database_url()?,
     };
     match cli.command {
-        Command::Seed { venues, seed } => {
+        Command::Seed {
+            venues,
+            seed,
+            provider_base,
+        } => {
             db::seed(
                 &url,
                 &Shape {
                     venues,
                     seed,
+                    provider_base,
                     ..Shape::default()
                 },
                 true,
