@@ -1,28 +1,58 @@
 #!/usr/bin/env bash
 # The run command: installs what is missing, builds and installs the extension, starts a
-# private throwaway PostgreSQL 15 (or uses DATABASE_URL), loads sample venues, and prints
-# the summary statistics and the failure breakdown.
+# private throwaway PostgreSQL 15 (or uses DATABASE_URL), starts local fakes of ImageKit
+# and the image providers, loads sample venues whose failed images point at the fake
+# provider, prints the statistics, recovers the failures with the uploader (progress bar),
+# and prints the statistics again.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-VENUES=${VENUES:-2000}
+VENUES=${VENUES:-300}
 bootstrap
 install_extension release
 start_cluster
 migrate
 
-step "Loading $VENUES sample venues (deterministic)"
-cargo build --release -q -p venue-images-tests --bin venue-images-dev
-./target/release/venue-images-dev seed --venues "$VENUES"
+step "Building the uploader, the fakes and the dev tool"
+cargo build --release -q -p venue-image-uploader -p venue-images-tests --bins
 
-step "SELECT * FROM venue_image_summary_stats();"
-dbsql -x -c "SELECT total_venues_with_failures, total_failed_images, total_uploaded_images,
-                    average_failure_rate, venues_with_transient, venues_with_permanent,
-                    venues_with_ambiguous, venues_scanned, null_image_values, non_array_values,
-                    non_object_elements
-               FROM venue_image_summary_stats()"
+step "Starting the fake ImageKit and the fake image providers"
+FAKES_OUT=$(mktemp /tmp/venue-images-fakes.XXXXXX)
+./target/release/venue-images-fakes >"$FAKES_OUT" 2>/dev/null &
+FAKES_PID=$!
+trap 'kill $FAKES_PID 2>/dev/null; rm -f "$FAKES_OUT"; stop_cluster' EXIT
+for _ in $(seq 1 100); do [ -s "$FAKES_OUT" ] && break; sleep 0.1; done
+json_field() { python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])" "$FAKES_OUT" "$1"; }
+PROVIDER_BASE=$(json_field provider_base_url)
+export IMAGEKIT_UPLOAD_URL=$(json_field imagekit_upload_url)
+export IMAGEKIT_PRIVATE_KEY=$(json_field private_key)
+info "fake provider at $PROVIDER_BASE, fake ImageKit at $IMAGEKIT_UPLOAD_URL"
 
-step "SELECT * FROM venue_image_failure_breakdown();"
-dbsql -c "SELECT * FROM venue_image_failure_breakdown()"
+step "Loading $VENUES sample venues (deterministic; failed images point at the fake provider)"
+./target/release/venue-images-dev seed --venues "$VENUES" --provider-base "$PROVIDER_BASE"
+# Short backoff so that retries happen within the demo.
+dbsql -c "ALTER DATABASE $(dbsql -Atc 'SELECT current_database()') SET venue_images.retry_base_seconds = 1" >/dev/null
+
+UPLOADER=./target/release/venue-image-uploader
+export VENUE_UPLOADER_ALLOW_LOOPBACK=true        # the fakes listen on 127.0.0.1
+export VENUE_UPLOADER_PROVIDER_RATES='*=40,google_places=10'
+
+step "Before: venue-image-uploader stats"
+$UPLOADER stats
+
+step "venue-image-uploader check"
+$UPLOADER check
+
+step "venue-image-uploader scan (the nightly scan: queue transient failures, finalise hopeless ones)"
+$UPLOADER scan
+
+step "venue-image-uploader once (recover everything due; waits up to 15 s for quick retries)"
+$UPLOADER once --concurrency 16 --linger 15 --log error
+
+step "After: venue-image-uploader stats"
+$UPLOADER stats
+
+step "SELECT * FROM venue_image_retry_report();"
+dbsql -c "SELECT * FROM venue_image_retry_report()"
 
 step "SELECT * FROM venue_image_high_priority_venues(5);"
 dbsql -c "SELECT id, name, failed_count, uploaded_count, failure_rate_pct, priority_score

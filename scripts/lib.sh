@@ -115,7 +115,10 @@ start_cluster() {
 
 # Restarts the private cluster (used by chaos tests through RESTART_CLUSTER_CMD).
 restart_cluster_cmd() {
-  echo "$PG_BIN/pg_ctl -D $CLUSTER_DIR/data -m fast -w restart"
+  [ -n "${CLUSTER_DIR:-}" ] || return 0
+  local sudo=""
+  [ "$(id -u)" = 0 ] && sudo="sudo -u postgres "
+  echo "${sudo}$PG_BIN/pg_ctl -D $CLUSTER_DIR/data -l $CLUSTER_DIR/server.log -m fast -w restart"
 }
 
 stop_cluster() {

@@ -7,3 +7,4 @@ pub mod dataset;
 pub mod db;
 pub mod fakes;
 pub mod original;
+pub mod sidecar;

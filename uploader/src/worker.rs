@@ -177,7 +177,11 @@ pub async fn run(
             }
         };
         if claims.is_empty() {
-            if cfg.drain && tasks.is_empty() && nothing_due(&shared, last_claim).await {
+            // Done when nothing is in flight, every outcome is written back (a lease is
+            // held until then), and nothing is due (or due within the linger).
+            let unwritten = !shared.leases.lock().expect("lease map").is_empty();
+            if cfg.drain && tasks.is_empty() && !unwritten && nothing_due(&shared, last_claim).await
+            {
                 break;
             }
             tokio::select! {
@@ -426,6 +430,8 @@ async fn writer(
                     *statuses.entry(status).or_insert(0) += 1;
                 }
                 pending.clear();
+                // The claim loop may be waiting for write-backs (drain) or for work.
+                shared.wake.notify_one();
             }
             Err(e) => {
                 warn!(error = %e, pending = pending.len(), retry_in_ms = backoff.as_millis() as u64,
