@@ -2,6 +2,7 @@
 # The benchmarks. Every figure is a ratio against a baseline measured in the same run.
 #   scripts/bench.sh analytics   # analytics + dedupe vs the original SQL and the floor scan
 #   scripts/bench.sh queue       # claim -> record throughput and claim latency
+#   scripts/bench.sh uploader    # the uploader binary against the fakes (50 ms, 1 MB images)
 # VENUES (default 200000) and RUNS (default 5) tune the analytics benchmark.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -10,7 +11,7 @@ bootstrap
 install_extension release
 start_cluster
 migrate
-cargo build --release -q -p venue-images-tests --bin venue-images-dev
+cargo build --release -q -p venue-images-tests --bin venue-images-dev -p venue-image-uploader
 case "$what" in
   analytics)
     step "Analytics and dedupe benchmark (${VENUES:-200000} venues)"
@@ -23,5 +24,9 @@ case "$what" in
     dbsql -c "DROP TABLE IF EXISTS venues CASCADE" >/dev/null
     ./target/release/venue-images-dev bench-queue --per-image
     ;;
-  *) die "unknown benchmark '$what' (try: analytics, queue)" ;;
+  uploader)
+    step "Uploader benchmark: the real binary against the fakes, over this cluster"
+    ./target/release/venue-images-dev bench-uploader --scale "${SCALE:-1}"
+    ;;
+  *) die "unknown benchmark '$what' (try: analytics, queue, uploader)" ;;
 esac

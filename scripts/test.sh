@@ -31,7 +31,10 @@ install_released_scripts
 start_cluster
 migrate
 
-step "Integration tests (real PostgreSQL, the installed extension)"
+step "Building the uploader binary the end-to-end and chaos tests run"
+cargo build --release -p venue-image-uploader
+
+step "Integration tests (real PostgreSQL, the installed extension, the uploader, the fakes)"
 RESTART_CLUSTER_CMD=$(restart_cluster_cmd) cargo test --release -p venue-images-tests -- --test-threads 2
 
 step "The SQL suites again, on an extension upgraded from 0.1.0 (ALTER EXTENSION ... UPDATE)"

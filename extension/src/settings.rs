@@ -36,6 +36,7 @@ pub static FOLDER_BASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"/venues"));
 pub static GIN_MAX_FAILING_SHARE: GucSetting<f64> = GucSetting::<f64>::new(0.05);
 pub static ATTEMPT_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static PACING_MARGIN: GucSetting<f64> = GucSetting::<f64>::new(0.02);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn register() {
@@ -133,6 +134,16 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_float_guc(
+        c"venue_images.pacing_margin",
+        c"Provider slots are spaced (1 + margin) / rate apart.",
+        c"The margin absorbs network jitter so that a provider never sees more than its rate in any 1-second window; 0.02 leaves 20 ms per second.",
+        &PACING_MARGIN,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"venue_images.folder_base",
         c"ImageKit folder under which each venue gets its folder.",
@@ -188,6 +199,11 @@ pub fn retry_base_seconds() -> i64 {
 /// `venue_images.gin_max_failing_share`.
 pub fn gin_max_failing_share() -> f64 {
     GIN_MAX_FAILING_SHARE.get()
+}
+
+/// `venue_images.pacing_margin`.
+pub fn pacing_margin() -> f64 {
+    PACING_MARGIN.get()
 }
 
 /// `venue_images.folder_base`.

@@ -31,8 +31,13 @@ fn with_database(url: &str, db: &str) -> Result<String> {
 impl TestDb {
     /// Creates `vi_<tag>_<pid>_<n>`.
     pub async fn new(tag: &str) -> Result<TestDb> {
+        Self::on(&database_url()?, tag).await
+    }
+
+    /// Creates `vi_<tag>_<pid>_<n>` on the server of `admin`.
+    pub async fn on(admin: &str, tag: &str) -> Result<TestDb> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let admin = database_url()?;
+        let admin = admin.to_string();
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("vi_{tag}_{}_{n}", std::process::id());
         let mut conn = PgConnection::connect(&admin).await?;

@@ -3,6 +3,7 @@
 //! provider servers. The `venue-images-dev` binary wraps these for scripts.
 
 pub mod bench;
+pub mod bench_uploader;
 pub mod dataset;
 pub mod db;
 pub mod fakes;

@@ -227,7 +227,8 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     }
 
     // 1. Every image recovered, every key kept, every acknowledged app write present.
-    let w = writes.lock().unwrap();
+    // Copy the writer's record out so no lock is held across an await.
+    let w = std::mem::take(&mut *writes.lock().unwrap());
     let mut found_app = HashSet::new();
     for (v, id) in ids.iter().enumerate() {
         let imgs: Value = sqlx::query_scalar("SELECT venue_images FROM venues WHERE id = $1")
@@ -311,7 +312,6 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
         w.ambiguous.len(),
         w.errors
     );
-    drop(w);
     std::fs::remove_dir_all(&dir)?;
     db.drop().await
 }

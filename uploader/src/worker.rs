@@ -18,8 +18,9 @@ use crate::imagekit::{ImageKit, UploadRequest};
 use crate::metrics::{FailureLabels, Metrics, ProviderLabel, StateLabel};
 use crate::queue::{Claim, DbError, Outcome, Queue};
 use chrono::Utc;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,6 +100,24 @@ struct Shared {
     progress: Arc<dyn Progress>,
 }
 
+type ClaimFuture = Pin<Box<dyn Future<Output = Result<Vec<Claim>, DbError>> + Send>>;
+
+/// The claim in progress, if any (pending forever when there is none).
+async fn poll_claim(claiming: &mut Option<ClaimFuture>) -> Result<Vec<Claim>, DbError> {
+    match claiming.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `t` (forever when there is none).
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 enum Done {
     Outcome(Outcome),
     Release(i64, String),
@@ -138,8 +157,19 @@ pub async fn run(
     let listener = tokio::spawn(listen(shared.clone()));
 
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    // Claimed but not started: a slot that frees up starts the next image at once
+    // instead of waiting for a claim round trip. Their leases are held (and extended)
+    // like those in flight, and released on shutdown. The claim itself runs beside the
+    // dispatching, so a slow claim never leaves a slot idle while work is ready.
+    let prefetch = (cfg.concurrency / 2).max(1);
+    let mut ready: VecDeque<Claim> = VecDeque::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut summary = RunSummary::default();
+    let mut claiming: Option<ClaimFuture> = None;
+    // After an empty claim: wait for a notification, a finished image or the poll.
+    let mut idle_until: Option<tokio::time::Instant> = None;
+    // After a failed claim: back off (not cut short by notifications).
+    let mut retry_at: Option<tokio::time::Instant> = None;
     let mut backoff = Duration::from_millis(250);
     let mut stop = stop_rx.clone();
     let mut last_claim = Instant::now();
@@ -148,69 +178,104 @@ pub async fn run(
             break;
         }
         while tasks.try_join_next().is_some() {}
-        let free = slots.available_permits();
-        if free == 0 {
-            tokio::select! {
-                _ = tasks.join_next() => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        let claims = match shared
-            .queue
-            .claim(&cfg.worker_id, free.min(1000) as i32, cfg.lease, cfg.venue)
-            .await
-        {
-            Ok(c) => {
-                shared.metrics.db_ok();
-                backoff = Duration::from_millis(250);
-                c
-            }
-            Err(e) => {
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
-        };
-        if claims.is_empty() {
-            // Done when nothing is in flight, every outcome is written back (a lease is
-            // held until then), and nothing is due (or due within the linger).
-            let unwritten = !shared.leases.lock().expect("lease map").is_empty();
-            if cfg.drain && tasks.is_empty() && !unwritten && nothing_due(&shared, last_claim).await
-            {
+        while !ready.is_empty() {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
                 break;
-            }
-            tokio::select! {
-                _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(cfg.poll) => {}
-                _ = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        last_claim = Instant::now();
-        summary.claimed += claims.len() as u64;
-        shared.progress.claimed(claims.len() as u64);
-        debug!(n = claims.len(), "claimed");
-        for claim in claims {
-            let permit = slots.clone().acquire_owned().await.expect("semaphore open");
-            shared
-                .leases
-                .lock()
-                .expect("lease map")
-                .insert(claim.job_id, claim.lease_token.clone());
-            let (shared, done_tx, stop_rx) = (shared.clone(), done_tx.clone(), stop_rx.clone());
+            };
+            let claim = ready.pop_front().expect("non-empty");
+            let (sh, done_tx, stop_rx) = (shared.clone(), done_tx.clone(), stop_rx.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                let done = attempt(&shared, claim, stop_rx).await;
+                let done = attempt(&sh, claim, stop_rx).await;
                 let _ = done_tx.send(done);
             });
         }
+        let now = tokio::time::Instant::now();
+        if idle_until.is_some_and(|t| now >= t) {
+            idle_until = None;
+        }
+        if retry_at.is_some_and(|t| now >= t) {
+            retry_at = None;
+        }
+        let want = (slots.available_permits() + prefetch).saturating_sub(ready.len());
+        if claiming.is_none()
+            && want > 0
+            && ready.len() < prefetch
+            && idle_until.is_none()
+            && retry_at.is_none()
+        {
+            let sh = shared.clone();
+            let n = want.min(1000) as i32;
+            claiming = Some(Box::pin(async move {
+                sh.queue
+                    .claim(&sh.cfg.worker_id, n, sh.cfg.lease, sh.cfg.venue)
+                    .await
+            }));
+        }
+        let timer = idle_until.or(retry_at);
+        tokio::select! {
+            res = poll_claim(&mut claiming) => {
+                claiming = None;
+                match res {
+                    Ok(claims) if !claims.is_empty() => {
+                        shared.metrics.db_ok();
+                        backoff = Duration::from_millis(250);
+                        last_claim = Instant::now();
+                        summary.claimed += claims.len() as u64;
+                        shared.progress.claimed(claims.len() as u64);
+                        debug!(n = claims.len(), "claimed");
+                        let mut leases = shared.leases.lock().expect("lease map");
+                        for claim in &claims {
+                            leases.insert(claim.job_id, claim.lease_token.clone());
+                        }
+                        ready.extend(claims);
+                    }
+                    Ok(_) => {
+                        shared.metrics.db_ok();
+                        backoff = Duration::from_millis(250);
+                        // Done when nothing is claimed or in flight, every outcome is
+                        // written back (a lease is held until then), and nothing is due
+                        // (or due within the linger).
+                        let unwritten = !shared.leases.lock().expect("lease map").is_empty();
+                        if cfg.drain
+                            && ready.is_empty()
+                            && tasks.is_empty()
+                            && !unwritten
+                            && nothing_due(&shared, last_claim).await
+                        {
+                            break;
+                        }
+                        idle_until = Some(tokio::time::Instant::now() + cfg.poll);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed; retrying");
+                        retry_at = Some(tokio::time::Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            _ = tasks.join_next(), if !tasks.is_empty() => {
+                // A slot is free: look for work again at once.
+                idle_until = None;
+            }
+            _ = shared.wake.notified(), if idle_until.is_some() => {
+                idle_until = None;
+            }
+            _ = sleep_until(timer), if timer.is_some() && claiming.is_none() => {}
+            _ = stop.changed() => {}
+        }
     }
+    // A claim sent before the stop may have leased images: hold them so they are
+    // released below instead of waiting for their leases to expire.
+    if let Some(f) = claiming.take() {
+        if let Ok(Ok(claims)) = tokio::time::timeout(Duration::from_secs(10), f).await {
+            let mut leases = shared.leases.lock().expect("lease map");
+            for claim in claims {
+                leases.insert(claim.job_id, claim.lease_token);
+            }
+        }
+    }
+    drop(ready);
     // Stop: let in-flight work finish within the grace period, then release the rest.
     shared.stop_claiming.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);

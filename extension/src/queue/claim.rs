@@ -23,9 +23,10 @@ use venue_images_core::retry::{find_by_hash, provider_url, UrlHash};
 /// provider's next free slot forward.
 ///
 /// $1 worker, $2 max images, $3 lease seconds, $4 pacing horizon in seconds, $5 only this
-/// venue (NULL: any): a provider
-/// hands out only the slots that start within the horizon, so no worker hoards images
-/// it could not start before its lease ran out.
+/// venue (NULL: any), $6 pacing margin: a provider hands out only the slots that start
+/// within the horizon, so no worker hoards images it could not start before its lease
+/// ran out, and its slots are `(1 + margin) / rate` apart, so jitter on the way to the
+/// provider cannot put more than `rate` requests into one second.
 const CLAIM: &str = r#"
 WITH rates AS MATERIALIZED (
     SELECT p.provider,
@@ -44,10 +45,10 @@ WITH rates AS MATERIALIZED (
      ORDER BY p.provider
        FOR UPDATE OF p SKIP LOCKED
 ), budgets AS MATERIALIZED (
-    SELECT r.provider, r.rate, pc.base,
+    SELECT r.provider, r.rate / (1 + $6::float8) AS rate, pc.base,
            CASE WHEN pc.base > now() + make_interval(secs => $4) THEN 0
                 ELSE least($2::int, 1 + floor(extract(epoch FROM
-                       now() + make_interval(secs => $4) - pc.base) * r.rate)::int)
+                       now() + make_interval(secs => $4) - pc.base) * r.rate / (1 + $6::float8))::int)
            END AS n
       FROM paced pc JOIN rates r ON r.provider = pc.provider
     UNION ALL
@@ -165,6 +166,7 @@ fn claim(
                 (lease_seconds as f64).into(),
                 horizon.into(),
                 venue_id.into(),
+                settings::pacing_margin().into(),
             ],
         )? {
             jobs.push(Claimed {

@@ -64,6 +64,19 @@ enum Command {
         #[arg(long)]
         per_image: bool,
     },
+    /// Times the real uploader binary against the fakes (50 ms latency, 1 MB and 5 MB
+    /// images): throughput against its bound, pacing, CPU per image, peak RSS.
+    BenchUploader {
+        /// Scale the image counts (1.0: 1600, 2400 and 480 images).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Latency of each fake, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// Exit with status 1 when a target is missed.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[tokio::main]
@@ -100,6 +113,18 @@ async fn main() -> Result<()> {
         } => bench::queue(&url, venues, images, workers, batch, per_image)
             .await
             .map(|_| ()),
+        Command::BenchUploader {
+            scale,
+            latency_ms,
+            check,
+        } => {
+            let latency = std::time::Duration::from_millis(latency_ms);
+            let ok = venue_images_tests::bench_uploader::all(&url, scale, latency).await?;
+            if check && !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::BenchAnalytics {
             venues,
             runs,

@@ -33,6 +33,8 @@ pub struct ImageKitConfig {
     pub rate_limit: Option<(u32, Duration)>,
     /// Delay before every answer.
     pub latency: Duration,
+    /// Keep the bytes of stored files (benchmarks turn this off to save memory).
+    pub keep_bytes: bool,
 }
 
 impl Default for ImageKitConfig {
@@ -43,6 +45,7 @@ impl Default for ImageKitConfig {
             max_file_bytes: 25 * 1024 * 1024,
             rate_limit: None,
             latency: Duration::ZERO,
+            keep_bytes: true,
         }
     }
 }
@@ -71,7 +74,9 @@ pub struct StoredFile {
     pub name: String,
     /// `filePath` (folder + name).
     pub file_path: String,
-    /// The bytes.
+    /// Size in bytes.
+    pub size: usize,
+    /// The bytes (empty unless `keep_bytes`).
     pub bytes: Bytes,
     /// Tags.
     pub tags: Vec<String>,
@@ -577,7 +582,12 @@ async fn store(s: &Shared, f: &Fields) -> Answer {
             file_id: file_id.clone(),
             name: name.clone(),
             file_path: path.clone(),
-            bytes,
+            size,
+            bytes: if s.cfg.keep_bytes {
+                bytes
+            } else {
+                Bytes::new()
+            },
             tags: tags.clone(),
             versions,
             content_type: f.content_type.clone(),
@@ -618,7 +628,7 @@ async fn list(State(s): State<Shared>) -> Json<Value> {
         "uploads": inner.log.iter().filter(|l| l.status == 200).count(),
         "requests": inner.log.len(),
         "files": inner.files.values().map(|f| json!({
-            "fileId": f.file_id, "filePath": f.file_path, "size": f.bytes.len(),
+            "fileId": f.file_id, "filePath": f.file_path, "size": f.size,
             "tags": f.tags, "versions": f.versions,
         })).collect::<Vec<_>>(),
     }))
