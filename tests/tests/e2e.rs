@@ -576,3 +576,141 @@ async fn a_wrong_imagekit_key_stops_the_uploader_without_burning_attempts() -> R
     assert!(!text.contains("private_wrong_key"), "{text}");
     w.finish().await
 }
+
+/// Runs a one-off command of the uploader binary to completion.
+async fn command(w: &World, args: &[&str]) -> Result<(Option<i32>, String)> {
+    let bin = sidecar::uploader_bin()?;
+    let env = w.env();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+    })
+    .await?
+    .context("running the uploader")?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.code(), text))
+}
+
+/// `stats --json`, parsed.
+async fn stats(w: &World) -> Result<Value> {
+    let (code, out) = command(w, &["stats", "--json"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    let start = out.find('{').context("no JSON")?;
+    Ok(serde_json::from_str(&out[start..])?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
+    let w = World::new("cli", ProviderConfig::default()).await?;
+    let base = w.provider.base_url();
+
+    // migrate is idempotent; check passes on a good setup.
+    let (code, out) = command(&w, &["migrate"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    for f in [
+        "001_enable_venue_images.sql",
+        "002_uploader_role.sql",
+        "003_enqueue_trigger.sql",
+    ] {
+        assert!(out.contains(&format!("applied {f}")), "{out}");
+    }
+    let (code, out) = command(&w, &["check"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ok   ImageKit accepted the private key"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+
+    // Two venues whose failures the trigger queued; none due for an hour.
+    let a_images: Vec<Value> = (0..2)
+        .map(|i| {
+            failed(
+                &base,
+                "foursquare",
+                FakeRoute::Image,
+                &format!("cli-a{i}"),
+                i,
+            )
+        })
+        .collect();
+    let a = w.insert_venue("cli-a", &a_images).await?;
+    let b_images = vec![failed(&base, "here", FakeRoute::Image, "cli-b0", 0)];
+    let b = w.insert_venue("cli-b", &b_images).await?;
+    sqlx::query("UPDATE venue_image_jobs SET next_attempt_at = now() + interval '1 hour'")
+        .execute(&w.db.pool)
+        .await?;
+    let due = |venue: i64| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM venue_image_retry_queue WHERE venue_id = $1 AND state = 'due'",
+        )
+        .bind(venue)
+        .fetch_one(&w.db.pool)
+    };
+    assert_eq!(due(a).await?, 0);
+    let before = stats(&w).await?;
+    assert_eq!(before["summary"]["total_failed_images"], 3, "{before}");
+    assert_eq!(before["summary"]["venues_with_transient"], 2, "{before}");
+    assert_eq!(before["summary"]["venues_scanned"], 2, "{before}");
+
+    // once: nothing is due, so nothing changes.
+    let (code, out) = command(&w, &["once"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(w
+        .images(a)
+        .await?
+        .iter()
+        .all(|i| i["upload_status"] == "failed"));
+
+    // enqueue: venue a due now, b untouched.
+    let (code, out) = command(&w, &["enqueue", "--venue", &a.to_string()]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("venue {a}: 2 retryable image(s) due now")),
+        "{out}"
+    );
+    assert_eq!(due(a).await?, 2);
+    assert_eq!(due(b).await?, 0);
+
+    // retry --venue b: only b, at once, waiting for it.
+    let (code, out) = command(&w, &["retry", "--venue", &b.to_string()]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(w.images(b).await?[0]["upload_status"], "uploaded");
+    assert!(w
+        .images(a)
+        .await?
+        .iter()
+        .all(|i| i["upload_status"] == "failed"));
+    let (code, out) = command(&w, &["retry", "--venue", "987654321"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("has no retryable images"), "{out}");
+
+    // once: drains what enqueue made due.
+    let (code, out) = command(&w, &["once"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(w
+        .images(a)
+        .await?
+        .iter()
+        .all(|i| i["upload_status"] == "uploaded"));
+    assert_eq!(w.ik.files().len(), 3);
+
+    // stats --json agrees with the table; scan reports in one line.
+    let after = stats(&w).await?;
+    assert_eq!(after["summary"]["total_failed_images"], 0, "{after}");
+    assert_eq!(after["summary"]["venues_scanned"], 2, "{after}");
+    let (code, out) = command(&w, &["scan"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("transient_queued 0"), "{out}");
+
+    // Usage errors are exit status 2 and say what is missing.
+    let (code, out) = command(&w, &["retry"]).await?;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--venue"), "{out}");
+    assert!(!w.logs().contains("panicked"));
+    w.finish().await
+}
