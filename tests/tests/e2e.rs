@@ -108,6 +108,15 @@ impl World {
         .await?)
     }
 
+    /// Whether every image of the venue has this status.
+    async fn all_are(&self, venue: i64, status: &str) -> Result<bool> {
+        Ok(self
+            .images(venue)
+            .await?
+            .iter()
+            .all(|i| i["upload_status"] == status))
+    }
+
     /// Every log line of every uploader of this test.
     fn logs(&self) -> String {
         let mut all = String::new();
@@ -660,11 +669,7 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
     // once: nothing is due, so nothing changes.
     let (code, out) = command(&w, &["once"]).await?;
     assert_eq!(code, Some(0), "{out}");
-    assert!(w
-        .images(a)
-        .await?
-        .iter()
-        .all(|i| i["upload_status"] == "failed"));
+    assert!(w.all_are(a, "failed").await?);
 
     // enqueue: venue a due now, b untouched.
     let (code, out) = command(&w, &["enqueue", "--venue", &a.to_string()]).await?;
@@ -680,11 +685,7 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
     let (code, out) = command(&w, &["retry", "--venue", &b.to_string()]).await?;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(w.images(b).await?[0]["upload_status"], "uploaded");
-    assert!(w
-        .images(a)
-        .await?
-        .iter()
-        .all(|i| i["upload_status"] == "failed"));
+    assert!(w.all_are(a, "failed").await?);
     let (code, out) = command(&w, &["retry", "--venue", "987654321"]).await?;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("has no retryable images"), "{out}");
@@ -692,11 +693,7 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
     // once: drains what enqueue made due.
     let (code, out) = command(&w, &["once"]).await?;
     assert_eq!(code, Some(0), "{out}");
-    assert!(w
-        .images(a)
-        .await?
-        .iter()
-        .all(|i| i["upload_status"] == "uploaded"));
+    assert!(w.all_are(a, "uploaded").await?);
     assert_eq!(w.ik.files().len(), 3);
 
     // stats --json agrees with the table; scan reports in one line.

@@ -445,19 +445,8 @@ pub fn render_stats(s: &Summary, breakdown: &[BreakdownRow], depth: &[(String, i
             w[i] = w[i].max(c.len());
         }
     }
-    out.push_str(&format!(
-        "  {:<a$}  {:<b$}  {:<c$}  {:>d$}\n",
-        head[0],
-        head[1],
-        head[2],
-        head[3],
-        a = w[0],
-        b = w[1],
-        c = w[2],
-        d = w[3]
-    ));
-    for r in rows {
-        out.push_str(&format!(
+    let line = |r: [&str; 4]| {
+        format!(
             "  {:<a$}  {:<b$}  {:<c$}  {:>d$}\n",
             r[0],
             r[1],
@@ -467,7 +456,11 @@ pub fn render_stats(s: &Summary, breakdown: &[BreakdownRow], depth: &[(String, i
             b = w[1],
             c = w[2],
             d = w[3]
-        ));
+        )
+    };
+    out.push_str(&line(head));
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
     }
     out
 }

@@ -1,58 +1,10 @@
 //! Secrets out of every message: values of secret query parameters (Google's `key=`),
 //! credentials in URLs, and literal secrets such as the ImageKit private key.
 
-/// Query parameters whose values are secrets (compared case-insensitively).
-const SECRET_PARAMS: &[&str] = &[
-    "key",
-    "api_key",
-    "apikey",
-    "token",
-    "access_token",
-    "signature",
-    "sig",
-    "client_secret",
-];
-
-fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|p| match p.find('=') {
-            Some(i) if SECRET_PARAMS.iter().any(|s| p[..i].eq_ignore_ascii_case(s)) => {
-                format!("{}=REDACTED", &p[..i])
-            }
-            _ => p.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The URL with secret query values replaced by `REDACTED` and `user:pass@` removed.
-/// Works on any string (no parsing that could fail).
-pub fn redact_url(url: &str) -> String {
-    let (head, fragment) = match url.find('#') {
-        Some(i) => (&url[..i], &url[i..]),
-        None => (url, ""),
-    };
-    let (base, query) = match head.find('?') {
-        Some(i) => (&head[..i], Some(&head[i + 1..])),
-        None => (head, None),
-    };
-    let base = match base.find("://") {
-        Some(s) => {
-            let rest = &base[s + 3..];
-            let auth_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..auth_end].rfind('@') {
-                Some(at) => format!("{}{}", &base[..s + 3], &rest[at + 1..]),
-                None => base.to_string(),
-            }
-        }
-        None => base.to_string(),
-    };
-    match query {
-        Some(q) => format!("{base}?{}{fragment}", redact_query(q)),
-        None => format!("{base}{fragment}"),
-    }
-}
+/// The URL with secret query values (Google's `key=`, `token=`, `signature=`, ...)
+/// replaced by `REDACTED` and `user:pass@` removed: the extension's own rule, so the
+/// database and the logs redact alike.
+pub use venue_images_core::retry::redact_url;
 
 /// Redacts the URLs inside a free text (reqwest's error messages contain them) and
 /// every literal secret (empty ones are ignored).

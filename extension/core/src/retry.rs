@@ -34,41 +34,43 @@ const SECRET_PARAMS: &[&str] = &[
     "client_secret",
 ];
 
-/// The URL with secret query values replaced by `REDACTED` and credentials removed.
+/// The URL with secret query values replaced by `REDACTED` and `user:pass@` removed.
+/// Works on any string (no parsing that could fail). The uploader redacts with it too.
 pub fn redact_url(url: &str) -> String {
     let (head, fragment) = match url.find('#') {
-        Some(i) => (&url[..i], Some(&url[i..])),
-        None => (url, None),
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
     };
     let (base, query) = match head.find('?') {
         Some(i) => (&head[..i], Some(&head[i + 1..])),
         None => (head, None),
     };
-    // userinfo@ in the authority
-    let base = match (base.find("://"), base.find('@')) {
-        (Some(s), Some(a)) if a > s && !base[s + 3..a].contains('/') => {
-            format!("{}{}", &base[..s + 3], &base[a + 1..])
+    // userinfo@ in the authority (the last '@' before the path: a password may hold '@')
+    let base = match base.find("://") {
+        Some(s) => {
+            let rest = &base[s + 3..];
+            let auth_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..auth_end].rfind('@') {
+                Some(at) => format!("{}{}", &base[..s + 3], &rest[at + 1..]),
+                None => base.to_string(),
+            }
         }
-        _ => base.to_string(),
+        None => base.to_string(),
     };
-    let mut out = base;
-    if let Some(q) = query {
-        out.push('?');
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|p| match p.find('=') {
-                Some(i) if SECRET_PARAMS.iter().any(|s| p[..i].eq_ignore_ascii_case(s)) => {
-                    format!("{}=REDACTED", &p[..i])
-                }
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push_str(&parts.join("&"));
-    }
-    if let Some(f) = fragment {
-        out.push_str(f);
-    }
-    out
+    let Some(q) = query else {
+        return format!("{base}{fragment}");
+    };
+    let query = q
+        .split('&')
+        .map(|p| match p.find('=') {
+            Some(i) if SECRET_PARAMS.iter().any(|s| p[..i].eq_ignore_ascii_case(s)) => {
+                format!("{}=REDACTED", &p[..i])
+            }
+            _ => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{base}?{query}{fragment}")
 }
 
 /// Redacts every URL-looking token of a free text (messages from uploaders).
