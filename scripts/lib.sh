@@ -140,6 +140,6 @@ migrate() {
   dbsql -f "$ROOT/sql/fixtures/venues_schema.sql" >/dev/null
   for f in "$ROOT"/sql/[0-9]*.sql; do
     info "$(basename "$f")"
-    dbsql -f "$f" >/dev/null
+    PGOPTIONS="-c client_min_messages=warning" dbsql -f "$f" >/dev/null
   done
 }
