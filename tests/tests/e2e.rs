@@ -704,6 +704,23 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("transient_queued 0"), "{out}");
 
+    // An unreachable database: the cause, not a pool timeout, and never the password.
+    let (code, out) = command(
+        &w,
+        &[
+            "--database-url",
+            "postgres://app:hunter2@127.0.0.1:1/app",
+            "stats",
+        ],
+    )
+    .await?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("cannot connect to the database at 127.0.0.1:1/app"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+
     // Usage errors are exit status 2 and say what is missing.
     let (code, out) = command(&w, &["retry"]).await?;
     assert_eq!(code, Some(2), "{out}");

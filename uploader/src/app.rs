@@ -137,6 +137,15 @@ fn worker_config(args: &WorkerArgs, venue: Option<i64>, drain: bool) -> WorkerCo
 
 async fn connect(cli: &Cli, args: Option<&WorkerArgs>) -> Result<Queue, AppError> {
     let url = database_url(cli)?;
+    let sidecar = matches!(cli.command, Command::Run(_));
+    if let Err(e) = Queue::probe(&url).await {
+        let message = redact_text(&e.to_string(), &[]);
+        if !sidecar {
+            return Err(AppError::new(message));
+        }
+        // The sidecar starts anyway and keeps retrying: the database may come up later.
+        warn!(error = %message, "database not reachable yet; retrying in the background");
+    }
     let pool = args
         .map(|a| a.concurrency as u32 + 4)
         .unwrap_or(4)
@@ -214,9 +223,13 @@ pub async fn main(cli: Cli) -> Result<i32, AppError> {
         Command::Stats { json } => {
             let queue = connect(&cli, None).await?;
             let (summary, breakdown) = queue.stats().await.map_err(|e| {
-                AppError::new(format!(
-                    "{e}\n(stats read the venues table: use a role that can SELECT it)"
-                ))
+                if Queue::is_permission_error(&e) {
+                    AppError::new(format!(
+                        "{e}\n(stats read the venues table: use a role that can SELECT it)"
+                    ))
+                } else {
+                    AppError::from(e)
+                }
             })?;
             let depth = queue.depth(None).await.unwrap_or_default();
             if *json {

@@ -193,6 +193,44 @@ impl Queue {
         Ok(Queue { pool })
     }
 
+    /// Opens one connection now, so that a wrong URL, a refused connection or a bad
+    /// password is reported with its cause (the lazy pool would only say it timed out).
+    pub async fn probe(url: &str) -> Result<(), DbError> {
+        use sqlx::Connection;
+        let opts = PgConnectOptions::from_str(url).map_err(|e| {
+            DbError::Setup(format!(
+                "DATABASE_URL is not a valid PostgreSQL connection URL (postgres://...): {e}"
+            ))
+        })?;
+        let target = format!(
+            "{}:{}/{}",
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap_or("(default database)")
+        );
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::PgConnection::connect_with(&opts),
+        );
+        match attempt.await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(DbError::Setup(format!(
+                "cannot connect to the database at {target}: {e}"
+            ))),
+            Err(_) => Err(DbError::Setup(format!(
+                "cannot connect to the database at {target}: no answer within 10 s"
+            ))),
+        }
+    }
+
+    /// Whether the error is PostgreSQL's `insufficient_privilege` (42501).
+    pub fn is_permission_error(e: &DbError) -> bool {
+        matches!(e, DbError::Sql(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501"))
+    }
+
     /// The pool (for LISTEN and advisory locks).
     pub fn pool(&self) -> &PgPool {
         &self.pool
