@@ -728,3 +728,77 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
     assert!(!w.logs().contains("panicked"));
     w.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sidecar_started_before_its_database_waits_for_it() -> Result<()> {
+    let w = World::new("early", ProviderConfig::default()).await?;
+    let base = w.provider.base_url();
+    let id = w
+        .insert_venue(
+            "early",
+            &[failed(&base, "foursquare", FakeRoute::Image, "early-0", 0)],
+        )
+        .await?;
+
+    // The uploader reaches the database through a port where nothing listens yet.
+    let real = url::Url::parse(&w.db.url)?;
+    let real_addr = format!(
+        "{}:{}",
+        real.host_str().unwrap_or("127.0.0.1"),
+        real.port().unwrap_or(5432)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut via_proxy = real.clone();
+    via_proxy
+        .set_port(Some(port))
+        .map_err(|_| anyhow::anyhow!("port"))?;
+    let mut env = w.env();
+    env.retain(|(k, _)| k != "DATABASE_URL");
+    env.push(("DATABASE_URL".into(), via_proxy.to_string()));
+    let args: Vec<String> = ["run", "--poll-ms", "200"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut up = Sidecar::spawn(&args, &env, &w.dir.0.join("early.log"))?;
+    // Longer than the pool's 10 s acquire timeout: the sidecar must outlast it.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(
+        up.try_wait()?.is_none(),
+        "the sidecar gave up on a database that is not up yet:\n{}",
+        sidecar::tail(&up.log, 20)
+    );
+
+    // The database "comes up": a TCP proxy to the real server opens on that port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let proxy = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let real_addr = real_addr.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(real_addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.all_are(id, "uploaded").await? {
+        assert!(
+            Instant::now() < deadline,
+            "not recovered after the database came up:\n{}",
+            sidecar::tail(&up.log, 30)
+        );
+        assert!(
+            up.try_wait()?.is_none(),
+            "the sidecar exited:\n{}",
+            sidecar::tail(&up.log, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    up.signal("TERM")?;
+    let st = up.wait_for(Duration::from_secs(30)).await?;
+    assert!(st.success(), "exit status {st}");
+    proxy.abort();
+    w.finish().await
+}

@@ -5,7 +5,7 @@ use crate::fetch::{FetchConfig, Fetcher};
 use crate::imagekit::{ImageKit, ImageKitConfig};
 use crate::metrics::{self, Metrics, StateLabel};
 use crate::progress::Reporter;
-use crate::queue::{BreakdownRow, Queue, Summary};
+use crate::queue::{BreakdownRow, DbError, Queue, Summary};
 use crate::redact::redact_text;
 use crate::schedule;
 use crate::worker::{self, Services, Silent, WorkerConfig};
@@ -156,6 +156,10 @@ async fn connect(cli: &Cli, args: Option<&WorkerArgs>) -> Result<Queue, AppError
 }
 
 async fn apply_rates(queue: &Queue, args: &WorkerArgs) -> Result<(), AppError> {
+    Ok(set_rates(queue, args).await?)
+}
+
+async fn set_rates(queue: &Queue, args: &WorkerArgs) -> Result<(), DbError> {
     for (provider, rate) in &args.provider_rates {
         queue.set_rate(provider, *rate).await?;
         info!(provider = %provider, per_second = rate, "provider rate set");
@@ -291,11 +295,6 @@ pub async fn main(cli: Cli) -> Result<i32, AppError> {
 }
 
 async fn run(cli: &Cli, args: &RunArgs) -> Result<i32, AppError> {
-    let queue = connect(cli, Some(&args.worker)).await?;
-    apply_rates(&queue, &args.worker).await?;
-    let services = services(&args.worker)?;
-    let cfg = worker_config(&args.worker, None, false);
-    let metrics = Arc::new(Metrics::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -307,6 +306,26 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<i32, AppError> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    let services = services(&args.worker)?;
+    let queue = connect(cli, Some(&args.worker)).await?;
+    // A sidecar may start while the database restarts: keep trying, like the worker does.
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match set_rates(&queue, &args.worker).await {
+            Ok(()) => break,
+            Err(e) if !Queue::is_transient(&e) => return Err(e.into()),
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "setting provider rates failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped() => return Ok(0),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    let cfg = worker_config(&args.worker, None, false);
+    let metrics = Arc::new(Metrics::new());
     if let Some(addr) = args.metrics_addr {
         let bound = metrics::serve(addr, metrics.clone(), stopped())
             .await

@@ -226,6 +226,26 @@ impl Queue {
         }
     }
 
+    /// Whether the error is the connection's, not the request's: the database is
+    /// unreachable, restarting or shutting down (SQLSTATE classes 08, 57, 53), so trying
+    /// again later may succeed.
+    pub fn is_transient(e: &DbError) -> bool {
+        match e {
+            DbError::Sql(sqlx::Error::Database(d)) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")),
+            DbError::Sql(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the error is PostgreSQL's `insufficient_privilege` (42501).
     pub fn is_permission_error(e: &DbError) -> bool {
         matches!(e, DbError::Sql(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501"))
