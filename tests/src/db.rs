@@ -40,13 +40,7 @@ impl TestDb {
         let admin = admin.to_string();
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("vi_{tag}_{}_{n}", std::process::id());
-        let mut conn = PgConnection::connect(&admin).await?;
-        conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-            .await?;
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-        conn.close().await?;
-        let url = with_database(&admin, &name)?;
+        let url = create_database(&admin, &name).await?;
         let mut c = PgConnection::connect(&url).await?;
         if let Ok(from) = std::env::var("VENUE_IMAGES_UPGRADE_FROM") {
             // Run the suite on an extension upgraded from an earlier release.
@@ -63,14 +57,43 @@ impl TestDb {
         })
     }
 
+    /// Sets a default for new sessions on this database (`ALTER DATABASE ... SET`):
+    /// what the uploaders it starts will see.
+    pub async fn set_default(&self, setting: &str, value: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "ALTER DATABASE {} SET {setting} = {value}",
+            self.name
+        ))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Drops the database.
     pub async fn drop(self) -> Result<()> {
         self.pool.close().await;
-        let mut conn = PgConnection::connect(&self.admin).await?;
-        conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await?;
-        Ok(())
+        drop_database(&self.admin, &self.name).await
     }
+}
+
+/// Creates an empty database `name` (dropping any leftover) on `admin`'s server; returns
+/// its URL.
+pub async fn create_database(admin: &str, name: &str) -> Result<String> {
+    let mut conn = PgConnection::connect(admin).await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+        .await?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    conn.close().await?;
+    with_database(admin, name)
+}
+
+/// Drops database `name` on `admin`'s server, disconnecting its sessions.
+pub async fn drop_database(admin: &str, name: &str) -> Result<()> {
+    let mut conn = PgConnection::connect(admin).await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    Ok(())
 }
 
 /// Creates the extension at version `from` (its frozen script must be installed, see

@@ -93,14 +93,8 @@ async fn app_writer(url: String, ids: Vec<i64>, stop: Arc<AtomicBool>, out: Arc<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     let db = TestDb::new("chaos").await?;
-    let dbname: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(&db.pool)
+    db.set_default("venue_images.retry_base_seconds", "1")
         .await?;
-    sqlx::query(&format!(
-        "ALTER DATABASE {dbname} SET venue_images.retry_base_seconds = 1"
-    ))
-    .execute(&db.pool)
-    .await?;
     let ik = FakeImageKit::start(ImageKitConfig {
         private_key: IK_KEY.into(),
         latency: Duration::from_millis(40),

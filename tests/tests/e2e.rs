@@ -53,14 +53,8 @@ impl World {
     async fn new(tag: &str, provider_cfg: ProviderConfig) -> Result<World> {
         let db = TestDb::new(tag).await?;
         // Quick retries so that a test sees three attempts within seconds.
-        let name: String = sqlx::query_scalar("SELECT current_database()")
-            .fetch_one(&db.pool)
+        db.set_default("venue_images.retry_base_seconds", "1")
             .await?;
-        sqlx::query(&format!(
-            "ALTER DATABASE {name} SET venue_images.retry_base_seconds = 1"
-        ))
-        .execute(&db.pool)
-        .await?;
         let ik = FakeImageKit::start(ImageKitConfig {
             private_key: IK_KEY.into(),
             ..ImageKitConfig::default()

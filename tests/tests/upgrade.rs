@@ -51,23 +51,13 @@ async fn catalog(conn: &mut PgConnection) -> Result<Vec<String>> {
 
 /// A bare database (no migrations) on the test server, dropped by the caller.
 async fn bare_database(tag: &str) -> Result<(String, String)> {
-    let admin = db::database_url()?;
     let name = format!("vi_{tag}_{}", std::process::id());
-    let mut a = PgConnection::connect(&admin).await?;
-    a.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-        .await?;
-    a.execute(format!("CREATE DATABASE {name}").as_str())
-        .await?;
-    let mut u = url::Url::parse(&admin)?;
-    u.set_path(&format!("/{name}"));
-    Ok((name, u.to_string()))
+    let url = db::create_database(&db::database_url()?, &name).await?;
+    Ok((name, url))
 }
 
 async fn drop_database(name: &str) -> Result<()> {
-    let mut a = PgConnection::connect(&db::database_url()?).await?;
-    a.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await?;
-    Ok(())
+    db::drop_database(&db::database_url()?, name).await
 }
 
 #[tokio::test]

@@ -227,7 +227,7 @@ pub async fn main(cli: Cli) -> Result<i32, AppError> {
         Command::Stats { json } => {
             let queue = connect(&cli, None).await?;
             let (summary, breakdown) = queue.stats().await.map_err(|e| {
-                if Queue::is_permission_error(&e) {
+                if e.is_permission_error() {
                     AppError::new(format!(
                         "{e}\n(stats read the venues table: use a role that can SELECT it)"
                     ))
@@ -313,7 +313,7 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<i32, AppError> {
     loop {
         match set_rates(&queue, &args.worker).await {
             Ok(()) => break,
-            Err(e) if !Queue::is_transient(&e) => return Err(e.into()),
+            Err(e) if !e.is_transient() => return Err(e.into()),
             Err(e) => {
                 warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "setting provider rates failed; retrying");
                 tokio::select! {

@@ -23,6 +23,33 @@ pub enum DbError {
     Setup(String),
 }
 
+impl DbError {
+    /// Whether the error is the connection's, not the request's: the database is
+    /// unreachable, restarting or shutting down (SQLSTATE classes 08, 57, 53), so trying
+    /// again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Sql(sqlx::Error::Database(d)) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")),
+            DbError::Sql(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the error is PostgreSQL's `insufficient_privilege` (42501).
+    pub fn is_permission_error(&self) -> bool {
+        matches!(self, DbError::Sql(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501"))
+    }
+}
+
 /// One leased image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
@@ -224,31 +251,6 @@ impl Queue {
                 "cannot connect to the database at {target}: no answer within 10 s"
             ))),
         }
-    }
-
-    /// Whether the error is the connection's, not the request's: the database is
-    /// unreachable, restarting or shutting down (SQLSTATE classes 08, 57, 53), so trying
-    /// again later may succeed.
-    pub fn is_transient(e: &DbError) -> bool {
-        match e {
-            DbError::Sql(sqlx::Error::Database(d)) => d
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")),
-            DbError::Sql(
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::WorkerCrashed,
-            ) => true,
-            _ => false,
-        }
-    }
-
-    /// Whether the error is PostgreSQL's `insufficient_privilege` (42501).
-    pub fn is_permission_error(e: &DbError) -> bool {
-        matches!(e, DbError::Sql(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501"))
     }
 
     /// The pool (for LISTEN and advisory locks).

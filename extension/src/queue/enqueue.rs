@@ -1,12 +1,13 @@
 //! Putting images in the queue: one venue on demand, new failures as the application
 //! writes them (trigger), and the manual replay of finished failures (force retry).
 
-use super::{ensure_providers, log_attempt, queue_write_in_progress, require_jsonb, Attempt};
+use super::{
+    ensure_providers, log_attempt, queue_write_in_progress, read_venue, require_jsonb, Attempt,
+};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
 use crate::plans;
 use crate::settings;
-use crate::source::VenueSource;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -106,37 +107,13 @@ pub(crate) fn retryable_rows(
     Ok(found.into_iter().map(|r| (venue_id, priority, r)).collect())
 }
 
-/// Reads one venue's images (no lock): `None` when the venue does not exist.
-pub(crate) fn read_venue(
-    c: &SpiClient<'_>,
-    src: &VenueSource,
-    venue_id: i64,
-) -> Result<Option<Option<Vec<u8>>>, VenueError> {
-    let sql = format!(
-        "SELECT {img} FROM {rel} WHERE {id} = $1",
-        img = src.images_column,
-        rel = src.relation,
-        id = src.id_column
-    );
-    let table = c.select(&sql, Some(1), &[venue_id.into()])?;
-    if table.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        table
-            .first()
-            .get_one::<Jsonb<'_>>()?
-            .map(|j| j.bytes().to_vec()),
-    ))
-}
-
 fn enqueue_venue(venue_id: i64) -> Result<i32, VenueError> {
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
     let classifier = settings::classifier();
     let max_retries = settings::max_retries();
     Spi::connect_mut(|c| {
-        let Some(Some(bytes)) = read_venue(c, &src, venue_id)? else {
+        let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
             return Ok(0);
         };
         let rows = retryable_rows(venue_id, &bytes, &classifier, max_retries)?;
@@ -251,7 +228,7 @@ fn force_retry(venue_id: Option<i64>, url: Option<&str>) -> Result<i32, VenueErr
     let classifier = settings::classifier();
     let only = url.map(url_hash);
     Spi::connect_mut(|c| {
-        let Some(Some(bytes)) = read_venue(c, &src, venue_id)? else {
+        let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
             return Ok(0);
         };
         let arr = require_array(parse_varlena(&bytes)?)?;

@@ -2,7 +2,7 @@
 //! of permanently failed images (manual review).
 
 use super::enqueue::{insert_jobs, OnConflict};
-use super::{lock_venue, log_attempt, now_iso, require_jsonb, write_venue, Attempt, QUEUE_WRITE};
+use super::{log_attempt, now_iso, read_venue, require_jsonb, write_venue, Attempt, QUEUE_WRITE};
 use crate::datum::{Jsonb, JsonbResult, RawJsonb};
 use crate::errors::{PgResult, Report, VenueError};
 use crate::plans;
@@ -283,7 +283,7 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
         };
         let mut purged = 0i32;
         for id in ids {
-            let Some(Some(bytes)) = lock_venue(c, &src, id)? else {
+            let Some(Some(bytes)) = read_venue(c, &src, id, true)? else {
                 continue;
             };
             let Ok(arr) = parse_varlena(&bytes) else {

@@ -56,18 +56,20 @@ pub(crate) fn require_jsonb(src: &VenueSource) -> Result<(), VenueError> {
     Ok(())
 }
 
-/// Locks a venue row and returns its images value (owned), or `None` when the venue
-/// is gone. `Some(None)` means the row exists with NULL images.
-pub(crate) fn lock_venue(
+/// Reads a venue's images value (owned), locking the row first when `for_update`;
+/// `None` when the venue is gone, `Some(None)` when the row holds NULL images.
+pub(crate) fn read_venue(
     client: &mut SpiClient<'_>,
     src: &VenueSource,
     venue_id: i64,
+    for_update: bool,
 ) -> Result<Option<Option<Vec<u8>>>, VenueError> {
     let sql = format!(
-        "SELECT {img} FROM {rel} WHERE {id} = $1 FOR UPDATE",
+        "SELECT {img} FROM {rel} WHERE {id} = $1{lock}",
         img = src.images_column,
         rel = src.relation,
-        id = src.id_column
+        id = src.id_column,
+        lock = if for_update { " FOR UPDATE" } else { "" }
     );
     let table = plans::run_dynamic(client, &sql, &[venue_id.into()])?;
     if table.is_empty() {

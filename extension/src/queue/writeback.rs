@@ -9,7 +9,7 @@
 //! the application removed or replaced an element meanwhile, the outcome goes to the log
 //! and the venue is left alone.
 
-use super::{lock_venue, require_jsonb, write_venue};
+use super::{read_venue, require_jsonb, write_venue};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
 use crate::plans;
@@ -142,6 +142,11 @@ struct LogRow {
     imagekit_path: Option<String>,
 }
 
+/// One field of every log row, as an array parameter of the batched INSERT.
+fn column<T>(rows: &[LogRow], field: impl Fn(&LogRow) -> T) -> Vec<T> {
+    rows.iter().map(field).collect()
+}
+
 impl Effects {
     fn log(&mut self, job: &Job, outcome: &'static str) -> &mut LogRow {
         self.log.push(LogRow {
@@ -233,7 +238,7 @@ pub(crate) fn record(reports: Vec<Reported>) -> Result<Vec<(i64, &'static str)>,
         let mut fx = Effects::default();
         // Each venue row: lock, patch every reported element, rewrite once.
         for (venue_id, items) in &by_venue {
-            let bytes = lock_venue(c, &src, *venue_id)?.flatten();
+            let bytes = read_venue(c, &src, *venue_id, true)?.flatten();
             let arr = bytes
                 .as_deref()
                 .and_then(|b| parse_varlena(b).ok())
@@ -415,46 +420,19 @@ fn flush(c: &mut SpiClient<'_>, fx: Effects) -> Result<(), VenueError> {
                                   $6::text[], $7::text[], $8::int[], $9::text[], $10::text[],
                                   $11::int[], $12::text[], $13::text[])",
             &[
-                l.iter().map(|r| r.job_id).collect::<Vec<_>>().into(),
-                l.iter().map(|r| r.venue_id).collect::<Vec<_>>().into(),
-                l.iter()
-                    .map(|r| r.url_hash.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter()
-                    .map(|r| r.provider_url.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter()
-                    .map(|r| r.provider.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter()
-                    .map(|r| r.worker.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter()
-                    .map(|r| r.retried_error_type.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter().map(|r| r.retry_count).collect::<Vec<_>>().into(),
-                l.iter()
-                    .map(|r| r.outcome.to_string())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter()
-                    .map(|r| r.error_type.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter().map(|r| r.status_code).collect::<Vec<_>>().into(),
-                l.iter()
-                    .map(|r| r.message.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                l.iter()
-                    .map(|r| r.imagekit_path.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
+                column(l, |r| r.job_id).into(),
+                column(l, |r| r.venue_id).into(),
+                column(l, |r| r.url_hash.clone()).into(),
+                column(l, |r| r.provider_url.clone()).into(),
+                column(l, |r| r.provider.clone()).into(),
+                column(l, |r| r.worker.clone()).into(),
+                column(l, |r| r.retried_error_type.clone()).into(),
+                column(l, |r| r.retry_count).into(),
+                column(l, |r| r.outcome.to_string()).into(),
+                column(l, |r| r.error_type.clone()).into(),
+                column(l, |r| r.status_code).into(),
+                column(l, |r| r.message.clone()).into(),
+                column(l, |r| r.imagekit_path.clone()).into(),
             ],
         )?;
     }
