@@ -4,7 +4,7 @@
 /// The URL with secret query values (Google's `key=`, `token=`, `signature=`, ...)
 /// replaced by `REDACTED` and `user:pass@` removed: the extension's own rule, so the
 /// database and the logs redact alike.
-pub use venue_images_core::retry::redact_url;
+pub use venue_images_core::redact::redact_url;
 
 /// Redacts the URLs inside a free text (reqwest's error messages contain them) and
 /// every literal secret (empty ones are ignored).

@@ -10,6 +10,7 @@
 //! - [`naming`]: deterministic ImageKit file names and folders.
 //! - [`image`]: typed access to image objects; the per-array summary.
 //! - [`dedupe`]: dedupe and merge of image arrays.
+//! - [`redact`]: secrets out of URLs and messages (shared with the uploader).
 //! - [`retry`]: the retry lifecycle: retryable images, scan decisions, write-back patches.
 //! - [`timestamp`]: ISO-8601 parsing.
 //! - [`wire`]: the byte format of aggregate states.
@@ -20,6 +21,7 @@ pub mod dedupe;
 pub mod image;
 pub mod jsonb;
 pub mod naming;
+pub mod redact;
 pub mod retry;
 pub mod scores;
 pub mod timestamp;
