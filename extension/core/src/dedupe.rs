@@ -70,6 +70,9 @@ fn info<'a>(index: usize, value: Value<'a>) -> Result<Info<'a>, ImageError> {
     let retry = match obj.get("retry_count")? {
         Some(v @ Value::Numeric(n)) => Some((n.to_f64(), v)),
         None | Some(Value::Null) => None,
+        // A numeric string counts as its number (the same rule as the queue's); the
+        // winner keeps the value as it was written.
+        Some(v @ Value::String(_)) => Some((img.retry_count()?, v)),
         Some(v) => {
             return Err(ImageError::WrongType {
                 index,

@@ -168,12 +168,36 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// `retry_count` (absent = 0).
+    /// `retry_count` (absent = 0). A numeric string (`"2"`, as JavaScript or Elixir
+    /// writers may produce) is read as its number; any other type is an error.
     pub fn retry_count(&self) -> Result<f64, ImageError> {
-        Ok(self
-            .number("retry_count")?
-            .map(|n| n.to_f64())
-            .unwrap_or(0.0))
+        match self.obj.get("retry_count")? {
+            None | Some(Value::Null) => Ok(0.0),
+            Some(Value::Numeric(n)) => Ok(n.to_f64()),
+            Some(Value::String(b)) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|f| f.is_finite())
+                .ok_or(ImageError::WrongType {
+                    index: self.index,
+                    key: "retry_count",
+                    expected: "a number (or a numeric string)",
+                    found: "string",
+                }),
+            Some(v) => Err(self.wrong("retry_count", "a number", &v)),
+        }
+    }
+
+    /// `retry_count` as a whole number of attempts: floored, at least 0, saturating.
+    pub fn attempts(&self) -> Result<i64, ImageError> {
+        let f = self.retry_count()?.floor();
+        Ok(if f <= 0.0 {
+            0
+        } else if f >= i64::MAX as f64 {
+            i64::MAX
+        } else {
+            f as i64
+        })
     }
 }
 
@@ -205,7 +229,8 @@ pub struct Summary {
     pub permanent: i64,
     /// ... with an ambiguous error type.
     pub ambiguous: i64,
-    /// `failed`, transient, and `retry_count` below the maximum.
+    /// `failed`, transient, `retry_count` below the maximum, and a `provider_url` or
+    /// `url` to download from: what the queue retries (`crate::retry::State::Queued`).
     pub retryable: i64,
 }
 
@@ -237,11 +262,15 @@ pub fn summarize(
             ErrorClass::Ambiguous => s.ambiguous += 1,
             ErrorClass::Unknown => {}
         }
-        if status == Status::Failed
-            && class == ErrorClass::Transient
-            && img.retry_count()? < max_retries as f64
-        {
-            s.retryable += 1;
+        if status == Status::Failed {
+            img.retry_count()?;
+            // The queue's own rule (a source URL is needed too): see `crate::retry`.
+            let queued = crate::retry::read_element(img.index, img.obj).is_ok_and(|e| {
+                crate::retry::state_of(classifier, max_retries, &e) == crate::retry::State::Queued
+            });
+            if queued {
+                s.retryable += 1;
+            }
         }
     }
     Ok(s)
@@ -261,7 +290,8 @@ mod tests {
         let b = bytes(
             r#"[
             {"upload_status":"uploaded"},
-            {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":1},
+            {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":1,"provider_url":"https://p/1"},
+
             {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":3},
             {"upload_status":"failed","error_details":{"error_type":"not_found"}},
             {"upload_status":"permanently_failed","error_details":{"error_type":"weird"}},

@@ -160,8 +160,8 @@ fn bad_input_is_refused() {
             "image 1: \"quality_score\" must be a number or null, got string",
         ),
         (
-            r#"[{"url":"a","retry_count":"2"}]"#,
-            "image 0: \"retry_count\" must be a number or null, got string",
+            r#"[{"url":"a","retry_count":"two"}]"#,
+            "image 0: \"retry_count\" must be a number (or a numeric string) or null, got string",
         ),
         (
             r#"[{"url":"a","upload_status":["uploaded"]}]"#,
