@@ -116,6 +116,39 @@ pub enum Scope {
     Service,
 }
 
+/// What kind of network failure a transport error was (`None` on a [`Failure`] that is
+/// an HTTP response, of any status, or a refusal of our own such as an SSRF block).
+/// Lets the worker tell "the image is bad" from "the network or the host is down".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkKind {
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection was refused or reset, or the TLS handshake failed.
+    Connect,
+    /// The connect timeout or the whole-request timeout ran out.
+    Timeout,
+    /// Any other transport error (a connection closed mid-request, a body cut short).
+    Other,
+}
+
+impl NetworkKind {
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkKind::Dns => "dns",
+            NetworkKind::Connect => "connect",
+            NetworkKind::Timeout => "timeout",
+            NetworkKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failed attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -133,10 +166,12 @@ pub struct Failure {
     pub stage: Stage,
     /// Image or service.
     pub scope: Scope,
+    /// For transport errors, which kind; `None` for HTTP responses and refusals.
+    pub network: Option<NetworkKind>,
 }
 
 impl Failure {
-    /// An image-scoped failure without status or retry hint.
+    /// An image-scoped failure without status, retry hint or network kind.
     pub fn new(stage: Stage, error_type: ErrorType, message: impl Into<String>) -> Self {
         Failure {
             error_type,
@@ -146,10 +181,24 @@ impl Failure {
             request_id: None,
             stage,
             scope: Scope::Image,
+            network: None,
         }
     }
 
-    /// A failure from an HTTP status (error type by the status table).
+    /// A transport failure (no HTTP response) of this network kind.
+    pub fn transport(
+        stage: Stage,
+        error_type: ErrorType,
+        kind: NetworkKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Failure {
+            network: Some(kind),
+            ..Failure::new(stage, error_type, message)
+        }
+    }
+
+    /// A failure from an HTTP status (error type by the status table; no network kind).
     pub fn from_status(stage: Stage, status: u16, message: impl Into<String>) -> Self {
         Failure {
             status_code: Some(status),
@@ -198,5 +247,30 @@ mod tests {
                 t
             );
         }
+    }
+
+    #[test]
+    fn constructors_set_the_network_kind() {
+        assert_eq!(
+            Failure::new(Stage::Download, ErrorType::NotAnImage, "m").network,
+            None
+        );
+        assert_eq!(Failure::from_status(Stage::Upload, 503, "m").network, None);
+        let f = Failure::transport(
+            Stage::Download,
+            ErrorType::NetworkTimeout,
+            NetworkKind::Timeout,
+            "m",
+        );
+        assert_eq!(
+            (f.network, f.error_type, f.scope, f.status_code),
+            (
+                Some(NetworkKind::Timeout),
+                ErrorType::NetworkTimeout,
+                Scope::Image,
+                None
+            )
+        );
+        assert_eq!(NetworkKind::Dns.to_string(), "dns");
     }
 }

@@ -6,12 +6,15 @@
 //!   checked on the address actually dialled (our DNS resolver returns only permitted
 //!   addresses, which defeats DNS rebinding) and separately on IP-literal hosts (reqwest
 //!   does not ask the resolver for those), on every hop; `allow_loopback` permits
-//!   loopback only, for tests and the demo;
+//!   loopback only, for tests and the demo; a refusal names the host, never the address
+//!   a name resolved to (no DNS oracle in the stored messages);
+//! - no `Referer` on redirects (it would carry the previous URL and its `key=`);
 //! - connect and total timeouts; the size limit on `Content-Length` and on the stream;
+//! - transport errors carry their [`NetworkKind`] (DNS, connect, timeout, other);
 //! - any non-200 is a failure whatever its body (Google answers 403 with a PNG tile);
 //! - the image type is decided by magic bytes, and the body must be a complete image.
 
-use crate::failure::{ErrorType, Failure, Stage};
+use crate::failure::{ErrorType, Failure, NetworkKind, Stage};
 use crate::redact::{redact_text, redact_url};
 use bytes::{Bytes, BytesMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -169,8 +172,12 @@ fn blocked_v4(ip: Ipv4Addr, allow_loopback: bool) -> bool {
         || o[0] >= 224 // multicast, reserved, broadcast
 }
 
-/// Is a destination refused? IPv4 embedded in IPv6 (mapped, compatible, 6to4, NAT64) is
-/// judged by the IPv4 rules; Teredo is refused outright.
+/// Is a destination refused? IPv4 embedded in IPv6 (mapped, compatible, 6to4, NAT64
+/// `64:ff9b::/96`) is judged by the IPv4 rules. Refused outright: IPv4-translated
+/// `::ffff:0:0/96`, local-use NAT64 `64:ff9b:1::/48` (its IPv4 may sit at several
+/// offsets), `2001::/23` (IETF protocol assignments, Teredo included), unique local,
+/// link-local, site-local, multicast, and the documentation (`2001:db8::/32`,
+/// `3fff::/20`), discard (`100::/64`) and SRv6 SID (`5f00::/16`) ranges.
 pub fn is_blocked(ip: IpAddr, allow_loopback: bool) -> bool {
     let v6 = match ip {
         IpAddr::V4(v4) => return blocked_v4(v4, allow_loopback),
@@ -188,33 +195,45 @@ pub fn is_blocked(ip: IpAddr, allow_loopback: bool) -> bool {
     if let Some(v4) = v6.to_ipv4_mapped() {
         return blocked_v4(v4, allow_loopback);
     }
+    if s[0..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return true; // ::ffff:0:a.b.c.d, IPv4-translated (RFC 2765 SIIT)
+    }
     if s[0..6] == [0; 6] {
         // ::a.b.c.d (IPv4-compatible, deprecated)
         return blocked_v4(embedded(s[6], s[7]), allow_loopback);
     }
-    if s[0] == 0x0064 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1) {
-        // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0; 4] {
+        // NAT64 well-known prefix 64:ff9b::/96: the IPv4 address is the last 32 bits
         return blocked_v4(embedded(s[6], s[7]), false);
+    }
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001 {
+        // Local-use NAT64 64:ff9b:1::/48 (RFC 8215): the prefix may be /48 to /96, so
+        // the IPv4 address cannot be located reliably.
+        return true;
     }
     if s[0] == 0x2002 {
         // 6to4: the IPv4 address is in bits 16..48
         return blocked_v4(embedded(s[1], s[2]), false);
     }
-    if s[0] == 0x2001 && s[1] == 0 {
-        return true; // Teredo
-    }
-    (s[0] & 0xfe00) == 0xfc00        // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] & 0xff00) == 0xff00 // multicast
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+    (s[0] == 0x2001 && (s[1] & 0xfe00) == 0) // IETF protocol assignments 2001::/23 (Teredo 2001::/32, ...)
+        || (s[0] & 0xfe00) == 0xfc00        // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80        // link-local
+        || (s[0] & 0xffc0) == 0xfec0        // site-local (deprecated)
+        || (s[0] & 0xff00) == 0xff00        // multicast
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] == 0x3fff && (s[1] & 0xf000) == 0) // documentation 3fff::/20 (RFC 9637)
         || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard 100::/64
+        || s[0] == 0x5f00 // SRv6 SIDs 5f00::/16 (RFC 9602)
 }
 
 /// Why a destination or redirect was refused (found again in reqwest's error chain).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Refused {
+    /// An IP-literal host (the operator wrote it in the URL: naming it reveals nothing).
     Address(String),
+    /// A host name whose every address is refused. Only the name is kept: the
+    /// addresses it resolved to would make stored messages a DNS oracle.
+    Host(String),
     Url(String),
     TooManyRedirects(usize),
 }
@@ -225,6 +244,10 @@ impl std::fmt::Display for Refused {
             Refused::Address(a) => write!(
                 f,
                 "destination {a} is not allowed (private or reserved address)"
+            ),
+            Refused::Host(h) => write!(
+                f,
+                "destination host {h} resolves only to private or reserved addresses"
             ),
             Refused::Url(m) => f.write_str(m),
             Refused::TooManyRedirects(n) => write!(f, "more than {n} redirects"),
@@ -257,6 +280,55 @@ fn check_url(url: &Url, allow_loopback: bool) -> Result<(), Refused> {
     Ok(())
 }
 
+/// A host name did not resolve (found again in reqwest's error chain: that is how a
+/// transport error is known to be [`NetworkKind::Dns`]).
+#[derive(Debug)]
+pub(crate) struct DnsFailure {
+    host: String,
+    cause: Option<std::io::Error>,
+}
+
+impl std::fmt::Display for DnsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not resolve host {}", self.host)
+    }
+}
+
+impl std::error::Error for DnsFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_ref().map(|e| e as _)
+    }
+}
+
+/// The system resolver (`getaddrinfo`); a failure or an empty answer is a [`DnsFailure`].
+async fn lookup(host: String) -> Result<Vec<SocketAddr>, DnsFailure> {
+    let found = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .map(|addrs| addrs.collect::<Vec<SocketAddr>>());
+    match found {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(DnsFailure { host, cause: None }),
+        Err(e) => Err(DnsFailure {
+            host,
+            cause: Some(e),
+        }),
+    }
+}
+
+/// Resolves with the system resolver, unguarded, with typed failures (the ImageKit
+/// client: its endpoint is configuration, not user data).
+pub(crate) struct SystemResolver;
+
+impl reqwest::dns::Resolve for SystemResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs = lookup(host).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// Resolves with the system resolver and keeps only permitted addresses.
 struct GuardedResolver {
     allow_loopback: bool,
@@ -267,20 +339,15 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allow_loopback = self.allow_loopback;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs
-                .iter()
-                .copied()
+            let allowed: Vec<SocketAddr> = lookup(host.clone())
+                .await?
+                .into_iter()
                 .filter(|a| !is_blocked(a.ip(), allow_loopback))
                 .collect();
             if allowed.is_empty() {
-                let shown = addrs
-                    .first()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_else(|| host.clone());
-                return Err(Box::new(Refused::Address(format!("{host} ({shown})")))
-                    as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(Refused::Host(host)) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
@@ -316,22 +383,48 @@ fn failure(t: ErrorType, message: impl Into<String>) -> Failure {
     Failure::new(Stage::Download, t, message)
 }
 
+/// An error and its sources, outermost first.
+fn chain<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |err| err.source())
+}
+
 fn find<'e, T: std::error::Error + 'static>(
     e: &'e (dyn std::error::Error + 'static),
 ) -> Option<&'e T> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = err.source();
+    chain(e).find_map(|err| err.downcast_ref::<T>())
+}
+
+fn any_io(e: &(dyn std::error::Error + 'static), kinds: &[std::io::ErrorKind]) -> bool {
+    chain(e).any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| kinds.contains(&io.kind()))
+    })
+}
+
+/// The error type and network kind of a transport error (no HTTP response), for both
+/// clients: a name that did not resolve is `Dns`; a connect or total timeout is
+/// `Timeout` (`network_timeout`); a refused or reset connection or a failed TLS
+/// handshake (everything reqwest reports as a connect error) is `Connect`; anything
+/// else (a connection closed mid-request, a body cut short) is `Other`.
+pub(crate) fn transport_kind(e: &reqwest::Error) -> (ErrorType, NetworkKind) {
+    use std::io::ErrorKind as K;
+    if find::<DnsFailure>(e).is_some() {
+        return (ErrorType::NetworkError, NetworkKind::Dns);
     }
-    None
+    if e.is_timeout() || any_io(e, &[K::TimedOut]) {
+        return (ErrorType::NetworkTimeout, NetworkKind::Timeout);
+    }
+    if e.is_connect() || any_io(e, &[K::ConnectionRefused]) {
+        return (ErrorType::NetworkError, NetworkKind::Connect);
+    }
+    (ErrorType::NetworkError, NetworkKind::Other)
 }
 
 fn classify(e: &reqwest::Error) -> Failure {
-    let msg = redact_text(&e.to_string(), &[]);
     if let Some(r) = find::<Refused>(e) {
+        // Our own refusal (SSRF guard, redirect limit): no network kind.
         return match r {
             Refused::TooManyRedirects(_) => Failure {
                 status_code: Some(302),
@@ -340,12 +433,13 @@ fn classify(e: &reqwest::Error) -> Failure {
             _ => failure(ErrorType::InvalidProviderUrl, r.to_string()),
         };
     }
-    if e.is_timeout()
-        || find::<std::io::Error>(e).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    {
-        return failure(ErrorType::NetworkTimeout, msg);
-    }
-    failure(ErrorType::NetworkError, msg)
+    let (error_type, kind) = transport_kind(e);
+    Failure::transport(
+        Stage::Download,
+        error_type,
+        kind,
+        redact_text(&e.to_string(), &[]),
+    )
 }
 
 /// `Retry-After`: seconds or an HTTP date.
@@ -377,6 +471,7 @@ impl Fetcher {
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.total_timeout)
             .redirect(policy)
+            .referer(false)
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { allow_loopback }))
             .user_agent(cfg.user_agent.clone())

@@ -15,6 +15,9 @@
 //!   ([`Scope::Service`]: the image keeps its attempt), a 400 about the file size is
 //!   `file_too_large`, 429 is `rate_limited` with the reset time.
 //! - Every response's `x-ik-requestId` is logged and kept on the failure.
+//! - Proxy environment variables (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored:
+//!   a proxy is used only when [`ImageKitConfig::proxy`] names one. Transport errors
+//!   carry their [`NetworkKind`](crate::failure::NetworkKind).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +29,8 @@ use serde::Deserialize;
 use tracing::{debug, warn};
 
 use crate::failure::{ErrorType, Failure, Scope, Stage};
-use crate::fetch::parse_retry_after;
-use crate::redact::redact_text;
+use crate::fetch::{parse_retry_after, transport_kind, SystemResolver};
+use crate::redact::{redact_text, redact_url};
 
 /// The longest wait slept through inside one upload; longer ones pause ImageKit instead.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(8);
@@ -45,6 +48,9 @@ pub struct ImageKitConfig {
     pub max_retries: u32,
     /// First backoff step (the SDKs: 0.5 s).
     pub retry_base: Duration,
+    /// Proxy for every request (`http://`, `https://` or `socks5://` URL). `None`: connect
+    /// directly, whatever `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` say.
+    pub proxy: Option<String>,
 }
 
 impl std::fmt::Debug for ImageKitConfig {
@@ -55,6 +61,7 @@ impl std::fmt::Debug for ImageKitConfig {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("retry_base", &self.retry_base)
+            .field("proxy", &self.proxy.as_deref().map(redact_url))
             .finish()
     }
 }
@@ -67,6 +74,7 @@ impl Default for ImageKitConfig {
             timeout: Duration::from_secs(60),
             max_retries: 2,
             retry_base: Duration::from_millis(500),
+            proxy: None,
         }
     }
 }
@@ -120,7 +128,7 @@ pub enum ImageKitBuildError {
     /// No private key.
     #[error("the ImageKit private key is empty")]
     NoKey,
-    /// The endpoint is not an http(s) URL.
+    /// The endpoint is not an http(s) URL (shown redacted).
     #[error("invalid ImageKit upload URL {0:?}")]
     BadUrl(String),
     /// reqwest refused the settings.
@@ -225,14 +233,20 @@ impl ImageKit {
         }
         match url::Url::parse(&cfg.upload_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(ImageKitBuildError::BadUrl(cfg.upload_url.clone())),
+            _ => return Err(ImageKitBuildError::BadUrl(redact_url(&cfg.upload_url))),
         }
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("venue-image-uploader/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .referer(false)
+            .dns_resolver(Arc::new(SystemResolver))
+            .user_agent(concat!("venue-image-uploader/", env!("CARGO_PKG_VERSION")));
+        let builder = match &cfg.proxy {
+            None => builder.no_proxy(),
+            Some(p) => builder.proxy(reqwest::Proxy::all(p.as_str())?),
+        };
+        let client = builder.build()?;
         Ok(ImageKit {
             client,
             cfg: Arc::new(cfg),
@@ -261,12 +275,13 @@ impl ImageKit {
             chain.push_str(&redact_text(&s.to_string(), &[&self.cfg.private_key]));
             cur = s.source();
         }
-        let t = if e.is_timeout() {
-            ErrorType::NetworkTimeout
-        } else {
-            ErrorType::NetworkError
-        };
-        upload_failure(t, format!("ImageKit: {msg}{chain}"))
+        let (error_type, kind) = transport_kind(e);
+        Failure::transport(
+            Stage::Upload,
+            error_type,
+            kind,
+            format!("ImageKit: {msg}{chain}"),
+        )
     }
 
     async fn post(&self, form: Form) -> Result<(u16, HeaderMap, Bytes), Failure> {

@@ -159,12 +159,21 @@ async fn routes() -> String {
             "/to-private" => Reply::Raw(response("302 Found", &[("location", "http://10.0.0.1/secret".into()), ("content-length", "0".into())], b"")),
             "/to-metadata" => Reply::Raw(response("302 Found", &[("location", "http://[::ffff:169.254.169.254]/latest".into()), ("content-length", "0".into())], b"")),
             "/to-file" => Reply::Raw(response("302 Found", &[("location", "file:///etc/passwd".into()), ("content-length", "0".into())], b"")),
+            // Street View-style hops: commas in `location`, the key last.
+            "/sv-to-slow" => Reply::Raw(response("302 Found", &[("location", format!("http://{addr}/slow-headers?size=600x300&location=46.41,10.01&key={HOP_KEY}")), ("content-length", "0".into())], b"")),
+            "/sv-to-404" => Reply::Raw(response("302 Found", &[("location", format!("http://{addr}/404?size=600x300&location=46.41,10.01&key={HOP_KEY}")), ("content-length", "0".into())], b"")),
+            "/sv-to-truncated" => Reply::Raw(response("302 Found", &[("location", format!("http://{addr}/truncated?size=600x300&location=46.41,10.01&key={HOP_KEY}")), ("content-length", "0".into())], b"")),
+            "/sv-to-private" => Reply::Raw(response("302 Found", &[("location", format!("http://10.0.0.1/x?location=46.41,10.01&key={HOP_KEY}")), ("content-length", "0".into())], b"")),
+            "/sv-loop" => Reply::Raw(response("302 Found", &[("location", format!("http://{addr}/sv-loop?location=46.41,10.01&key={HOP_KEY}")), ("content-length", "0".into())], b"")),
             _ => Reply::Raw(response("404 Not Found", &[("content-length", "0".into())], b"")),
         }
     })
     .await
     .0
 }
+
+/// The key the Street View-style redirect hops add (never in a message).
+const HOP_KEY: &str = "SECRETHOPKEY";
 
 async fn err(f: &Fetcher, url: &str) -> Failure {
     f.fetch(url).await.expect_err(url)
@@ -241,10 +250,14 @@ async fn timeouts_and_truncation() {
         err(&f, &format!("{base}/drip")).await.error_type,
         ErrorType::NetworkTimeout
     );
+    let e = err(&f, &format!("{base}/truncated")).await;
     assert_eq!(
-        err(&f, &format!("{base}/truncated")).await.error_type,
-        ErrorType::NetworkError
+        (e.error_type, e.network),
+        (ErrorType::NetworkError, Some(NetworkKind::Other)),
+        "a body cut short: {e}"
     );
+    let e = err(&f, &format!("{base}/slow-headers")).await;
+    assert_eq!(e.network, Some(NetworkKind::Timeout));
     assert_eq!(
         err(&f, &format!("{base}/lying-length")).await.error_type,
         ErrorType::DownloadFailed
@@ -278,6 +291,12 @@ async fn loopback_is_refused_unless_allowed() {
         ErrorType::InvalidProviderUrl,
         "name resolving to loopback: {e}"
     );
+    // The host is named; the address it resolved to is not (no DNS oracle).
+    assert_eq!(
+        e.message,
+        "destination host localhost resolves only to private or reserved addresses"
+    );
+    assert_eq!(e.network, None, "a refusal is not a network failure");
     for u in [
         format!("http://[::ffff:127.0.0.1]:{port}/png"),
         format!("http://0x7f000001:{port}/png"),
@@ -304,7 +323,13 @@ async fn bad_urls() {
     ] {
         let e = err(&f, u).await;
         assert_eq!(e.error_type, ErrorType::InvalidProviderUrl, "{u:?}: {e}");
+        assert_eq!(e.network, None, "{u:?}");
     }
+    // An IP literal is the operator's own text: naming it reveals nothing.
+    assert_eq!(
+        err(&f, "http://10.1.2.3/a.png").await.message,
+        "destination 10.1.2.3 is not allowed (private or reserved address)"
+    );
 }
 
 #[tokio::test]
@@ -326,6 +351,226 @@ async fn secrets_never_reach_messages() {
     assert_eq!(e.error_type, ErrorType::NetworkError);
     let all = format!("{e} {e:?}");
     assert!(!all.contains("SECRETKEY"), "{all}");
+}
+
+/// Every failure of a redirect chain whose hops carry a Street View-style URL (commas in
+/// `location`, the key last): the key never reaches the message, the rest of the URL does.
+#[tokio::test]
+async fn secrets_never_reach_messages_through_redirects_and_timeouts() {
+    let base = routes().await;
+    let f = fetcher(true);
+    let first = "?size=600x300&location=46.41,10.01&key=SECRETFIRSTKEY";
+    let cases: &[(&str, ErrorType, Option<NetworkKind>)] = &[
+        (
+            "/sv-to-slow",
+            ErrorType::NetworkTimeout,
+            Some(NetworkKind::Timeout),
+        ),
+        ("/sv-to-404", ErrorType::NotFound, None),
+        (
+            "/sv-to-truncated",
+            ErrorType::NetworkError,
+            Some(NetworkKind::Other),
+        ),
+        ("/sv-to-private", ErrorType::InvalidProviderUrl, None),
+        ("/sv-loop", ErrorType::HttpError, None),
+    ];
+    for (path, error_type, network) in cases {
+        let e = err(&f, &format!("{base}{path}{first}")).await;
+        assert_eq!(
+            (e.error_type, e.network),
+            (*error_type, *network),
+            "{path}: {e}"
+        );
+        let all = format!("{e} {e:?}");
+        assert!(
+            !all.contains(HOP_KEY) && !all.contains("SECRETFIRSTKEY"),
+            "{path}: {all}"
+        );
+        if e.message.contains("location=") {
+            assert!(
+                e.message
+                    .contains("?size=600x300&location=46.41,10.01&key=REDACTED"),
+                "{path}: {}",
+                e.message
+            );
+        }
+    }
+    // The timeout names the URL requested (reqwest's choice), the 404 the hop that
+    // answered it; both redacted, the commas kept.
+    let e = err(&f, &format!("{base}/sv-to-slow{first}")).await;
+    assert_eq!(
+        e.message,
+        format!("error sending request for url ({base}/sv-to-slow?size=600x300&location=46.41,10.01&key=REDACTED)")
+    );
+    let e = err(&f, &format!("{base}/sv-to-404{first}")).await;
+    assert_eq!(
+        e.message,
+        format!("HTTP 404 from {base}/404?size=600x300&location=46.41,10.01&key=REDACTED")
+    );
+}
+
+/// reqwest would send the previous URL (with its `key=`) as `Referer` to the next hop.
+#[tokio::test]
+async fn redirects_carry_no_referer() {
+    use axum::http::HeaderMap as AxHeaders;
+    use axum::response::{IntoResponse, Redirect};
+    use axum::routing::get;
+    type Seen = Arc<std::sync::Mutex<Vec<Option<String>>>>;
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/start",
+            get(|| async { Redirect::to("/second?size=1x1").into_response() }),
+        )
+        .route(
+            "/second",
+            get(move |h: AxHeaders| {
+                let seen = s2.clone();
+                async move {
+                    seen.lock().unwrap().push(
+                        h.get("referer")
+                            .map(|v| v.to_str().unwrap_or("?").to_string()),
+                    );
+                    ([("content-type", "image/png")], png()).into_response()
+                }
+            }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let d = fetcher(true)
+        .fetch(&format!("http://{addr}/start?key=SECRETKEY"))
+        .await
+        .unwrap();
+    assert_eq!(d.kind, ImageKind::Png);
+    assert_eq!(d.final_url, format!("http://{addr}/second?size=1x1"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![None],
+        "second hop saw a Referer"
+    );
+}
+
+#[tokio::test]
+async fn unresolvable_host_is_a_dns_failure() {
+    for allow_loopback in [false, true] {
+        let f = fetcher(allow_loopback);
+        let t = std::time::Instant::now();
+        let e = err(&f, "http://nothing.invalid/x.jpg?key=SECRETKEY").await;
+        assert_eq!(
+            (e.error_type, e.network, e.status_code),
+            (ErrorType::NetworkError, Some(NetworkKind::Dns), None),
+            "{e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(!e.message.contains("SECRETKEY"), "{}", e.message);
+    }
+}
+
+#[tokio::test]
+async fn closed_port_is_a_connect_failure() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let e = err(&fetcher(true), &format!("http://127.0.0.1:{port}/x.jpg")).await;
+    assert_eq!(
+        (e.error_type, e.network),
+        (ErrorType::NetworkError, Some(NetworkKind::Connect)),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn failed_tls_handshake_is_a_connect_failure() {
+    // A plain-HTTP server behind an https:// URL: the handshake gets garbage and fails.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let _ = sock
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    let e = err(&fetcher(true), &format!("https://{addr}/x.jpg")).await;
+    assert_eq!(
+        (e.error_type, e.network),
+        (ErrorType::NetworkError, Some(NetworkKind::Connect)),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn silent_server_is_a_timeout() {
+    // Accepts and never answers: the total timeout (800 ms) ends it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let t = std::time::Instant::now();
+    let e = err(&fetcher(true), &format!("http://{addr}/x.jpg")).await;
+    assert_eq!(
+        (e.error_type, e.network),
+        (ErrorType::NetworkTimeout, Some(NetworkKind::Timeout)),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn connect_timeout_is_a_timeout() {
+    // A listener that never accepts, its backlog full: the kernel drops further SYNs, so
+    // a connect hangs until the connect timeout (500 ms).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    let mut full = false;
+    for _ in 0..8 {
+        let c = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        match c {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => {
+                full = true;
+                break;
+            }
+        }
+    }
+    if !full {
+        eprintln!("this kernel completes connects beyond the backlog: nothing to test");
+        return;
+    }
+    let t = std::time::Instant::now();
+    let e = err(&fetcher(true), &format!("http://{addr}/x.jpg")).await;
+    assert_eq!(
+        (e.error_type, e.network),
+        (ErrorType::NetworkTimeout, Some(NetworkKind::Timeout)),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    drop(listener);
+}
+
+#[tokio::test]
+async fn http_responses_have_no_network_kind() {
+    let base = routes().await;
+    let f = fetcher(true);
+    for p in ["/403", "/404", "/429", "/html", "/big", "/lying-length"] {
+        let e = err(&f, &format!("{base}{p}")).await;
+        assert_eq!(e.network, None, "{p}: {e}");
+    }
 }
 
 #[test]
@@ -359,6 +604,39 @@ fn blocked_addresses() {
         ("64:ff9b::a00:1", true, true),
         ("64:ff9b::808:808", false, false),
         ("64:ff9b:1::a00:1", true, true),
+        // local-use NAT64 64:ff9b:1::/48: refused whatever it embeds
+        ("64:ff9b:1::808:808", true, true),
+        ("64:ff9b:1:808:808::", true, true),
+        ("64:ff9b:1:ffff:ffff:ffff:ffff:ffff", true, true),
+        ("64:ff9b:2::808:808", false, false),
+        ("64:ff9b:0:ffff::808:808", false, false),
+        // IPv4-translated ::ffff:0:0/96 (SIIT)
+        ("::ffff:0:808:808", true, true),
+        ("::ffff:0:0", true, true),
+        ("::ffff:0:ffff:ffff", true, true),
+        ("::ffff:1:808:808", false, false),
+        ("::fffe:ffff:ffff:ffff", false, false),
+        // IETF protocol assignments 2001::/23
+        ("2001::1", true, true),
+        ("2001:2::1", true, true),
+        ("2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", true, true),
+        ("2001:200::1", false, false),
+        ("2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false, false),
+        // documentation 3fff::/20
+        ("3fff::1", true, true),
+        ("3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", true, true),
+        ("3fff:1000::1", false, false),
+        ("3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false, false),
+        // SRv6 SIDs 5f00::/16
+        ("5f00::1", true, true),
+        ("5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true, true),
+        ("5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false, false),
+        ("5f01::1", false, false),
+        // discard 100::/64, documentation 2001:db8::/32: kept
+        ("100::1", true, true),
+        ("100:0:0:1::1", false, false),
+        ("2001:db8:ffff::1", true, true),
+        ("2001:db9::1", false, false),
         ("2002:a00:1::1", true, true),
         ("2002:808:808::1", false, false),
         ("2002:7f00:1::1", true, true),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::failure::NetworkKind;
 use axum::body::Bytes as AxBytes;
 use axum::http::{HeaderMap as AxHeaders, StatusCode};
 use axum::response::IntoResponse;
@@ -114,9 +115,13 @@ fn waits_prefer_the_precise_headers() {
 fn config_debug_hides_the_key() {
     let c = ImageKitConfig {
         private_key: "private_SECRET".into(),
+        proxy: Some("http://proxyuser:proxySECRET@proxy.example:3128".into()),
         ..ImageKitConfig::default()
     };
-    assert!(!format!("{c:?}").contains("private_SECRET"));
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("private_SECRET"), "{shown}");
+    assert!(!shown.contains("proxySECRET"), "{shown}");
+    assert!(shown.contains("proxy.example:3128"), "{shown}");
     assert!(matches!(
         ImageKit::new(ImageKitConfig::default()),
         Err(ImageKitBuildError::NoKey)
@@ -167,15 +172,25 @@ async fn scripted(script: Script) -> (String, Seen) {
     (format!("http://{addr}/api/v1/files/upload"), seen)
 }
 
-fn client(url: String) -> ImageKit {
-    ImageKit::new(ImageKitConfig {
+fn config(url: String) -> ImageKitConfig {
+    ImageKitConfig {
         upload_url: url,
         private_key: "private_TEST".into(),
         timeout: Duration::from_secs(5),
         max_retries: 2,
         retry_base: Duration::from_millis(10),
-    })
-    .unwrap()
+        proxy: None,
+    }
+}
+
+fn client(url: String) -> ImageKit {
+    ImageKit::new(config(url)).unwrap()
+}
+
+/// A local port nothing listens on.
+fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 fn ok_body() -> Vec<u8> {
@@ -250,8 +265,8 @@ async fn gives_up_after_two_retries() {
     let (url, seen) = scripted(vec![(502, vec![], b"<html>bad gateway</html>".to_vec())]).await;
     let f = client(url).upload(request(b"x")).await.unwrap_err();
     assert_eq!(
-        (f.error_type, f.status_code, f.stage),
-        (ErrorType::BadGateway, Some(502), Stage::Upload)
+        (f.error_type, f.status_code, f.stage, f.network),
+        (ErrorType::BadGateway, Some(502), Stage::Upload, None)
     );
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
@@ -315,6 +330,169 @@ async fn connection_refused_is_a_network_error_without_the_key() {
         .upload(request(b"x"))
         .await
         .unwrap_err();
-    assert_eq!(f.error_type, ErrorType::NetworkError);
+    assert_eq!(
+        (f.error_type, f.network),
+        (ErrorType::NetworkError, Some(NetworkKind::Connect)),
+        "{f}"
+    );
     assert!(!f.message.contains("private_TEST"), "{}", f.message);
+}
+
+#[tokio::test]
+async fn unresolvable_host_is_a_dns_failure() {
+    let t = std::time::Instant::now();
+    let f = client("http://nothing.invalid/api/v1/files/upload".into())
+        .upload(request(b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (f.error_type, f.network, f.status_code),
+        (ErrorType::NetworkError, Some(NetworkKind::Dns), None),
+        "{f}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// A server that accepts and never answers, behind a Street View-style URL (commas in
+/// `location`, a `key=`): a timeout, and neither key reaches the message.
+#[tokio::test]
+async fn silent_server_is_a_timeout_without_secrets() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let ik = ImageKit::new(ImageKitConfig {
+        timeout: Duration::from_millis(300),
+        max_retries: 1,
+        ..config(format!(
+            "http://{addr}/api/v1/files/upload?size=600x300&location=46.41,10.01&key=SECRETKEY"
+        ))
+    })
+    .unwrap();
+    let t = std::time::Instant::now();
+    let f = ik.upload(request(b"x")).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(
+        (f.error_type, f.network),
+        (ErrorType::NetworkTimeout, Some(NetworkKind::Timeout)),
+        "{f}"
+    );
+    let all = format!("{f} {f:?}");
+    assert!(
+        !all.contains("SECRETKEY") && !all.contains("private_TEST"),
+        "{all}"
+    );
+    assert!(
+        f.message
+            .contains("/api/v1/files/upload?size=600x300&location=46.41,10.01&key=REDACTED)"),
+        "{}",
+        f.message
+    );
+}
+
+#[tokio::test]
+async fn explicit_proxy_is_used() {
+    // The fake answers absolute-form requests too, so it can stand in for a forward
+    // proxy: the upload reaches it although `imagekit.invalid` never resolves here.
+    let (fake, seen) = scripted(vec![(200, vec![], ok_body())]).await;
+    let proxy = fake.trim_end_matches("/api/v1/files/upload").to_string();
+    let u = ImageKit::new(ImageKitConfig {
+        proxy: Some(proxy),
+        ..config("http://imagekit.invalid/api/v1/files/upload".into())
+    })
+    .unwrap()
+    .upload(request(b"x"))
+    .await
+    .unwrap();
+    assert_eq!(u.file_id, "f1");
+    assert_eq!(
+        seen.lock().unwrap()[0].0["host"],
+        "imagekit.invalid",
+        "the request was for ImageKit, sent through the proxy"
+    );
+    // A configured proxy that is down is a connect failure.
+    let f = ImageKit::new(ImageKitConfig {
+        proxy: Some(format!("http://127.0.0.1:{}", dead_port())),
+        max_retries: 0,
+        ..config("http://imagekit.invalid/api/v1/files/upload".into())
+    })
+    .unwrap()
+    .upload(request(b"x"))
+    .await
+    .unwrap_err();
+    assert_eq!(f.network, Some(NetworkKind::Connect), "{f}");
+    assert!(matches!(
+        ImageKit::new(ImageKitConfig {
+            proxy: Some("not a proxy url".into()),
+            ..config("http://imagekit.invalid/api/v1/files/upload".into())
+        }),
+        Err(ImageKitBuildError::Client(_))
+    ));
+}
+
+/// Set in the child process of `proxy_environment_is_ignored`.
+const CHILD_MARK: &str = "VENUE_IMAGES_TEST_PROXY_ENV_CHILD";
+
+/// Proxy variables pointing at a dead port must not stop uploads. Environment variables
+/// are process-global (and `set_var` races with other test threads), so the check runs
+/// in a child process of this test binary that gets them from the start.
+#[test]
+fn proxy_environment_is_ignored() {
+    let dead = format!("http://127.0.0.1:{}", dead_port());
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "imagekit::tests::proxy_environment_child",
+        "--ignored",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env(CHILD_MARK, "1");
+    for v in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env(v, &dead);
+    }
+    for v in ["NO_PROXY", "no_proxy", "REQUEST_METHOD"] {
+        cmd.env_remove(v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run: {text}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by proxy_environment_is_ignored, in a child process with proxy variables set"]
+async fn proxy_environment_child() {
+    if std::env::var_os(CHILD_MARK).is_none() {
+        return;
+    }
+    let (url, seen) = scripted(vec![(200, vec![], ok_body())]).await;
+    // Control: a client that honours the environment goes to the dead proxy.
+    let honours_env = reqwest::Client::new().post(&url).send().await;
+    assert!(
+        honours_env.is_err(),
+        "the proxy variables are not in effect: {honours_env:?}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    let u = client(url).upload(request(b"x")).await.unwrap();
+    assert_eq!(u.file_id, "f1");
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
