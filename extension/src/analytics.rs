@@ -1,6 +1,11 @@
 //! Table-level analytics over the configured venues table, each one SQL statement: a
 //! parallel-safe aggregate over one scan of the table (see [`crate::aggregates`]).
 //!
+//! They are `SECURITY DEFINER` (owned by `venue_image_definer`, `search_path =
+//! pg_catalog, pg_temp`): analysts get them through `venue_image_reader` without any
+//! right on the venues table, so they never read the raw arrays and the API keys in
+//! their provider URLs.
+//!
 //! Functions that only need venues with failures read them through a GIN index on the
 //! images column when one exists and failures are rare (see
 //! [`crate::source::VenueSource::failures_filter`]). Malformed values never abort a
@@ -36,7 +41,7 @@ fn query_bytes(sql: &str) -> Result<Vec<u8>, VenueError> {
 /// Runs `venue_images_stats_state` over the table (all rows, or the filter's).
 fn stats(src: &VenueSource, filter: &str) -> Result<Stats, VenueError> {
     let sql = format!(
-        "SELECT venue_images_stats_state({}) FROM {}{filter}",
+        "SELECT venue_images.venue_images_stats_state({}) FROM {}{filter}",
         src.images_expr, src.relation
     );
     let bytes = query_bytes(&sql)?;
@@ -56,7 +61,7 @@ struct List {
 fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
     let filter = src.failures_filter()?;
     let sql = format!(
-        "SELECT venue_images_venue_list({id}, {name}, {city}, {img}, {min}, {up}, {max}, {prio}, {types})
+        "SELECT venue_images.venue_images_venue_list({id}, {name}, {city}, {img}, {min}, {up}, {max}, {prio}, {types})
            FROM {rel}{filter}",
         id = src.id_expr,
         name = src.name_expr,
@@ -86,7 +91,8 @@ fn check_non_negative(name: &str, v: i32) -> Result<usize, VenueError> {
 
 /// Failed images (`failed` + `permanently_failed`) counted by provider and error type,
 /// most frequent first.
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_failure_breakdown() -> Result<
     TableIterator<
         'static,
@@ -116,7 +122,8 @@ fn venue_image_failure_breakdown() -> Result<
 
 /// Every venue with at least one failed image, by `failed_count` then
 /// `failure_rate_pct` (failed / image objects, one decimal), descending.
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn venues_with_image_failures() -> Result<
     TableIterator<
         'static,
@@ -167,7 +174,8 @@ fn opt_str(s: &Option<String>) -> Node<'_> {
 /// Venues with at least `min_failures` failed images and at least one uploaded image
 /// (partial failures: the best retry candidates), with the error types of their failed
 /// images; at most `max_rows`, by `failed_count` then `failure_rate_pct` descending.
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_partial_failure_candidates(
     min_failures: default!(i32, 1),
     max_rows: default!(i32, 100),
@@ -222,7 +230,8 @@ fn venue_image_partial_failure_candidates(
 /// Venues with failures by remediation priority
 /// (`failed_count*10 + failure_rate_pct + 20 if any failure is transient`), at most
 /// `max_rows`.
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_high_priority_venues(
     max_rows: default!(i32, 50),
 ) -> Result<
@@ -271,7 +280,8 @@ fn venue_image_high_priority_venues(
 /// Dashboard summary in one pass over the whole table. Besides the failure figures it
 /// reports what the scan met: rows, NULL image values, non-array values, and non-object
 /// elements (all ignored by the figures).
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_summary_stats() -> Result<
     TableIterator<
         'static,

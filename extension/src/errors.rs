@@ -26,6 +26,12 @@ pub enum VenueError {
     UndefinedColumn(String),
     /// A configured column has the wrong type (42804).
     WrongType(String),
+    /// A function used on the wrong kind of object, e.g. the enqueue trigger on a table
+    /// other than the configured venues table (42809).
+    WrongObject(String),
+    /// The database's extension version is not the library's (55000): the package was
+    /// upgraded but `ALTER EXTENSION venue_images UPDATE` has not run yet.
+    NotReady(String),
     /// An internal query failed (38000).
     Spi(String),
 }
@@ -40,6 +46,8 @@ impl std::fmt::Display for VenueError {
             VenueError::UndefinedTable(m)
             | VenueError::UndefinedColumn(m)
             | VenueError::WrongType(m)
+            | VenueError::WrongObject(m)
+            | VenueError::NotReady(m)
             | VenueError::Spi(m) => f.write_str(m),
         }
     }
@@ -61,6 +69,8 @@ impl VenueError {
             VenueError::UndefinedTable(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             VenueError::UndefinedColumn(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
             VenueError::WrongType(_) => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            VenueError::WrongObject(_) => PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            VenueError::NotReady(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             VenueError::Spi(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }

@@ -35,10 +35,11 @@ pub mod settings;
 pub mod source;
 pub mod values;
 
-/// Registers the settings when the library loads.
+/// Registers the settings and the transaction callbacks when the library loads.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    queue::register_callbacks();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -53,6 +54,7 @@ pub mod pg_test {
     /// postgresql.conf settings the tests need.
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        // What migration 001 does for a database: the extension's schema after public.
+        vec![r#"search_path = '"$user", public, venue_images'"#]
     }
 }

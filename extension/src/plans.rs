@@ -23,6 +23,36 @@ thread_local! {
     static DYNAMIC_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
     static SOURCE: RefCell<Option<(TableNames, VenueSource)>> = const { RefCell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static VERSION_CHECKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The library's version (the extension version its SQL was generated for).
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Refuses (55000) to run the queue or the analytics while the database still has the
+/// SQL objects of another version: between installing a new package and running
+/// `ALTER EXTENSION venue_images UPDATE`, the old functions call this library, whose
+/// statements name the new version's objects. Checked once per backend once it holds.
+pub fn require_current_version() -> Result<(), VenueError> {
+    if VERSION_CHECKED.with(Cell::get) {
+        return Ok(());
+    }
+    let installed = pgrx::spi::Spi::get_one::<String>(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'venue_images'",
+    )?;
+    match installed {
+        Some(v) if v == LIBRARY_VERSION => {
+            VERSION_CHECKED.with(|c| c.set(true));
+            Ok(())
+        }
+        Some(v) => Err(VenueError::NotReady(format!(
+            "the venue_images library is {LIBRARY_VERSION} but this database's extension is {v}: \
+             run ALTER EXTENSION venue_images UPDATE (migration sql/001_enable_venue_images.sql)"
+        ))),
+        None => Err(VenueError::NotReady(
+            "the venue_images extension is not installed in this database".into(),
+        )),
+    }
 }
 
 fn prepare(
@@ -83,8 +113,10 @@ unsafe extern "C-unwind" fn forget_source(_arg: pg_sys::Datum, _relid: pg_sys::O
     let _ = SOURCE.try_with(|s| s.borrow_mut().take());
 }
 
-/// The venues relation, resolved once per backend until invalidated.
+/// The venues relation, resolved once per backend until invalidated. Every queue and
+/// analytics function starts here, so the version check is here too.
 pub fn venue_source() -> Result<VenueSource, VenueError> {
+    require_current_version()?;
     if !CALLBACK_REGISTERED.with(Cell::get) {
         // SAFETY: registers a callback that only clears a thread-local cache.
         unsafe {

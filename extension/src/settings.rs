@@ -1,9 +1,12 @@
 //! Settings (GUCs) of the extension, registered in `_PG_init`.
 //!
-//! Table and column names are `SUSET`: the queue's `SECURITY DEFINER` functions write
-//! through them, so an unprivileged session must not redirect those writes. Set them with
-//! `ALTER DATABASE ... SET` (as a superuser), or `GRANT SET ON PARAMETER` to an admin role.
-//! The behaviour settings are `USERSET`.
+//! Every setting is `SUSET`: the queue's `SECURITY DEFINER` functions follow them (retry
+//! policy, error lists, folders, retention, the venues table), so only what a superuser
+//! configured may count. Set them with `ALTER DATABASE ... SET` or `ALTER SYSTEM` as a
+//! superuser, or `GRANT SET ON PARAMETER` to a trusted role. A non-superuser's `SET`,
+//! `ALTER ROLE ... SET` or function `SET` clause is refused (42501); a placeholder value
+//! set before the library was loaded is discarded with a warning when it loads, and
+//! the `venue_images.` prefix is reserved so no unknown name can be set either.
 
 use crate::errors::VenueError;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -37,6 +40,8 @@ pub static FOLDER_BASE: GucSetting<Option<CString>> =
 pub static GIN_MAX_FAILING_SHARE: GucSetting<f64> = GucSetting::<f64>::new(0.05);
 pub static ATTEMPT_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static PACING_MARGIN: GucSetting<f64> = GucSetting::<f64>::new(0.02);
+pub static IMAGEKIT_URL_PREFIX: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn register() {
@@ -85,7 +90,7 @@ pub fn register() {
         &MAX_RETRIES,
         0,
         1000,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
@@ -93,7 +98,7 @@ pub fn register() {
         c"Comma list of transient (retryable) error types; replaces the built-in list.",
         c"Comma list of transient (retryable) error types; replaces the built-in list.",
         &TRANSIENT_ERRORS,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
@@ -101,7 +106,7 @@ pub fn register() {
         c"Comma list of permanent error types; replaces the built-in list.",
         c"Comma list of permanent error types; replaces the built-in list.",
         &PERMANENT_ERRORS,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -111,7 +116,7 @@ pub fn register() {
         &RETRY_BASE_SECONDS,
         0,
         86_400,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -121,7 +126,7 @@ pub fn register() {
         &ATTEMPT_RETENTION_DAYS,
         1,
         36_500,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_float_guc(
@@ -131,7 +136,7 @@ pub fn register() {
         &GIN_MAX_FAILING_SHARE,
         0.0,
         1.0,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_float_guc(
@@ -149,9 +154,21 @@ pub fn register() {
         c"ImageKit folder under which each venue gets its folder.",
         c"ImageKit folder under which each venue gets its folder.",
         &FOLDER_BASE,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"venue_images.imagekit_url_prefix",
+        c"Write-back accepts only ImageKit URLs starting with this (empty: any http or https URL).",
+        c"For example https://ik.imagekit.io/your_id/ ; a compromised uploader cannot then point images anywhere else.",
+        &IMAGEKIT_URL_PREFIX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // Nobody may create other venue_images.* settings (placeholders): a typo fails loudly,
+    // and no unprivileged session can park a value under a name we might define later.
+    // SAFETY: called from _PG_init with a static C string.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"venue_images".as_ptr()) };
 }
 
 fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
@@ -204,6 +221,20 @@ pub fn gin_max_failing_share() -> f64 {
 /// `venue_images.pacing_margin`.
 pub fn pacing_margin() -> f64 {
     PACING_MARGIN.get()
+}
+
+/// `venue_images.imagekit_url_prefix` (`None` when empty).
+pub fn imagekit_url_prefix() -> Option<String> {
+    string(&IMAGEKIT_URL_PREFIX).filter(|s| !s.is_empty())
+}
+
+/// The retry policy in effect.
+pub fn policy() -> venue_images_core::retry::Policy {
+    venue_images_core::retry::Policy {
+        classifier: classifier(),
+        max_retries: max_retries(),
+        base_seconds: retry_base_seconds() as f64,
+    }
 }
 
 /// `venue_images.folder_base`.

@@ -41,23 +41,32 @@ fn quote_ident(s: &str) -> String {
 /// Resolves `venue_images.venues_table` and its columns against the catalog.
 pub fn resolve() -> Result<VenueSource, VenueError> {
     let names = settings::table_names()?;
+    // The name is resolved without any search path: `schema.table`, or `table` in
+    // `public`. Temporary and TOAST schemas never qualify, so no session can substitute
+    // a relation of its own (the definer functions write to this one).
     let query = "
+        WITH name AS (SELECT pg_catalog.parse_ident($1) AS p)
         SELECT c.oid,
-               format('%I.%I', n.nspname, c.relname),
-               (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+               pg_catalog.format('%I.%I', n.nspname, c.relname),
+               (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
-               (SELECT a.attnum FROM pg_attribute a
+               (SELECT a.attnum FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_attribute a
+               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_attribute a
+               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $4 AND a.attnum > 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_attribute a
+               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $5 AND a.attnum > 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_attribute a
+               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $6 AND a.attnum > 0 AND NOT a.attisdropped)
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid = to_regclass($1)";
+          FROM name, pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE pg_catalog.cardinality(name.p) IN (1, 2)
+           AND c.relname = name.p[pg_catalog.cardinality(name.p)]
+           AND n.nspname = CASE WHEN pg_catalog.cardinality(name.p) = 2 THEN name.p[1] ELSE 'public' END
+           AND n.nspname !~ '^pg_(temp|toast)'
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'f')";
     let args: Vec<DatumWithOid> = vec![
         names.table.as_str().into(),
         names.images.as_str().into(),
@@ -105,8 +114,8 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     )) = found
     else {
         return Err(VenueError::UndefinedTable(format!(
-            "relation \"{}\" does not exist (venue_images.venues_table)",
-            names.table
+            "relation \"{}\" does not exist (venue_images.venues_table; an unqualified name means public.{})",
+            names.table, names.table
         )));
     };
     let images_column = quote_ident(&names.images);
@@ -136,9 +145,9 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     let has_gin = images_type.as_deref() == Some("jsonb")
         && match images_attnum {
             Some(attnum) => Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_index i
-                   JOIN pg_class ic ON ic.oid = i.indexrelid
-                   JOIN pg_am am ON am.oid = ic.relam
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                   JOIN pg_catalog.pg_am am ON am.oid = ic.relam
                   WHERE i.indrelid = $1 AND am.amname = 'gin' AND i.indkey[0] = $2
                     AND i.indnatts = 1 AND i.indpred IS NULL AND i.indisvalid)",
                 &[oid.into(), attnum.into()],
@@ -198,7 +207,7 @@ impl VenueSource {
             return Ok(format!(" WHERE {}", self.failures_predicate()));
         }
         let reltuples = Spi::get_one_with_args::<f32>(
-            "SELECT reltuples FROM pg_class WHERE oid = $1",
+            "SELECT reltuples FROM pg_catalog.pg_class WHERE oid = $1",
             &[self.oid.into()],
         )?
         .unwrap_or(-1.0) as f64;
@@ -209,7 +218,7 @@ impl VenueSource {
             100.0
         };
         let share = Spi::get_one::<f64>(&format!(
-            "SELECT (count(*) FILTER (WHERE {pred}))::float8 / greatest(count(*), 1)
+            "SELECT (pg_catalog.count(*) FILTER (WHERE {pred}))::float8 / greatest(pg_catalog.count(*), 1)
                FROM {rel} TABLESAMPLE SYSTEM ({pct}) REPEATABLE (2008)",
             pred = self.failures_predicate(),
             rel = self.relation,

@@ -192,7 +192,7 @@ mod tests {
             Some("ambiguous")
         );
         run("RESET venue_images.transient_errors; RESET venue_images.permanent_errors");
-        let arr = r#"'[{"upload_status":"failed","retry_count":2,"error_details":{"error_type":"rate_limited"}}]'"#;
+        let arr = r#"'[{"upload_status":"failed","retry_count":2,"provider_url":"https://p/1","error_details":{"error_type":"rate_limited"}}]'"#;
         assert_eq!(
             one::<i32>(&format!(
                 "SELECT retryable FROM venue_images_summary({arr})"
@@ -216,6 +216,27 @@ mod tests {
             Some("30")
         );
         expect_sqlstate("SET venue_images.max_retries = -1", "22023");
+    }
+
+    #[pg_test]
+    fn settings_are_superuser_only_and_the_prefix_is_reserved() {
+        run("CREATE ROLE vi_test_plain");
+        run("SET LOCAL ROLE vi_test_plain");
+        for stmt in [
+            "SET venue_images.max_retries = 0",
+            "SET venue_images.transient_errors = 'x'",
+            "SET venue_images.retry_base_seconds = 0",
+            "SET venue_images.folder_base = '/elsewhere'",
+            "SET venue_images.attempt_retention_days = 1",
+            "SET venue_images.venues_table = 'mine'",
+            "SET venue_images.imagekit_url_prefix = ''",
+            "SET venue_images.gin_max_failing_share = 1",
+        ] {
+            expect_sqlstate(stmt, "42501");
+        }
+        run("RESET ROLE");
+        // No new names under the prefix, from anyone.
+        expect_sqlstate("SET venue_images.no_such_setting = 1", "42602");
     }
 
     #[pg_test]
@@ -376,7 +397,7 @@ mod tests {
         let row = text(
             r#"SELECT row(s.*)::text FROM venue_images_summary('[
                 {"upload_status":"uploaded"},
-                {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":1},
+                {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":1,"provider_url":"https://p/1"},
                 {"upload_status":"failed","error_details":{"error_type":"rate_limited"},"retry_count":3},
                 {"upload_status":"failed","error_details":{"error_type":"not_found"}},
                 {"upload_status":"permanently_failed","error_details":{"error_type":"weird"}},
@@ -392,6 +413,7 @@ mod tests {
     fn venues_table(name: &str) {
         run(&format!(
             "CREATE TABLE {name} (id bigserial PRIMARY KEY, name varchar NOT NULL, slug varchar, city_id bigint, venue_images jsonb);
+             GRANT SELECT ON {name} TO venue_image_definer;
              SET LOCAL venue_images.venues_table = '{name}';"
         ));
     }
@@ -477,7 +499,8 @@ mod tests {
     #[pg_test]
     fn configured_table_columns_and_errors() {
         run(
-            "CREATE SCHEMA other; CREATE TABLE other.places (place_id int, title text, imgs jsonb)",
+            "CREATE SCHEMA other; CREATE TABLE other.places (place_id int, title text, imgs jsonb);
+             GRANT USAGE ON SCHEMA other TO venue_image_definer; GRANT SELECT ON other.places TO venue_image_definer",
         );
         run(
             r#"INSERT INTO other.places VALUES (7, 'P', '[{"upload_status":"failed","provider":"here"}]')"#,
@@ -505,7 +528,7 @@ mod tests {
 
     #[pg_test]
     fn json_column_is_read_too() {
-        run("CREATE TABLE t_json (id int, name text, city_id int, venue_images json)");
+        run("CREATE TABLE t_json (id int, name text, city_id int, venue_images json); GRANT SELECT ON t_json TO venue_image_definer");
         run(
             r#"INSERT INTO t_json VALUES (1, 'J', 1, '[{"upload_status":"failed"},{"upload_status":"uploaded"}]')"#,
         );

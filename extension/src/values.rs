@@ -102,6 +102,27 @@ fn venue_images_merge(
     Ok(Some(JsonbResult::Bytes(encode(&node).report()?)))
 }
 
+/// The text with every secret removed: values of secret parameters anywhere
+/// (`key=`, `token=`, `X-Amz-Signature=`, percent-encoded names, fragments) and
+/// credentials in URLs. The rule the extension applies to everything it stores and
+/// the uploader to everything it logs.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn venue_images_redact(text: &str) -> String {
+    venue_images_core::redact::redact_text(text)
+}
+
+/// A copy of a JSON value with every string value redacted like `venue_images_redact`
+/// (keys are kept): for exporting image elements, and how the extension keeps removed
+/// elements in its attempt log.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn venue_images_redact_json(value: Jsonb<'_>) -> PgResult<JsonbResult> {
+    let root = value.container().report()?;
+    let node =
+        venue_images_core::retry::redacted_copy(venue_images_core::jsonb::Value::Container(root))
+            .report()?;
+    Ok(JsonbResult::Bytes(encode(&node).report()?))
+}
+
 /// The counts behind `venue_images_summary`, as an array in its column order
 /// (total, uploaded, failed, permanently_failed, transient, permanent, ambiguous,
 /// retryable).
@@ -124,15 +145,15 @@ fn venue_images_summary_counts(images: Jsonb<'_>) -> PgResult<Vec<i32>> {
 
 extension_sql!(
     r#"
-CREATE FUNCTION venue_images_summary(
+CREATE FUNCTION venue_images.venue_images_summary(
     images jsonb,
     OUT total int, OUT uploaded int, OUT failed int, OUT permanently_failed int,
     OUT transient int, OUT permanent int, OUT ambiguous int, OUT retryable int)
 RETURNS record
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
-      FROM (SELECT venue_images_summary_counts(images) AS c) s $$;
-COMMENT ON FUNCTION venue_images_summary(jsonb) IS
+      FROM (SELECT venue_images.venue_images_summary_counts(images) AS c) s $$;
+COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
 "#,
     name = "venue_images_summary",

@@ -1,7 +1,7 @@
 //! `venue_image_claim`: leases the highest-priority due images to one worker, with
 //! `not_before` slots that keep every provider's rate across all uploaders together.
 
-use super::{log_attempt, require_jsonb, Attempt};
+use super::{log_attempts, require_jsonb, Attempt, JOB_CLAIMABLE};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
 use crate::plans;
@@ -10,10 +10,10 @@ use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use venue_images_core::image::{Image, Status};
+use std::sync::LazyLock;
 use venue_images_core::jsonb::parse_varlena;
 use venue_images_core::naming;
-use venue_images_core::retry::{find_by_hash, provider_url, UrlHash};
+use venue_images_core::retry::{AttemptOutcome, UrlHash};
 
 /// One statement: lock the rate-limited providers that may be claimed now
 /// (`SKIP LOCKED`: a provider whose slots another claimer is handing out right now is
@@ -27,20 +27,20 @@ use venue_images_core::retry::{find_by_hash, provider_url, UrlHash};
 /// within the horizon, so no worker hoards images it could not start before its lease
 /// ran out, and its slots are `(1 + margin) / rate` apart, so jitter on the way to the
 /// provider cannot put more than `rate` requests into one second.
-const CLAIM: &str = r#"
+const CLAIM_TEMPLATE: &str = r#"
 WITH rates AS MATERIALIZED (
     SELECT p.provider,
            coalesce(p.per_second,
-                    (SELECT d.per_second FROM venue_image_providers d WHERE d.provider = '*'),
-                    venue_image_default_rate(p.provider)) AS rate
-      FROM venue_image_providers p
+                    (SELECT d.per_second FROM venue_images.venue_image_providers d WHERE d.provider = '*'),
+                    venue_images.venue_image_default_rate(p.provider)) AS rate
+      FROM venue_images.venue_image_providers p
      WHERE p.provider <> '*'
        AND coalesce(p.paused_until, '-infinity') <= now()
-       AND NOT EXISTS (SELECT 1 FROM venue_image_providers g
+       AND NOT EXISTS (SELECT 1 FROM venue_images.venue_image_providers g
                         WHERE g.provider = '*' AND g.paused_until > now())
 ), paced AS MATERIALIZED (
     SELECT p.provider, greatest(now(), p.next_slot_at) AS base
-      FROM venue_image_providers p
+      FROM venue_images.venue_image_providers p
      WHERE p.provider IN (SELECT provider FROM rates WHERE rate <> 'Infinity')
      ORDER BY p.provider
        FOR UPDATE OF p SKIP LOCKED
@@ -58,11 +58,10 @@ WITH rates AS MATERIALIZED (
       FROM budgets b
      CROSS JOIN LATERAL (
            SELECT j.job_id, j.provider, j.priority, j.next_attempt_at
-             FROM venue_image_jobs j
+             FROM venue_images.venue_image_jobs j
             WHERE j.provider = b.provider
               AND ($5::bigint IS NULL OR j.venue_id = $5)
-              AND j.next_attempt_at <= now()
-              AND (j.lease_token IS NULL OR j.lease_expires_at < now())
+              AND {JOB_CLAIMABLE}
             ORDER BY j.priority DESC, j.next_attempt_at, j.job_id
             LIMIT b.n
               FOR UPDATE OF j SKIP LOCKED) c
@@ -71,12 +70,12 @@ WITH rates AS MATERIALIZED (
      LIMIT $2::int
 ), numbered AS (
     SELECT cand.job_id, cand.provider,
-           row_number() OVER (PARTITION BY cand.provider
+           pg_catalog.row_number() OVER (PARTITION BY cand.provider
                               ORDER BY cand.priority DESC, cand.next_attempt_at, cand.job_id) AS rn
       FROM cand
 ), claimed AS (
-    UPDATE venue_image_jobs j
-       SET lease_token = gen_random_uuid(),
+    UPDATE venue_images.venue_image_jobs j
+       SET lease_token = pg_catalog.gen_random_uuid(),
            leased_by = $1,
            leased_at = now(),
            lease_expires_at = now() + make_interval(secs => $3),
@@ -85,20 +84,23 @@ WITH rates AS MATERIALIZED (
            claims = j.claims + 1
       FROM numbered n JOIN budgets b ON b.provider = n.provider
      WHERE j.job_id = n.job_id
-       AND j.next_attempt_at <= now()
-       AND (j.lease_token IS NULL OR j.lease_expires_at < now())
+       AND {JOB_CLAIMABLE}
     RETURNING j.job_id, j.lease_token, j.venue_id, j.provider, j.url_hash, j.not_before,
               j.forced, j.error_type, j.provider_url, j.priority
 ), advance AS (
-    UPDATE venue_image_providers p
+    UPDATE venue_images.venue_image_providers p
        SET next_slot_at = b.base + make_interval(secs => k.claimed / b.rate), updated_at = now()
-      FROM (SELECT provider, count(*)::float8 AS claimed FROM claimed GROUP BY provider) k
+      FROM (SELECT provider, pg_catalog.count(*)::float8 AS claimed FROM claimed GROUP BY provider) k
       JOIN budgets b ON b.provider = k.provider
      WHERE p.provider = k.provider AND b.rate <> 'Infinity'
 )
 SELECT job_id, lease_token, venue_id, provider, url_hash, not_before, forced, error_type, provider_url
   FROM claimed
  ORDER BY priority DESC, not_before, job_id"#;
+
+/// The claim statement, with the job predicate filled in.
+static CLAIM: LazyLock<String> =
+    LazyLock::new(|| CLAIM_TEMPLATE.replace("{JOB_CLAIMABLE}", JOB_CLAIMABLE));
 
 struct Claimed {
     job_id: i64,
@@ -152,14 +154,14 @@ fn claim(
     validate(worker, max_images, lease_seconds)?;
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
-    let classifier_max = settings::max_retries();
+    let policy = settings::policy();
     let folder_base = settings::folder_base();
     let horizon = (lease_seconds as f64 / 2.0).clamp(1.0, 60.0);
     Spi::connect_mut(|c| {
         let mut jobs = Vec::new();
         for row in plans::run(
             c,
-            CLAIM,
+            &CLAIM,
             &[
                 worker.into(),
                 max_images.into(),
@@ -171,11 +173,15 @@ fn claim(
         )? {
             jobs.push(Claimed {
                 job_id: row.get::<i64>(1)?.unwrap_or_default(),
-                lease_token: row.get::<Uuid>(2)?.expect("lease token"),
+                lease_token: row
+                    .get::<Uuid>(2)?
+                    .ok_or_else(|| VenueError::Spi("claim returned no lease token".into()))?,
                 venue_id: row.get::<i64>(3)?.unwrap_or_default(),
                 provider: row.get::<String>(4)?.unwrap_or_default(),
                 url_hash: row.get::<Vec<u8>>(5)?.unwrap_or_default(),
-                not_before: row.get::<TimestampWithTimeZone>(6)?.expect("not_before"),
+                not_before: row
+                    .get::<TimestampWithTimeZone>(6)?
+                    .ok_or_else(|| VenueError::Spi("claim returned no not_before".into()))?,
                 forced: row.get::<bool>(7)?.unwrap_or(false),
                 error_type: row.get::<String>(8)?,
                 redacted_url: row.get::<String>(9)?.unwrap_or_default(),
@@ -202,25 +208,14 @@ fn claim(
             venues.insert(id, (slug, images));
         }
         let mut out = Vec::with_capacity(jobs.len());
+        let mut gone = Vec::new();
         for job in jobs {
+            // The element side of the claim predicate: the core's.
             let found = venues.get(&job.venue_id).and_then(|(slug, images)| {
-                let bytes = images.as_ref()?;
-                let arr = parse_varlena(bytes).ok()?;
+                let arr = parse_varlena(images.as_ref()?).ok()?;
                 let hash: UrlHash = job.url_hash.as_slice().try_into().ok()?;
-                let (index, obj) = find_by_hash(arr, &hash).ok()??;
-                let img = Image { index, obj };
-                let status = img.status().ok()?;
-                let rc = img.retry_count().ok()?.max(0.0) as i64;
-                let eligible = match status {
-                    Status::Failed => job.forced || rc < classifier_max,
-                    Status::PermanentlyFailed => job.forced,
-                    _ => false,
-                };
-                if !eligible {
-                    return None;
-                }
-                let url = provider_url(obj)?.to_string();
-                Some((url, slug.clone(), rc))
+                let target = policy.claim_target(arr, &hash, job.forced).ok()??;
+                Some((target.url.to_string(), slug.clone(), target.retry_count))
             });
             match found {
                 Some((url, slug, rc)) => {
@@ -236,34 +231,36 @@ fn claim(
                         url,
                         folder,
                         file_name,
-                        (rc + 1).min(i32::MAX as i64) as i32,
+                        rc.saturating_add(1).min(i32::MAX as i64) as i32,
                         job.not_before,
                     ));
                 }
-                None => {
-                    // The application removed, replaced or finished this image meanwhile.
-                    plans::run(
-                        c,
-                        "DELETE FROM venue_image_jobs WHERE job_id = $1",
-                        &[job.job_id.into()],
-                    )?;
-                    log_attempt(
-                        c,
-                        &Attempt {
-                            job_id: Some(job.job_id),
-                            venue_id: job.venue_id,
-                            url_hash: Some(&job.url_hash),
-                            provider_url: Some(&job.redacted_url),
-                            provider: Some(&job.provider),
-                            worker: Some(worker),
-                            retried_error_type: job.error_type.as_deref(),
-                            outcome: "superseded",
-                            message: Some("image no longer retryable when claimed"),
-                            ..Default::default()
-                        },
-                    )?;
-                }
+                None => gone.push(job),
             }
+        }
+        if !gone.is_empty() {
+            // The application removed, replaced or finished these images meanwhile.
+            plans::run(
+                c,
+                "DELETE FROM venue_images.venue_image_jobs WHERE job_id = ANY($1)",
+                &[gone.iter().map(|j| j.job_id).collect::<Vec<i64>>().into()],
+            )?;
+            let log: Vec<Attempt> = gone
+                .into_iter()
+                .map(|job| Attempt {
+                    job_id: Some(job.job_id),
+                    venue_id: job.venue_id,
+                    url_hash: Some(job.url_hash),
+                    provider_url: Some(job.redacted_url),
+                    provider: Some(job.provider),
+                    worker: Some(worker.to_string()),
+                    retried_error_type: job.error_type,
+                    outcome: Some(AttemptOutcome::Superseded),
+                    message: Some("image no longer retryable when claimed".into()),
+                    ..Default::default()
+                })
+                .collect();
+            log_attempts(c, &log)?;
         }
         Ok(out)
     })
@@ -275,7 +272,7 @@ fn claim(
 /// real `provider_url` (read from the venue's row) and the deterministic ImageKit
 /// `folder` and `file_name`; `attempt` is the image's `retry_count` + 1.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_claim(
     worker: &str,
     max_images: i32,
@@ -305,7 +302,7 @@ fn venue_image_claim(
 /// Like `venue_image_claim`, for one venue's images only (the uploader's synchronous
 /// `retry --venue`); pacing and pauses apply as usual.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_claim_venue(
     worker: &str,
     venue_id: i64,

@@ -1,8 +1,11 @@
 //! Putting images in the queue: one venue on demand, new failures as the application
 //! writes them (trigger), and the manual replay of finished failures (force retry).
+//! Which images qualify is the core's [`Policy::plan`]; copies of one image (same source
+//! URL) become one job.
 
 use super::{
-    ensure_providers, log_attempt, queue_write_in_progress, read_venue, require_jsonb, Attempt,
+    ensure_providers, log_attempts, notify_due, queue_write_in_progress, read_venue, record_skips,
+    require_jsonb, Attempt,
 };
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
@@ -12,11 +15,11 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::WhoAllocated;
-use venue_images_core::classify::Classifier;
-use venue_images_core::image::{images, require_array, Status};
+use std::collections::HashSet;
+use venue_images_core::image::{require_array, Status};
 use venue_images_core::jsonb::parse_varlena;
 use venue_images_core::retry::{
-    redact_url, retryable_images, url_hash, venue_priority, RetryableImage,
+    elements, redact_url, url_hash, AttemptOutcome, Policy, QueueItem, VenuePlan,
 };
 
 /// How an insert treats an image that is already queued.
@@ -26,30 +29,44 @@ pub(crate) enum OnConflict {
     Keep,
     /// Make it due now (unless it is leased).
     DueNow,
+    /// Make it due now and forced (manual review), unless it is leased.
+    Force,
 }
 
-/// Queues images of one or more venues; returns how many were inserted or made due.
+/// One job to insert: venue, the venue's priority, the image.
+pub(crate) type JobRow = (i64, f64, QueueItem);
+
+/// Queues images of one or more venues; returns how many rows were inserted or made due.
+/// Rows repeating a (venue, image) of the same call are merged first, so the
+/// `INSERT ... ON CONFLICT DO UPDATE` never meets one row twice.
 pub(crate) fn insert_jobs(
     c: &mut SpiClient<'_>,
-    rows: &[(i64, f64, RetryableImage)],
+    rows: &[JobRow],
     enqueued_by: &str,
     on_conflict: OnConflict,
 ) -> Result<usize, VenueError> {
     if rows.is_empty() {
         return Ok(0);
     }
+    let mut seen = HashSet::with_capacity(rows.len());
+    let rows: Vec<&JobRow> = rows
+        .iter()
+        .filter(|(v, _, q)| seen.insert((*v, q.hash)))
+        .collect();
     ensure_providers(c, rows.iter().map(|(_, _, r)| r.provider.clone()).collect())?;
+    let forced = on_conflict == OnConflict::Force;
     let conflict = match on_conflict {
         OnConflict::Keep => "DO NOTHING",
-        OnConflict::DueNow => {
-            "DO UPDATE SET next_attempt_at = least(j.next_attempt_at, now()), priority = excluded.priority
+        OnConflict::DueNow | OnConflict::Force => {
+            "DO UPDATE SET next_attempt_at = least(j.next_attempt_at, now()), priority = excluded.priority,
+                           forced = j.forced OR excluded.forced
              WHERE j.lease_token IS NULL OR j.lease_expires_at < now()"
         }
     };
     let sql = format!(
-        "INSERT INTO venue_image_jobs AS j
-            (venue_id, url_hash, provider_url, provider, error_type, retry_count, priority, enqueued_by)
-         SELECT v, h, u, p, e, r, pr, $8
+        "INSERT INTO venue_images.venue_image_jobs AS j
+            (venue_id, url_hash, provider_url, provider, error_type, retry_count, priority, forced, enqueued_by)
+         SELECT v, h, u, p, e, r, pr, $8, $9
            FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[])
                 AS t(v, h, u, p, e, r, pr)
          ON CONFLICT (venue_id, url_hash) {conflict}
@@ -57,77 +74,107 @@ pub(crate) fn insert_jobs(
     );
     let mut total = 0;
     for chunk in rows.chunks(5_000) {
-        let venue_ids: Vec<i64> = chunk.iter().map(|(v, _, _)| *v).collect();
-        let hashes: Vec<Vec<u8>> = chunk.iter().map(|(_, _, r)| r.hash.to_vec()).collect();
-        let urls: Vec<String> = chunk
-            .iter()
-            .map(|(_, _, r)| r.redacted_url.clone())
-            .collect();
-        let providers: Vec<String> = chunk.iter().map(|(_, _, r)| r.provider.clone()).collect();
-        let errors: Vec<Option<String>> =
-            chunk.iter().map(|(_, _, r)| r.error_type.clone()).collect();
-        let counts: Vec<i32> = chunk.iter().map(|(_, _, r)| r.retry_count as i32).collect();
-        let priorities: Vec<f64> = chunk.iter().map(|(_, p, _)| *p).collect();
         total += plans::run_dynamic(
             c,
             &sql,
             &[
-                venue_ids.into(),
-                hashes.into(),
-                urls.into(),
-                providers.into(),
-                errors.into(),
-                counts.into(),
-                priorities.into(),
+                chunk
+                    .iter()
+                    .map(|(v, _, _)| *v)
+                    .collect::<Vec<i64>>()
+                    .into(),
+                chunk
+                    .iter()
+                    .map(|(_, _, r)| r.hash.to_vec())
+                    .collect::<Vec<Vec<u8>>>()
+                    .into(),
+                chunk
+                    .iter()
+                    .map(|(_, _, r)| r.redacted_url.clone())
+                    .collect::<Vec<String>>()
+                    .into(),
+                chunk
+                    .iter()
+                    .map(|(_, _, r)| r.provider.clone())
+                    .collect::<Vec<String>>()
+                    .into(),
+                chunk
+                    .iter()
+                    .map(|(_, _, r)| r.error_type.clone())
+                    .collect::<Vec<Option<String>>>()
+                    .into(),
+                chunk
+                    .iter()
+                    .map(|(_, _, r)| r.retry_count.clamp(0, i32::MAX as i64) as i32)
+                    .collect::<Vec<i32>>()
+                    .into(),
+                chunk
+                    .iter()
+                    .map(|(_, p, _)| *p)
+                    .collect::<Vec<f64>>()
+                    .into(),
+                forced.into(),
                 enqueued_by.into(),
             ],
         )?
         .len();
     }
     if total > 0 {
-        // A hint for sleeping uploaders (delivered at commit); they also poll.
-        plans::run(c, "SELECT pg_notify('venue_image_jobs', '')", &[])?;
+        notify_due(c)?;
     }
     Ok(total)
 }
 
-/// The retryable images of one array, with the venue's priority.
-pub(crate) fn retryable_rows(
+/// The plan of one venue's images, with its jobs (empty for an unreadable array).
+pub(crate) fn plan_rows(
     venue_id: i64,
     bytes: &[u8],
-    classifier: &Classifier,
-    max_retries: i64,
-) -> Result<Vec<(i64, f64, RetryableImage)>, VenueError> {
+    policy: &Policy,
+) -> Result<(VenuePlan, Vec<JobRow>), VenueError> {
     let arr = parse_varlena(bytes)?;
-    let found = retryable_images(arr, classifier, max_retries)?;
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let priority = venue_priority(arr, classifier);
-    Ok(found.into_iter().map(|r| (venue_id, priority, r)).collect())
+    let plan = policy.plan(arr)?;
+    let priority = plan.priority();
+    let rows = plan
+        .queue
+        .iter()
+        .cloned()
+        .map(|q| (venue_id, priority, q))
+        .collect();
+    Ok((plan, rows))
 }
 
 fn enqueue_venue(venue_id: i64) -> Result<i32, VenueError> {
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
-    let classifier = settings::classifier();
-    let max_retries = settings::max_retries();
+    let policy = settings::policy();
     Spi::connect_mut(|c| {
         let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
             return Ok(0);
         };
-        let rows = retryable_rows(venue_id, &bytes, &classifier, max_retries)?;
+        let (plan, rows) = plan_rows(venue_id, &bytes, &policy)?;
+        record_skips(
+            c,
+            &[venue_id],
+            &plan
+                .skipped
+                .iter()
+                .map(|s| (venue_id, s.clone()))
+                .collect::<Vec<_>>(),
+            "enqueue",
+        )?;
         insert_jobs(c, &rows, "venue", OnConflict::DueNow)?;
-        Ok(rows.len() as i32)
+        Ok(plan.queued_elements.min(i32::MAX as usize) as i32)
     })
 }
 
-/// Makes the venue's retryable images (`failed`, transient, retries left) due now:
-/// queues those not queued yet and moves the others' next attempt to now (leased ones
-/// are left alone). Idempotent; returns how many retryable images the venue has
-/// (0 for an unknown venue).
+/// Makes the venue's retryable images (`failed`, transient, retries left, a
+/// `provider_url` or `url` to download from) due now: queues those not queued yet and
+/// moves the others' next attempt to now (leased ones are left alone). Copies of one
+/// image share one job. Elements that cannot be read are skipped and recorded in
+/// `venue_image_skips`. Idempotent; returns how many retryable elements the venue has
+/// (0 for an unknown venue): the same count as `venue_images_summary(...).retryable`.
 #[pg_extern(volatile, strict, security_definer, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_enqueue_venue(venue_id: i64) -> Result<i32, ErrorReport> {
     enqueue_venue(venue_id).report()
 }
@@ -185,39 +232,66 @@ fn new_row(
 }
 
 fn trigger_enqueue(trigger: &PgTrigger<'_>) -> Result<(), VenueError> {
-    let names = settings::table_names()?;
+    // Only the configured venues table: the function runs as venue_image_definer and
+    // writes the queue, so it must not be usable on anyone's own table.
+    let src = match plans::venue_source() {
+        Ok(src) => src,
+        Err(VenueError::NotReady(m)) => {
+            // Never fail the application's write for that; the scan catches up later.
+            pgrx::warning!("venue_images_enqueue_trigger did nothing: {m}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let td = trigger.trigger_data();
+    // SAFETY: the relation of the trigger event, valid for this call.
+    let fired_on = unsafe { td.tg_relation.as_ref().map(|r| r.rd_id) };
+    if fired_on != Some(src.oid) {
+        return Err(VenueError::WrongObject(format!(
+            "venue_images_enqueue_trigger may only be attached to the configured venues table {} (venue_images.venues_table)",
+            src.relation
+        )));
+    }
+    let names = &src.names;
     let args = trigger.extra_args().unwrap_or_default();
-    let id_col = args.first().cloned().unwrap_or(names.id);
-    let img_col = args.get(1).cloned().unwrap_or(names.images);
+    let id_col = args.first().cloned().unwrap_or_else(|| names.id.clone());
+    let img_col = args.get(1).cloned().unwrap_or_else(|| names.images.clone());
     let Some((id, images)) = new_row(trigger, &id_col, &img_col)? else {
         return Ok(());
     };
-    let classifier = settings::classifier();
-    // A malformed array is the application's business: the analytics report it; the
-    // trigger must never fail the application's write because of it.
-    let Ok(rows) = retryable_rows(id, images.bytes(), &classifier, settings::max_retries()) else {
-        return Ok(());
-    };
-    if rows.is_empty() {
+    if queue_write_in_progress(id) {
         return Ok(());
     }
-    Spi::connect_mut(|c| insert_jobs(c, &rows, "trigger", OnConflict::Keep))?;
+    // A malformed array is the application's business: the analytics report it; the
+    // trigger must never fail the application's write because of it.
+    let Ok((plan, rows)) = plan_rows(id, images.bytes(), &settings::policy()) else {
+        return Ok(());
+    };
+    if rows.is_empty() && plan.skipped.is_empty() {
+        return Ok(());
+    }
+    Spi::connect_mut(|c| {
+        if !plan.skipped.is_empty() {
+            let skips: Vec<_> = plan.skipped.iter().map(|s| (id, s.clone())).collect();
+            record_skips(c, &[id], &skips, "trigger")?;
+        }
+        insert_jobs(c, &rows, "trigger", OnConflict::Keep)
+    })?;
     Ok(())
 }
 
 /// Trigger: queues an image as soon as the application writes it as a transient
-/// failure, so recovery does not wait for the nightly scan. Install it on the venues
-/// table (the migration does):
+/// failure, so recovery does not wait for the nightly scan. It refuses (42809) to run
+/// for any table but the configured venues table; EXECUTE is not granted to anyone, and
+/// the migration (`sql/003_venues_table.sql`) installs it:
 /// `CREATE TRIGGER ... AFTER INSERT OR UPDATE OF venue_images ON venues FOR EACH ROW
-///  EXECUTE FUNCTION venue_images_enqueue_trigger()`; optional arguments name the id
-/// and images columns.
+///  EXECUTE FUNCTION venue_images.venue_images_enqueue_trigger()`; optional arguments
+/// name the id and images columns.
 #[pg_trigger]
 fn venue_images_enqueue_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, ErrorReport> {
-    if !queue_write_in_progress() {
-        trigger_enqueue(trigger).report()?;
-    }
+    trigger_enqueue(trigger).report()?;
     Ok(trigger.new())
 }
 
@@ -225,81 +299,67 @@ fn force_retry(venue_id: Option<i64>, url: Option<&str>) -> Result<i32, VenueErr
     let venue_id = venue_id.ok_or_else(|| VenueError::NullArgument("venue_id".into()))?;
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
-    let classifier = settings::classifier();
+    let policy = settings::policy();
     let only = url.map(url_hash);
     Spi::connect_mut(|c| {
         let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
             return Ok(0);
         };
         let arr = require_array(parse_varlena(&bytes)?)?;
-        let priority = venue_priority(arr, &classifier);
-        let mut rows = Vec::new();
-        for img in images(arr) {
-            let Some(img) = img? else { continue };
-            if !matches!(img.status()?, Status::Failed | Status::PermanentlyFailed) {
+        let priority = policy.plan(arr)?.priority();
+        let mut rows: Vec<JobRow> = Vec::new();
+        for e in elements(arr) {
+            let Ok(e) = e? else { continue };
+            if !matches!(e.status, Status::Failed | Status::PermanentlyFailed) {
                 continue;
             }
-            let Some(u) = img.str_bytes("provider_url")?.filter(|u| !u.is_empty()) else {
+            let (Some(hash), Some((source, _))) = (e.hash(), e.source) else {
                 continue;
             };
-            let u = String::from_utf8_lossy(u).into_owned();
-            let hash = url_hash(&u);
-            if only.is_some_and(|h| h != hash) {
+            if only.is_some_and(|h| h != hash) || rows.iter().any(|(_, _, q)| q.hash == hash) {
                 continue;
             }
             rows.push((
                 venue_id,
                 priority,
-                RetryableImage {
-                    index: img.index,
+                QueueItem {
+                    index: e.index,
                     hash,
-                    redacted_url: redact_url(&u),
-                    provider: img
-                        .str_bytes("provider")?
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .unwrap_or_else(|| "unknown".into()),
-                    error_type: img
-                        .error_type()?
-                        .map(|e| String::from_utf8_lossy(e).into_owned()),
-                    retry_count: img.retry_count()?.max(0.0) as i64,
+                    redacted_url: redact_url(source),
+                    provider: e.provider_name().to_string(),
+                    error_type: e
+                        .error_type
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    retry_count: e.retry_count,
                 },
             ));
         }
-        insert_jobs(c, &rows, "force", OnConflict::DueNow)?;
-        let hashes: Vec<Vec<u8>> = rows.iter().map(|(_, _, r)| r.hash.to_vec()).collect();
-        c.update(
-            "UPDATE venue_image_jobs SET forced = true
-              WHERE venue_id = $1 AND url_hash = ANY($2)
-                AND (lease_token IS NULL OR lease_expires_at < now())",
-            None,
-            &[venue_id.into(), hashes.into()],
-        )?;
-        for (_, _, r) in &rows {
-            log_attempt(
-                c,
-                &Attempt {
-                    venue_id,
-                    url_hash: Some(&r.hash),
-                    provider_url: Some(&r.redacted_url),
-                    provider: Some(&r.provider),
-                    retried_error_type: r.error_type.as_deref(),
-                    retry_count: Some(r.retry_count as i32),
-                    outcome: "forced",
-                    message: Some("queued for one more attempt by venue_image_force_retry"),
-                    ..Default::default()
-                },
-            )?;
-        }
+        insert_jobs(c, &rows, "force", OnConflict::Force)?;
+        let log: Vec<Attempt> = rows
+            .iter()
+            .map(|(_, _, r)| Attempt {
+                venue_id,
+                url_hash: Some(r.hash.to_vec()),
+                provider_url: Some(r.redacted_url.clone()),
+                provider: Some(r.provider.clone()),
+                retried_error_type: r.error_type.clone(),
+                retry_count: Some(r.retry_count),
+                outcome: Some(AttemptOutcome::Forced),
+                message: Some("queued for one more attempt by venue_image_force_retry".into()),
+                ..Default::default()
+            })
+            .collect();
+        log_attempts(c, &log)?;
         Ok(rows.len() as i32)
     })
 }
 
 /// Manual review: queues the venue's `failed` and `permanently_failed` images (or only
-/// the one with that `provider_url`) for one more attempt now, whatever their error type
-/// and retry count. The image changes only when the attempt's outcome is recorded.
-/// Returns how many images were queued.
+/// the one with that source URL) for one more attempt now, whatever their error type
+/// and retry count. Copies of one image are one job. The image changes only when the
+/// attempt's outcome is recorded. Returns how many images were queued.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_force_retry(
     venue_id: Option<i64>,
     provider_url: default!(Option<&str>, "NULL"),

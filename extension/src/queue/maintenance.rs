@@ -1,51 +1,141 @@
 //! The nightly scan, finalisation of images that can never be retried, and the purge
 //! of permanently failed images (manual review).
 
-use super::enqueue::{insert_jobs, OnConflict};
-use super::{log_attempt, now_iso, read_venue, require_jsonb, write_venue, Attempt, QUEUE_WRITE};
+use super::enqueue::{insert_jobs, plan_rows, JobRow, OnConflict};
+use super::{
+    log_attempts, now_iso, read_venue, record_skips, require_jsonb, write_venue, Attempt,
+    QueueWrite,
+};
 use crate::datum::{Jsonb, JsonbResult, RawJsonb};
 use crate::errors::{PgResult, Report, VenueError};
 use crate::plans;
 use crate::settings;
+use crate::source::VenueSource;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use pgrx::PgMemoryContexts;
-use std::borrow::Cow;
 use std::time::Instant;
-use venue_images_core::image::{images, require_array, Image, Status};
-use venue_images_core::jsonb::{encode, parse_varlena, patch_object, Node};
+use venue_images_core::jsonb::{encode, parse_varlena, Value};
 use venue_images_core::retry::{
-    purge_permanently_failed, redact_url, scan_venue, url_hash, ScanDecision,
+    purge_permanently_failed, read_element, redact_url, redacted_copy, AttemptOutcome,
+    ScanDecision, Skip,
 };
 
-#[derive(Default)]
+/// Venues read per batch; each batch's jobs, skips, finalisations and log rows are
+/// written before the next is read, so memory stays bounded whatever the table's size.
+const BATCH: usize = 500;
+
+#[derive(Default, Debug)]
 struct ScanCounts {
     transient_queued: i64,
     permanent_logged: i64,
     ambiguous_skipped: i64,
     finalized: i64,
     errors: i64,
+    skipped_elements: i64,
+    images_queued: i64,
 }
 
-/// A finalised image, for the attempt log.
-struct Finalized {
-    venue_id: i64,
-    hash: Vec<u8>,
-    url: String,
-    provider: Option<String>,
-    error_type: Option<String>,
+/// What one batch of venues asks to write.
+#[derive(Default)]
+struct Batch {
+    venues: Vec<i64>,
+    jobs: Vec<JobRow>,
+    skips: Vec<(i64, Skip)>,
+    finalize: Vec<i64>,
+    log: Vec<Attempt>,
+}
+
+fn scan_row(
+    id: i64,
+    bytes: &[u8],
+    policy: &venue_images_core::retry::Policy,
+    counts: &mut ScanCounts,
+    batch: &mut Batch,
+) {
+    let Ok((plan, rows)) = plan_rows(id, bytes, policy) else {
+        counts.errors += 1;
+        return;
+    };
+    batch.venues.push(id);
+    match plan.decision() {
+        ScanDecision::Transient => counts.transient_queued += 1,
+        ScanDecision::Permanent => counts.permanent_logged += 1,
+        ScanDecision::Ambiguous => counts.ambiguous_skipped += 1,
+        ScanDecision::Nothing => {}
+    }
+    counts.skipped_elements += plan.skipped.len() as i64;
+    batch
+        .skips
+        .extend(plan.skipped.iter().map(|s| (id, s.clone())));
+    batch.jobs.extend(rows);
+    if plan.finalize.is_empty() {
+        return;
+    }
+    counts.finalized += plan.finalize.len() as i64;
+    batch.finalize.push(id);
+    let Ok(arr) = parse_varlena(bytes) else {
+        return;
+    };
+    for &(index, reason) in &plan.finalize {
+        let Ok(Some(Value::Container(obj))) = arr.array_get(index) else {
+            continue;
+        };
+        let Ok(e) = read_element(index, obj) else {
+            continue;
+        };
+        batch.log.push(Attempt {
+            venue_id: id,
+            url_hash: e.hash().map(|h| h.to_vec()),
+            provider_url: e.source.map(|(u, _)| redact_url(u)),
+            provider: e.provider.map(str::to_string),
+            retried_error_type: e
+                .error_type
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            retry_count: Some(e.retry_count),
+            outcome: Some(AttemptOutcome::Finalized),
+            error_type: e
+                .error_type
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            message: Some(format!(
+                "finalized by the cleanup scan: {}",
+                reason.as_str()
+            )),
+            ..Default::default()
+        });
+    }
+}
+
+fn write_batch(
+    c: &mut SpiClient<'_>,
+    src: &VenueSource,
+    batch: Batch,
+    counts: &mut ScanCounts,
+) -> Result<(), VenueError> {
+    counts.images_queued += insert_jobs(c, &batch.jobs, "scan", OnConflict::Keep)? as i64;
+    record_skips(c, &batch.venues, &batch.skips, "scan")?;
+    if !batch.finalize.is_empty() {
+        // The UPDATE re-reads each row under its lock, so the application's concurrent
+        // writes are kept; only failed images that can never be retried change.
+        let sql = format!(
+            "UPDATE {rel} SET {img} = venue_images.venue_images_finalize({img}) WHERE {id} = ANY($1)",
+            rel = src.relation,
+            img = src.images_column,
+            id = src.id_column
+        );
+        let _marker = QueueWrite::begin(&batch.finalize);
+        plans::run_dynamic(c, &sql, &[batch.finalize.into()])?;
+    }
+    log_attempts(c, &batch.log)
 }
 
 fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
     let started = Instant::now();
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
-    let classifier = settings::classifier();
-    let max_retries = settings::max_retries();
+    let policy = settings::policy();
     let mut counts = ScanCounts::default();
-    let mut queue = Vec::new();
-    let mut to_finalize: Vec<i64> = Vec::new();
-    let mut finalized_log: Vec<Finalized> = Vec::new();
     Spi::connect_mut(|c| {
         let now = now_iso(c)?;
         let filter = src.failures_filter()?;
@@ -55,160 +145,81 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
             img = src.images_column,
             rel = src.relation
         );
-        // Read pass, without locks: each row is detoasted in a context reset per row.
+        // Each row is detoasted in a context reset per row.
         let mut row_cx = PgMemoryContexts::new("venue_images cleanup scan");
-        {
-            let mut cursor = c.try_open_cursor(sql.as_str(), &[])?;
-            loop {
-                let batch = cursor.fetch(500)?;
-                if batch.is_empty() {
-                    break;
-                }
-                for row in batch {
-                    let Some(id) = row.get::<i64>(1)? else {
-                        continue;
-                    };
-                    let Some(raw) = row.get::<RawJsonb>(2)? else {
-                        continue;
-                    };
-                    // SAFETY: a live jsonb datum of the fetched row; the copy lives in
-                    // `row_cx`, reset right after this row.
-                    let outcome = unsafe {
-                        row_cx.switch_to(|_| -> Result<(), VenueError> {
-                            let bytes = Jsonb::from_datum(raw.0).bytes();
-                            let Ok(arr) = parse_varlena(bytes) else {
-                                counts.errors += 1;
-                                return Ok(());
-                            };
-                            let scan = match scan_venue(arr, &classifier, max_retries, &now) {
-                                Ok(s) => s,
-                                Err(_) => {
-                                    counts.errors += 1;
-                                    return Ok(());
-                                }
-                            };
-                            match scan.decision {
-                                ScanDecision::Transient => counts.transient_queued += 1,
-                                ScanDecision::Permanent => counts.permanent_logged += 1,
-                                ScanDecision::Ambiguous => counts.ambiguous_skipped += 1,
-                                ScanDecision::Nothing => {}
-                            }
-                            if !scan.retryable.is_empty() {
-                                let priority =
-                                    venue_images_core::retry::venue_priority(arr, &classifier);
-                                queue.extend(scan.retryable.into_iter().map(|r| (id, priority, r)));
-                            }
-                            if scan.finalized_count > 0 {
-                                counts.finalized += scan.finalized_count as i64;
-                                to_finalize.push(id);
-                                finalized_log.extend(finalizable(
-                                    arr,
-                                    &classifier,
-                                    max_retries,
-                                    id,
-                                ));
-                            }
-                            Ok(())
-                        })
-                    };
-                    // SAFETY: nothing allocated in the context outlives this row.
-                    unsafe { row_cx.reset() };
-                    outcome?;
+        let mut cursor = c.try_open_cursor(sql.as_str(), &[])?;
+        loop {
+            let rows = cursor.fetch(BATCH as i64)?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut batch = Batch::default();
+            for row in rows {
+                let Some(id) = row.get::<i64>(1)? else {
+                    continue;
+                };
+                let Some(raw) = row.get::<RawJsonb>(2)? else {
+                    continue;
+                };
+                // SAFETY: a live jsonb datum of the fetched row; the detoasted copy lives
+                // in `row_cx`, reset right after this row, and nothing borrowed from it
+                // is kept (the batch holds owned values).
+                unsafe {
+                    row_cx.switch_to(|_| {
+                        let bytes = Jsonb::from_datum(raw.0).bytes();
+                        scan_row(id, bytes, &policy, &mut counts, &mut batch);
+                    });
+                    row_cx.reset();
                 }
             }
+            // The cursor's portal keeps its snapshot; the batch's writes run beside it.
+            write_batch(c, &src, batch, &mut counts)?;
         }
-        insert_jobs(c, &queue, "scan", OnConflict::Keep)?;
-        if !to_finalize.is_empty() {
-            // The UPDATE re-reads each row under its lock, so the application's
-            // concurrent writes are kept; only failed images that can never be retried
-            // change.
-            let sql = format!(
-                "UPDATE {rel} SET {img} = venue_images_finalize({img}) WHERE {id} = ANY($1)",
-                rel = src.relation,
-                img = src.images_column,
-                id = src.id_column
-            );
-            QUEUE_WRITE.with(|f| f.set(true));
-            let res = c.update(&sql, None, &[to_finalize.clone().into()]);
-            QUEUE_WRITE.with(|f| f.set(false));
-            res?;
-            for f in &finalized_log {
-                log_attempt(
-                    c,
-                    &Attempt {
-                        venue_id: f.venue_id,
-                        url_hash: Some(&f.hash),
-                        provider_url: Some(&f.url),
-                        provider: f.provider.as_deref(),
-                        retried_error_type: f.error_type.as_deref(),
-                        outcome: "finalized",
-                        error_type: f.error_type.as_deref(),
-                        message: Some(
-                            "cannot be retried (permanent error type or retries exhausted)",
-                        ),
-                        ..Default::default()
-                    },
-                )?;
-            }
-        }
-        c.update("SELECT venue_image_prune_attempts()", None, &[])?;
+        drop(cursor);
+        // Skip records of venues no longer seen (fixed, or without failures now).
+        plans::run(
+            c,
+            "DELETE FROM venue_images.venue_image_skips WHERE last_seen_at < now()",
+            &[],
+        )?;
+        let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+        plans::run(
+            c,
+            "INSERT INTO venue_images.venue_image_scans
+               (started_at, run_by, transient_queued, permanent_logged, ambiguous_skipped,
+                finalized, errors, skipped_elements, images_queued, elapsed_ms)
+             VALUES ($1::timestamptz, session_user, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                now.as_str().into(),
+                counts.transient_queued.into(),
+                counts.permanent_logged.into(),
+                counts.ambiguous_skipped.into(),
+                counts.finalized.into(),
+                counts.errors.into(),
+                counts.skipped_elements.into(),
+                counts.images_queued.into(),
+                elapsed_ms.into(),
+            ],
+        )?;
+        plans::run(c, "SELECT venue_images.venue_image_prune_attempts()", &[])?;
         Ok::<(), VenueError>(())
     })?;
     Ok((counts, started.elapsed().as_secs_f64() * 1000.0))
 }
 
-/// The images `scan_venue` finalises, for the log.
-fn finalizable(
-    arr: venue_images_core::jsonb::Container<'_>,
-    classifier: &venue_images_core::classify::Classifier,
-    max_retries: i64,
-    venue_id: i64,
-) -> Vec<Finalized> {
-    let mut out = Vec::new();
-    for img in images(arr).flatten().flatten() {
-        if img.status().ok() != Some(Status::Failed) {
-            continue;
-        }
-        let et = img.error_type().ok().flatten();
-        let class = classifier.classify_bytes(et);
-        let exhausted = img.retry_count().unwrap_or(0.0) >= max_retries as f64;
-        let permanent = class == venue_images_core::classify::ErrorClass::Permanent;
-        if !(permanent
-            || (class == venue_images_core::classify::ErrorClass::Transient && exhausted))
-        {
-            continue;
-        }
-        let url = img
-            .str_bytes("provider_url")
-            .ok()
-            .flatten()
-            .map(|u| String::from_utf8_lossy(u).into_owned())
-            .unwrap_or_default();
-        out.push(Finalized {
-            venue_id,
-            hash: url_hash(&url).to_vec(),
-            url: redact_url(&url),
-            provider: img
-                .str_bytes("provider")
-                .ok()
-                .flatten()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            error_type: et.map(|e| String::from_utf8_lossy(e).into_owned()),
-        });
-    }
-    out
-}
-
 /// The nightly scan over the venues with failures, following the original's decision
-/// matrix per venue: any retryable failure → its images are queued
-/// (`transient_queued` venues); else any permanent failure, `permanently_failed`
-/// included → `permanent_logged`; else only ambiguous or unknown ones →
-/// `ambiguous_skipped` (manual review). `failed` images that can never be retried
-/// (permanent error type, or retries exhausted) become `permanently_failed` with
-/// `finalized_at` (`finalized` counts images). Venues whose arrays cannot be read count
-/// as `errors` and are skipped. Old attempt-log rows are pruned.
+/// matrix per venue: any retryable image → queued (`transient_queued` venues); else any
+/// permanent failure, `permanently_failed` included → `permanent_logged`; else only
+/// failures left for review (ambiguous or no error type) → `ambiguous_skipped`. `failed`
+/// images that can never be retried (permanent type, retries exhausted, no URL to
+/// download from) become `permanently_failed` with `finalized_at` (`finalized` counts
+/// images). Arrays that cannot be read count as `errors`; elements that cannot be read
+/// are left alone, counted in `skipped_elements` and listed in `venue_image_skips`.
+/// `images_queued` counts jobs the scan created. Each run is logged in
+/// `venue_image_scans`; old attempt-log rows are pruned. Reads and writes in batches of
+/// 500 venues, so memory stays bounded.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_cleanup_scan() -> Result<
     TableIterator<
         'static,
@@ -219,6 +230,8 @@ fn venue_image_cleanup_scan() -> Result<
             name!(finalized, i64),
             name!(errors, i64),
             name!(elapsed_ms, f64),
+            name!(skipped_elements, i64),
+            name!(images_queued, i64),
         ),
     >,
     ErrorReport,
@@ -231,13 +244,15 @@ fn venue_image_cleanup_scan() -> Result<
         c.finalized,
         c.errors,
         (ms * 10.0).round() / 10.0,
+        c.skipped_elements,
+        c.images_queued,
     )))
 }
 
 /// The array with its `failed` images that can never be retried (permanent error type,
-/// or retries exhausted) turned `permanently_failed` with `finalized_at`; returned
-/// unchanged when there are none, and for values that are not arrays. STABLE: follows
-/// the classification and `max_retries` settings.
+/// retries exhausted, no URL to download from) turned `permanently_failed` with
+/// `finalized_at`; returned unchanged when there are none, and for values that are not
+/// arrays. STABLE: follows the classification and `max_retries` settings.
 #[pg_extern(stable, strict, parallel_safe)]
 fn venue_images_finalize(images: Jsonb<'_>) -> PgResult<JsonbResult> {
     let Ok(arr) = images.container() else {
@@ -247,13 +262,14 @@ fn venue_images_finalize(images: Jsonb<'_>) -> PgResult<JsonbResult> {
         return Ok(JsonbResult::Datum(images.datum()));
     }
     let now = Spi::get_one::<String>(
-        r#"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
+        r#"SELECT pg_catalog.to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
     )
     .map_err(VenueError::from)
     .report()?
     .unwrap_or_default();
-    let scan = scan_venue(arr, &settings::classifier(), settings::max_retries(), &now).report()?;
-    Ok(match scan.finalized {
+    let policy = settings::policy();
+    let plan = policy.plan(arr).report()?;
+    Ok(match policy.finalize(arr, &plan, &now).report()? {
         Some(node) => JsonbResult::Bytes(encode(&node).report()?),
         None => JsonbResult::Datum(images.datum()),
     })
@@ -273,7 +289,7 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
                     img = src.images_column
                 );
                 let mut v = Vec::new();
-                for row in c.select(&sql, None, &[])? {
+                for row in plans::run_dynamic(c, &sql, &[])? {
                     if let Some(id) = row.get::<i64>(1)? {
                         v.push(id);
                     }
@@ -289,52 +305,47 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
             let Ok(arr) = parse_varlena(&bytes) else {
                 continue;
             };
-            let Ok(arr) = require_array(arr) else {
+            let Ok((kept, removed)) = purge_permanently_failed(arr, None) else {
                 continue;
             };
-            let (kept, removed) = purge_permanently_failed(arr, None)?;
             if removed.is_empty() {
                 continue;
             }
             write_venue(c, &src, id, &kept)?;
-            for obj in removed {
-                let img = Image { index: 0, obj };
-                let url = img
-                    .str_bytes("provider_url")?
-                    .map(|u| String::from_utf8_lossy(u).into_owned());
-                let redacted = url.as_deref().map(redact_url);
-                // Keep the removed element in the log (its provider URL redacted).
-                let detail = match &redacted {
-                    Some(r) => patch_object(
-                        obj,
-                        vec![(Cow::Borrowed(&b"provider_url"[..]), Node::str(r.clone()))],
-                        &[],
-                    )?,
-                    None => Node::Raw(venue_images_core::jsonb::Value::Container(obj)),
-                };
-                let hash = url.as_deref().map(|u| url_hash(u).to_vec());
-                c.update(
-                    "INSERT INTO venue_image_attempts (venue_id, url_hash, provider_url, provider, outcome, error_type, message, detail)
-                     VALUES ($1, $2, $3, $4, 'purged', $5, 'removed by venue_image_purge_permanently_failed', $6)",
-                    None,
-                    &[
-                        id.into(),
-                        hash.clone().into(),
-                        redacted.into(),
-                        img.str_bytes("provider")?.map(|p| String::from_utf8_lossy(p).into_owned()).into(),
-                        img.error_type()?.map(|e| String::from_utf8_lossy(e).into_owned()).into(),
-                        JsonbResult::Bytes(encode(&detail)?).into(),
-                    ],
-                )?;
-                if let Some(h) = hash {
-                    c.update(
-                        "DELETE FROM venue_image_jobs WHERE venue_id = $1 AND url_hash = $2",
-                        None,
-                        &[id.into(), h.into()],
-                    )?;
+            let mut log = Vec::with_capacity(removed.len());
+            let mut hashes = Vec::new();
+            for e in &removed {
+                // The removed element is kept in the log with every string redacted:
+                // secrets can sit in any key (url, provider_url, notes, ...).
+                let detail = encode(&redacted_copy(Value::Container(e.obj))?)?;
+                let hash = e.hash().map(|h| h.to_vec());
+                if let Some(h) = &hash {
+                    hashes.push(h.clone());
                 }
-                purged += 1;
+                log.push(Attempt {
+                    venue_id: id,
+                    url_hash: hash,
+                    provider_url: e.source.map(|(u, _)| redact_url(u)),
+                    provider: e.provider.map(str::to_string),
+                    retry_count: Some(e.retry_count),
+                    outcome: Some(AttemptOutcome::Purged),
+                    error_type: e
+                        .error_type
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    message: Some("removed by venue_image_purge_permanently_failed".into()),
+                    detail: Some(detail),
+                    ..Default::default()
+                });
             }
+            log_attempts(c, &log)?;
+            if !hashes.is_empty() {
+                plans::run(
+                    c,
+                    "DELETE FROM venue_images.venue_image_jobs WHERE venue_id = $1 AND url_hash = ANY($2)",
+                    &[id.into(), hashes.into()],
+                )?;
+            }
+            purged += removed.len() as i32;
         }
         Ok(purged)
     })
@@ -342,10 +353,10 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
 
 /// Manual review: removes `permanently_failed` images from one venue's array (or from
 /// every venue's when `venue_id` is NULL). Each removed element is kept in the attempt
-/// log (`outcome = 'purged'`, `detail` holds the element with its provider URL redacted).
+/// log (`outcome = 'purged'`, `detail` holds the element with every string redacted).
 /// Returns how many images were removed.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn venue_image_purge_permanently_failed(
     venue_id: default!(Option<i64>, "NULL"),
 ) -> Result<i32, ErrorReport> {

@@ -1,13 +1,20 @@
 //! The retry queue: state in logged tables, claims with leases and per-provider pacing,
-//! token-fenced write-back that patches one element under a short row lock, the nightly
+//! token-fenced write-back that patches one image under a short row lock, the nightly
 //! scan, the enqueue trigger, and the manual-review operations.
 //!
-//! Every function that writes is `SECURITY DEFINER` with a pinned `search_path`, and
-//! `EXECUTE` on them is revoked from `PUBLIC`: the uploader's role is granted exactly
-//! these functions by `sql/002_uploader_role.sql`, never `UPDATE` on the venues table.
+//! The rules (what is queued, attempted, finalised or left for review; what an outcome
+//! does; the backoff) are `venue_images_core::retry`'s; this module only moves rows.
+//!
+//! Security (see the README's threat model): every function here that touches the
+//! queue's tables or the venues table is `SECURITY DEFINER`, owned by the
+//! `venue_image_definer` role (never a superuser, it cannot log in), with
+//! `search_path = pg_catalog, pg_temp` and every object of ours schema-qualified
+//! (`venue_images.`). Application code that runs inside our statements (its triggers on
+//! the venues table) therefore runs with that role's few rights, not a superuser's.
 
 mod claim;
 mod enqueue;
+mod inspect;
 mod maintenance;
 mod writeback;
 
@@ -15,34 +22,108 @@ use crate::datum::{Jsonb, JsonbResult};
 use crate::errors::VenueError;
 use crate::plans;
 use crate::source::VenueSource;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use std::cell::Cell;
+use std::cell::RefCell;
 use venue_images_core::jsonb::{encode, Node};
+use venue_images_core::retry::{AttemptOutcome, Skip};
 
-extension_sql_file!("schema.sql", name = "queue_schema");
+extension_sql_file!("bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!(
+    "schema.sql",
+    name = "queue_schema",
+    requires = ["bootstrap"]
+);
+extension_sql_file!("grants.sql", name = "grants", finalize);
+
+/// The claim predicate on the job side, in SQL over `venue_images.venue_image_jobs j`:
+/// due, and not under a live lease. The claim's candidate scan, its re-check inside the
+/// `UPDATE`, the queue view's `due` state and `venue_image_next_due` all use it.
+pub(crate) const JOB_CLAIMABLE: &str =
+    "(j.next_attempt_at <= now() AND (j.lease_token IS NULL OR j.lease_expires_at < now()))";
 
 thread_local! {
-    /// Set while the queue itself updates a venue row, so the enqueue trigger skips it.
-    pub(crate) static QUEUE_WRITE: Cell<bool> = const { Cell::new(false) };
+    /// Venue ids whose rows the queue itself is rewriting right now (the enqueue trigger
+    /// skips them). Set only through [`QueueWrite`], cleared when it is dropped (Rust
+    /// unwinding included) and, whatever happens, when the (sub)transaction ends.
+    static QUEUE_WRITE: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Is the current venue update the queue's own?
-pub(crate) fn queue_write_in_progress() -> bool {
-    QUEUE_WRITE.with(Cell::get)
+/// Marks venue rows as being rewritten by the queue for as long as it lives.
+pub(crate) struct QueueWrite(());
+
+impl QueueWrite {
+    /// Marks these venues.
+    pub(crate) fn begin(ids: &[i64]) -> Self {
+        QUEUE_WRITE.with(|w| {
+            let mut w = w.borrow_mut();
+            w.clear();
+            w.extend_from_slice(ids);
+            w.sort_unstable();
+        });
+        QueueWrite(())
+    }
 }
 
-/// `now()` as ISO-8601 UTC with microseconds (`2026-11-24T01:02:03.456789Z`).
-pub(crate) fn now_iso(client: &SpiClient<'_>) -> Result<String, VenueError> {
-    Ok(client
-        .select(
-            r#"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
-            None,
-            &[],
-        )?
-        .first()
-        .get_one::<String>()?
-        .unwrap_or_default())
+impl Drop for QueueWrite {
+    fn drop(&mut self) {
+        clear_queue_write();
+    }
+}
+
+fn clear_queue_write() {
+    let _ = QUEUE_WRITE.try_with(|w| {
+        if let Ok(mut w) = w.try_borrow_mut() {
+            w.clear();
+        }
+    });
+}
+
+/// Is this venue's row being rewritten by the queue itself?
+pub(crate) fn queue_write_in_progress(venue_id: i64) -> bool {
+    QUEUE_WRITE.with(|w| w.borrow().binary_search(&venue_id).is_ok())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(_event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    // Commit, abort, prepare: no statement of ours is running any more.
+    clear_queue_write();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        clear_queue_write();
+    }
+}
+
+/// Registers the transaction callbacks that clear the queue-write marker; from `_PG_init`.
+pub fn register_callbacks() {
+    // SAFETY: the callbacks only clear thread-local state and never raise.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}
+
+/// The transaction's `now()` as ISO-8601 UTC with microseconds
+/// (`2026-11-24T01:02:03.456789Z`): the one clock of the queue. Rows, elements and log
+/// entries written by one call all carry it.
+pub(crate) fn now_iso(client: &mut SpiClient<'_>) -> Result<String, VenueError> {
+    Ok(plans::run(
+        client,
+        r#"SELECT pg_catalog.to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
+        &[],
+    )?
+    .first()
+    .get_one::<String>()?
+    .unwrap_or_default())
 }
 
 /// Requires a jsonb images column (the queue writes jsonb back).
@@ -76,7 +157,7 @@ pub(crate) fn read_venue(
         return Ok(None);
     }
     let row = table.first();
-    let images = row.get_one::<Jsonb<'_>>()?.map(|j| j.bytes().to_vec());
+    let images = row.get::<Jsonb<'_>>(1)?.map(|j| j.bytes().to_vec());
     Ok(Some(images))
 }
 
@@ -94,57 +175,76 @@ pub(crate) fn write_venue(
         img = src.images_column,
         id = src.id_column
     );
-    QUEUE_WRITE.with(|f| f.set(true));
-    let res = plans::run_dynamic(
+    let _marker = QueueWrite::begin(&[venue_id]);
+    plans::run_dynamic(
         client,
         &sql,
         &[JsonbResult::Bytes(bytes).into(), venue_id.into()],
-    );
-    QUEUE_WRITE.with(|f| f.set(false));
-    res?;
+    )?;
     Ok(())
 }
 
-/// One row of the attempt log.
-#[derive(Default)]
-pub(crate) struct Attempt<'a> {
+/// One row of the attempt log (`venue_images.venue_image_attempts`).
+#[derive(Default, Clone)]
+pub(crate) struct Attempt {
     pub job_id: Option<i64>,
     pub venue_id: i64,
-    pub url_hash: Option<&'a [u8]>,
-    pub provider_url: Option<&'a str>,
-    pub provider: Option<&'a str>,
-    pub worker: Option<&'a str>,
-    pub retried_error_type: Option<&'a str>,
-    pub retry_count: Option<i32>,
-    pub outcome: &'a str,
-    pub error_type: Option<&'a str>,
+    pub url_hash: Option<Vec<u8>>,
+    /// Already redacted.
+    pub provider_url: Option<String>,
+    pub provider: Option<String>,
+    pub worker: Option<String>,
+    pub retried_error_type: Option<String>,
+    pub retry_count: Option<i64>,
+    pub outcome: Option<AttemptOutcome>,
+    pub error_type: Option<String>,
     pub status_code: Option<i32>,
-    pub message: Option<&'a str>,
-    pub imagekit_path: Option<&'a str>,
+    /// Cleaned (`venue_images_core::retry::clean_message`) before it gets here.
+    pub message: Option<String>,
+    pub imagekit_path: Option<String>,
+    /// Already redacted (see `venue_images_core::retry::redacted_copy`).
+    pub detail: Option<Vec<u8>>,
 }
 
-/// Appends to `venue_image_attempts`.
-pub(crate) fn log_attempt(client: &mut SpiClient<'_>, a: &Attempt<'_>) -> Result<(), VenueError> {
+fn column<T>(rows: &[Attempt], field: impl Fn(&Attempt) -> T) -> Vec<T> {
+    rows.iter().map(field).collect()
+}
+
+/// Appends to the attempt log, in one statement: the only writer of the log.
+pub(crate) fn log_attempts(client: &mut SpiClient<'_>, rows: &[Attempt]) -> Result<(), VenueError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let details: Vec<Option<JsonbResult>> = rows
+        .iter()
+        .map(|r| r.detail.clone().map(JsonbResult::Bytes))
+        .collect();
     plans::run(
         client,
-        "INSERT INTO venue_image_attempts
+        "INSERT INTO venue_images.venue_image_attempts
            (job_id, venue_id, url_hash, provider_url, provider, worker, retried_error_type,
-            retry_count, outcome, error_type, status_code, message, imagekit_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            retry_count, outcome, error_type, status_code, message, imagekit_path, detail)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[],
+                              $5::text[], $6::text[], $7::text[], $8::int[], $9::text[],
+                              $10::text[], $11::int[], $12::text[], $13::text[], $14::jsonb[])",
         &[
-            a.job_id.into(),
-            a.venue_id.into(),
-            a.url_hash.map(|h| h.to_vec()).into(),
-            a.provider_url.into(),
-            a.provider.into(),
-            a.worker.into(),
-            a.retried_error_type.into(),
-            a.retry_count.into(),
-            a.outcome.into(),
-            a.error_type.into(),
-            a.status_code.into(),
-            a.message.into(),
-            a.imagekit_path.into(),
+            column(rows, |r| r.job_id).into(),
+            column(rows, |r| r.venue_id).into(),
+            column(rows, |r| r.url_hash.clone()).into(),
+            column(rows, |r| r.provider_url.clone()).into(),
+            column(rows, |r| r.provider.clone()).into(),
+            column(rows, |r| r.worker.clone()).into(),
+            column(rows, |r| r.retried_error_type.clone()).into(),
+            column(rows, |r| {
+                r.retry_count.map(|n| n.clamp(0, i32::MAX as i64) as i32)
+            })
+            .into(),
+            column(rows, |r| r.outcome.map(|o| o.as_str().to_string())).into(),
+            column(rows, |r| r.error_type.clone()).into(),
+            column(rows, |r| r.status_code).into(),
+            column(rows, |r| r.message.clone()).into(),
+            column(rows, |r| r.imagekit_path.clone()).into(),
+            details.into(),
         ],
     )?;
     Ok(())
@@ -160,55 +260,85 @@ pub(crate) fn ensure_providers(
     }
     plans::run(
         client,
-        "INSERT INTO venue_image_providers (provider)
-         SELECT DISTINCT p FROM unnest($1::text[]) AS p
+        "INSERT INTO venue_images.venue_image_providers (provider)
+         SELECT DISTINCT p FROM pg_catalog.unnest($1::text[]) AS p
          ON CONFLICT (provider) DO NOTHING",
         &[providers.into()],
     )?;
     Ok(())
 }
 
-extension_sql!(
-    r#"
--- Only the uploader role (granted by the migration) may run the queue's privileged functions.
-REVOKE EXECUTE ON FUNCTION
-    venue_image_claim(text, int, int),
-    venue_image_claim_venue(text, bigint, int, int),
-    venue_image_extend_lease(bigint, uuid, int),
-    venue_image_release(bigint, uuid),
-    venue_image_record_success(bigint, uuid, text, text, text),
-    venue_image_record_failure(bigint, uuid, text, int, text, int),
-    venue_image_record_results(jsonb),
-    venue_image_pause_provider(text, timestamptz, text),
-    venue_image_set_provider_rate(text, float8),
-    venue_image_enqueue_venue(bigint),
-    venue_image_cleanup_scan(),
-    venue_image_force_retry(bigint, text),
-    venue_image_purge_permanently_failed(bigint),
-    venue_image_prune_attempts(interval),
-    venue_image_retry_report(interval)
-FROM PUBLIC;
+/// Wakes sleeping uploaders (`LISTEN venue_image_jobs`; delivered at commit). A hint
+/// only: uploaders also ask `venue_image_next_due()` and poll.
+pub(crate) fn notify_due(client: &mut SpiClient<'_>) -> Result<(), VenueError> {
+    plans::run(
+        client,
+        "SELECT pg_catalog.pg_notify('venue_image_jobs', '')",
+        &[],
+    )?;
+    Ok(())
+}
 
--- The queue runs many small statements through kept generic plans; JIT compilation
--- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.
-ALTER FUNCTION venue_image_claim(text, int, int) SET jit = off;
--- The claim's row counts depend on its parameters (max images, provider budgets); a
--- generic plan guesses 10% of the queue and joins by scanning the whole jobs table.
-ALTER FUNCTION venue_image_claim(text, int, int) SET plan_cache_mode = force_custom_plan;
-ALTER FUNCTION venue_image_claim_venue(text, bigint, int, int) SET jit = off;
-ALTER FUNCTION venue_image_claim_venue(text, bigint, int, int) SET plan_cache_mode = force_custom_plan;
-ALTER FUNCTION venue_image_record_success(bigint, uuid, text, text, text) SET jit = off;
-ALTER FUNCTION venue_image_record_failure(bigint, uuid, text, int, text, int) SET jit = off;
-ALTER FUNCTION venue_image_record_results(jsonb) SET jit = off;
-ALTER FUNCTION venue_image_enqueue_venue(bigint) SET jit = off;
-ALTER FUNCTION venue_image_force_retry(bigint, text) SET jit = off;
-ALTER FUNCTION venue_image_purge_permanently_failed(bigint) SET jit = off;
-ALTER FUNCTION venue_images_enqueue_trigger() SET jit = off;
+/// Replaces what is recorded about the unreadable elements of these venues (one call
+/// per venue or batch; venues with none get their old rows removed).
+pub(crate) fn record_skips(
+    client: &mut SpiClient<'_>,
+    venues: &[i64],
+    skips: &[(i64, Skip)],
+    seen_by: &str,
+) -> Result<(), VenueError> {
+    if venues.is_empty() {
+        return Ok(());
+    }
+    plans::run(
+        client,
+        "DELETE FROM venue_images.venue_image_skips s
+          WHERE s.venue_id = ANY($1)
+            AND NOT EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::int[]) AS k(v, i)
+                             WHERE k.v = s.venue_id AND k.i = s.element_index)",
+        &[
+            venues.to_vec().into(),
+            skips.iter().map(|(v, _)| *v).collect::<Vec<i64>>().into(),
+            skips
+                .iter()
+                .map(|(_, s)| s.index.min(i32::MAX as usize) as i32)
+                .collect::<Vec<i32>>()
+                .into(),
+        ],
+    )?;
+    if skips.is_empty() {
+        return Ok(());
+    }
+    plans::run(
+        client,
+        "INSERT INTO venue_images.venue_image_skips AS s (venue_id, element_index, reason, seen_by)
+         SELECT k.v, k.i, k.r, $4 FROM unnest($1::bigint[], $2::int[], $3::text[]) AS k(v, i, r)
+         ON CONFLICT (venue_id, element_index) DO UPDATE
+            SET reason = excluded.reason, seen_by = excluded.seen_by, last_seen_at = now()",
+        &[
+            skips.iter().map(|(v, _)| *v).collect::<Vec<i64>>().into(),
+            skips
+                .iter()
+                .map(|(_, s)| s.index.min(i32::MAX as usize) as i32)
+                .collect::<Vec<i32>>()
+                .into(),
+            skips
+                .iter()
+                .map(|(_, s)| venue_images_core::retry::clean_message(&s.reason))
+                .collect::<Vec<String>>()
+                .into(),
+            seen_by.into(),
+        ],
+    )?;
+    Ok(())
+}
 
--- The trigger runs as the application's role, which has no rights on the queue's tables.
-ALTER FUNCTION venue_images_enqueue_trigger()
-    SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp;
-"#,
-    name = "queue_grants",
-    finalize
-);
+/// The venues relation the queue and the analytics read (`venue_images.venues_table`,
+/// an unqualified name meaning `public.<name>`), quoted and schema-qualified; 42P01 when
+/// there is none. The migrations use it to grant `venue_image_definer` its rights and
+/// to install the trigger.
+#[pg_extern(stable, parallel_safe)]
+fn venue_images_relation() -> Result<String, pgrx::pg_sys::panic::ErrorReport> {
+    use crate::errors::Report;
+    plans::venue_source().map(|s| s.relation).report()
+}

@@ -1,12 +1,16 @@
 -- The retry queue's state: logged tables owned by the extension (pg_dump keeps their
--- rows: pg_extension_config_dump), the view, and the plain-SQL operations.
+-- rows: pg_extension_config_dump), the views, and the plain-SQL operations.
 --
--- Jobs identify an image by venue and md5(provider_url); they keep a redacted copy of
--- the URL for display. Provider URLs carry API keys (Google's key=), which must not be
--- copied into the queue's tables, logs or messages: the claim reads the real URL from
--- the venue's own row.
+-- Jobs identify an image by venue and md5 of its source URL (provider_url, else url);
+-- they keep a redacted copy of the URL for display. Provider URLs carry API keys
+-- (Google's key=), which must not be copied into the queue's tables, logs or messages:
+-- the claim reads the real URL from the venue's own row.
+--
+-- Every definer function runs with search_path = pg_catalog, pg_temp and names our
+-- objects with their schema, so nothing any other role creates can be resolved instead.
 
-CREATE TABLE venue_image_jobs (
+-- BEGIN TABLES (a fresh install creates these; upgrade scripts alter them)
+CREATE TABLE venue_images.venue_image_jobs (
     job_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     venue_id bigint NOT NULL,
     url_hash bytea NOT NULL CHECK (octet_length(url_hash) = 16),
@@ -28,13 +32,13 @@ CREATE TABLE venue_image_jobs (
     CONSTRAINT venue_image_jobs_one_per_image UNIQUE (venue_id, url_hash)
 );
 CREATE INDEX venue_image_jobs_claim_order
-    ON venue_image_jobs (provider, priority DESC, next_attempt_at, job_id);
-COMMENT ON TABLE venue_image_jobs IS
+    ON venue_images.venue_image_jobs (provider, priority DESC, next_attempt_at, job_id);
+COMMENT ON TABLE venue_images.venue_image_jobs IS
     'venue_images retry queue: one row per image waiting for or under retry';
 
-CREATE TABLE venue_image_attempts (
+CREATE TABLE venue_images.venue_image_attempts (
     attempt_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    at timestamptz NOT NULL DEFAULT now(),
     job_id bigint,
     venue_id bigint NOT NULL,
     url_hash bytea,
@@ -44,41 +48,77 @@ CREATE TABLE venue_image_attempts (
     retried_error_type text,             -- the error the attempt tried to recover from
     retry_count int,                     -- the image's retry_count after the attempt
     outcome text NOT NULL CHECK (outcome IN (
-        'uploaded', 'failed', 'permanently_failed', 'superseded', 'finalized', 'forced', 'purged')),
+        'uploaded', 'failed', 'review', 'permanently_failed', 'superseded', 'finalized',
+        'forced', 'purged')),
     error_type text,
     status_code int,
-    message text,                        -- redacted
+    message text CHECK (octet_length(message) <= 2000),  -- redacted
     imagekit_path text,
-    detail jsonb
+    detail jsonb                         -- redacted
 );
-CREATE INDEX venue_image_attempts_at ON venue_image_attempts (at);
-CREATE INDEX venue_image_attempts_venue ON venue_image_attempts (venue_id);
-COMMENT ON TABLE venue_image_attempts IS
+CREATE INDEX venue_image_attempts_at ON venue_images.venue_image_attempts (at);
+CREATE INDEX venue_image_attempts_venue ON venue_images.venue_image_attempts (venue_id);
+COMMENT ON TABLE venue_images.venue_image_attempts IS
     'venue_images attempt log: append-only, pruned after venue_images.attempt_retention_days';
 
-CREATE TABLE venue_image_providers (
+CREATE TABLE venue_images.venue_image_providers (
     provider text PRIMARY KEY,
-    per_second float8 CHECK (per_second IS NULL OR per_second > 0),  -- NULL: built-in default
+    per_second float8 CHECK (per_second IS NULL OR (per_second > 0 AND per_second <> 'NaN')),  -- NULL: built-in default
     next_slot_at timestamptz NOT NULL DEFAULT '-infinity',
     paused_until timestamptz,
     pause_reason text,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE venue_image_providers IS
+COMMENT ON TABLE venue_images.venue_image_providers IS
     'venue_images per-provider pacing shared by all uploaders; provider * is the default rate and the global pause';
 
-SELECT pg_catalog.pg_extension_config_dump('venue_image_jobs', '');
-SELECT pg_catalog.pg_extension_config_dump('venue_image_attempts', '');
-SELECT pg_catalog.pg_extension_config_dump('venue_image_providers', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.venue_image_jobs', 'job_id')::regclass, '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.venue_image_attempts', 'attempt_id')::regclass, '');
+CREATE TABLE venue_images.venue_image_skips (
+    venue_id bigint NOT NULL,
+    element_index int NOT NULL,
+    reason text NOT NULL,
+    seen_by text NOT NULL,
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (venue_id, element_index)
+);
+COMMENT ON TABLE venue_images.venue_image_skips IS
+    'venue_images: image elements the queue could not read (venue, index in the array, reason); left untouched';
+
+CREATE TABLE venue_images.venue_image_scans (
+    scan_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_by text NOT NULL,
+    transient_queued bigint NOT NULL,
+    permanent_logged bigint NOT NULL,
+    ambiguous_skipped bigint NOT NULL,
+    finalized bigint NOT NULL,
+    errors bigint NOT NULL,
+    skipped_elements bigint NOT NULL,
+    images_queued bigint NOT NULL,
+    elapsed_ms float8 NOT NULL
+);
+CREATE INDEX venue_image_scans_started ON venue_images.venue_image_scans (started_at);
+COMMENT ON TABLE venue_images.venue_image_scans IS
+    'venue_images: one row per cleanup scan, with its counts';
+
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_providers', '');
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_skips', '');
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('venue_images.venue_image_jobs', 'job_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('venue_images.venue_image_attempts', 'attempt_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('venue_images.venue_image_scans', 'scan_id')::regclass, '');
+-- END TABLES
 
 -- Built-in rates (requests per second), overridable per provider in venue_image_providers.
-CREATE FUNCTION venue_image_default_rate(provider text) RETURNS float8
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+CREATE OR REPLACE FUNCTION venue_images.venue_image_default_rate(provider text) RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE provider WHEN 'google_places' THEN 2 WHEN 'foursquare' THEN 5 WHEN 'here' THEN 5 ELSE 10 END::float8 $$;
 
-CREATE VIEW venue_image_retry_queue AS
+-- The queue view: the job side of the claim predicate is JOB_CLAIMABLE in queue/mod.rs.
+CREATE OR REPLACE VIEW venue_images.venue_image_retry_queue AS
 SELECT j.job_id,
        j.venue_id,
        j.provider,
@@ -91,108 +131,210 @@ SELECT j.job_id,
        CASE WHEN j.lease_expires_at > now() THEN j.lease_expires_at END AS lease_expires_at,
        CASE WHEN j.lease_expires_at > now() THEN 'leased'
             WHEN p.paused THEN 'paused'
-            WHEN j.next_attempt_at <= now() THEN 'due'
+            WHEN (j.next_attempt_at <= now() AND (j.lease_token IS NULL OR j.lease_expires_at < now())) THEN 'due'
             ELSE 'waiting' END AS state,
        j.forced,
        j.claims,
        j.enqueued_by,
        j.enqueued_at
-  FROM venue_image_jobs j
+  FROM venue_images.venue_image_jobs j
   LEFT JOIN LATERAL (
-       SELECT bool_or(pr.paused_until > now()) AS paused
-         FROM venue_image_providers pr
+       SELECT pg_catalog.bool_or(pr.paused_until > now()) AS paused
+         FROM venue_images.venue_image_providers pr
         WHERE pr.provider IN (j.provider, '*')) p ON true;
-COMMENT ON VIEW venue_image_retry_queue IS
+COMMENT ON VIEW venue_images.venue_image_retry_queue IS
     'Every image waiting for or under retry (provider URLs redacted)';
 
-CREATE FUNCTION venue_image_extend_lease(job_id bigint, lease_token uuid, seconds int)
-RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
-AS $$
-    UPDATE venue_image_jobs j
-       SET lease_expires_at = now() + make_interval(secs => greatest(seconds, 1))
-     WHERE j.job_id = venue_image_extend_lease.job_id
-       AND j.lease_token = venue_image_extend_lease.lease_token
-    RETURNING true
-$$;
-COMMENT ON FUNCTION venue_image_extend_lease(bigint, uuid, int) IS
-    'Heartbeat: keeps a claimed image leased for `seconds` more; false when the token is stale';
+-- Providers as uploaders see them: the effective rate, pauses, and the last success.
+CREATE OR REPLACE VIEW venue_images.venue_image_provider_status AS
+SELECT p.provider,
+       coalesce(p.per_second,
+                (SELECT d.per_second FROM venue_images.venue_image_providers d WHERE d.provider = '*'),
+                venue_images.venue_image_default_rate(p.provider)) AS per_second,
+       p.per_second IS NULL AS default_rate,
+       CASE WHEN p.paused_until > now() THEN p.paused_until END AS paused_until,
+       CASE WHEN p.paused_until > now() THEN p.pause_reason END AS pause_reason,
+       (SELECT pg_catalog.count(*) FROM venue_images.venue_image_jobs j WHERE j.provider = p.provider) AS queued,
+       (SELECT pg_catalog.max(a.at) FROM venue_images.venue_image_attempts a
+         WHERE a.provider = p.provider AND a.outcome = 'uploaded') AS last_success_at,
+       p.updated_at
+  FROM venue_images.venue_image_providers p;
+COMMENT ON VIEW venue_images.venue_image_provider_status IS
+    'Each provider''s shared rate, pause (until when and why), queued images and last recovery; provider * is the default and the global pause';
 
-CREATE FUNCTION venue_image_release(job_id bigint, lease_token uuid)
-RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+CREATE OR REPLACE FUNCTION venue_images.venue_image_extend_lease(job_id bigint, lease_token uuid, seconds int)
+RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE venue_image_jobs j
-       SET lease_token = NULL, leased_by = NULL, leased_at = NULL, lease_expires_at = NULL, not_before = NULL,
-           next_attempt_at = least(j.next_attempt_at, now())
-     WHERE j.job_id = venue_image_release.job_id
-       AND j.lease_token = venue_image_release.lease_token
-    RETURNING true
+    WITH u AS (
+        UPDATE venue_images.venue_image_jobs j
+           SET lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(seconds, 1), 1), 86400))
+         WHERE j.job_id = venue_image_extend_lease.job_id
+           AND j.lease_token = venue_image_extend_lease.lease_token
+        RETURNING 1)
+    SELECT count(*) > 0 FROM u
 $$;
-COMMENT ON FUNCTION venue_image_release(bigint, uuid) IS
-    'Gives a claimed image back unattempted (shutdown, paused provider); false when the token is stale';
+COMMENT ON FUNCTION venue_images.venue_image_extend_lease(bigint, uuid, int) IS
+    'Heartbeat: keeps a claimed image leased for `seconds` more (clamped to 1-86400); false when the token is stale';
 
-CREATE FUNCTION venue_image_pause_provider(provider text, until timestamptz, reason text DEFAULT NULL)
-RETURNS timestamptz LANGUAGE sql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+CREATE OR REPLACE FUNCTION venue_images.venue_image_release(job_id bigint, lease_token uuid)
+RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO venue_image_providers AS p (provider, paused_until, pause_reason, updated_at)
-    VALUES (venue_image_pause_provider.provider, until, left(reason, 500), now())
+    WITH u AS (
+        UPDATE venue_images.venue_image_jobs j
+           SET lease_token = NULL, leased_by = NULL, leased_at = NULL, lease_expires_at = NULL, not_before = NULL,
+               next_attempt_at = least(j.next_attempt_at, now())
+         WHERE j.job_id = venue_image_release.job_id
+           AND j.lease_token = venue_image_release.lease_token
+        RETURNING 1),
+    n AS (SELECT pg_notify('venue_image_jobs', '') FROM u LIMIT 1)
+    SELECT (SELECT count(*) FROM u) > 0 AND (SELECT count(*) >= 0 FROM n)
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_release(bigint, uuid) IS
+    'Gives a claimed image back unattempted (shutdown, paused provider, outage): due again at once, no attempt counted; false when the token is stale';
+
+CREATE OR REPLACE FUNCTION venue_images.venue_image_pause_provider(provider text, until timestamptz, reason text DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    effective timestamptz;
+BEGIN
+    IF provider IS NULL OR btrim(provider) = '' OR length(provider) > 100 THEN
+        RAISE EXCEPTION 'provider must be a name of 1-100 characters (* pauses every provider)' USING ERRCODE = '22023';
+    END IF;
+    IF until IS NULL OR until = 'infinity' THEN
+        RAISE EXCEPTION 'until must be a finite time' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO venue_images.venue_image_providers AS p (provider, paused_until, pause_reason, updated_at)
+    VALUES (venue_image_pause_provider.provider, until,
+            left(venue_images.venue_images_redact(reason), 500), now())
     ON CONFLICT (provider) DO UPDATE
        SET paused_until = greatest(p.paused_until, excluded.paused_until),
            pause_reason = CASE WHEN excluded.paused_until >= coalesce(p.paused_until, '-infinity')
                                THEN excluded.pause_reason ELSE p.pause_reason END,
            updated_at = now()
-    RETURNING p.paused_until
+    RETURNING p.paused_until INTO effective;
+    RETURN effective;
+END
 $$;
-COMMENT ON FUNCTION venue_image_pause_provider(text, timestamptz, text) IS
-    'Stops every uploader from claiming that provider''s images until then (provider * pauses all); returns the effective end';
+COMMENT ON FUNCTION venue_images.venue_image_pause_provider(text, timestamptz, text) IS
+    'Stops every uploader from claiming that provider''s images until then (provider * pauses all); a pause is never shortened here; returns the effective end';
 
-CREATE FUNCTION venue_image_set_provider_rate(provider text, per_second float8)
-RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+CREATE OR REPLACE FUNCTION venue_images.venue_image_resume_provider(provider text)
+RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO venue_image_providers AS p (provider, per_second, updated_at)
-    VALUES (venue_image_set_provider_rate.provider, per_second, now())
-    ON CONFLICT (provider) DO UPDATE SET per_second = excluded.per_second, updated_at = now()
+    WITH u AS (
+        UPDATE venue_images.venue_image_providers p
+           SET paused_until = NULL, pause_reason = NULL, updated_at = now()
+         WHERE p.provider = venue_image_resume_provider.provider AND p.paused_until > now()
+        RETURNING 1),
+    n AS (SELECT pg_notify('venue_image_jobs', '') FROM u LIMIT 1)
+    SELECT (SELECT count(*) FROM u) > 0 AND (SELECT count(*) >= 0 FROM n)
 $$;
-COMMENT ON FUNCTION venue_image_set_provider_rate(text, float8) IS
-    'Sets a provider''s shared request rate (per second; Infinity for none, NULL for the built-in default)';
+COMMENT ON FUNCTION venue_images.venue_image_resume_provider(text) IS
+    'Ends a provider''s pause now (provider * ends the global pause); false when it was not paused';
 
-CREATE FUNCTION venue_image_prune_attempts(older_than interval DEFAULT NULL)
-RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+CREATE OR REPLACE FUNCTION venue_images.venue_image_set_provider_rate(provider text, per_second float8)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF provider IS NULL OR btrim(provider) = '' OR length(provider) > 100 THEN
+        RAISE EXCEPTION 'provider must be a name of 1-100 characters (* sets the default)' USING ERRCODE = '22023';
+    END IF;
+    IF per_second IS NOT NULL AND (per_second = 'NaN' OR per_second <= 0) THEN
+        RAISE EXCEPTION 'per_second must be a positive number (Infinity for no limit, NULL for the built-in default), got %', per_second
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO venue_images.venue_image_providers AS p (provider, per_second, updated_at)
+    VALUES (venue_image_set_provider_rate.provider, per_second, now())
+    ON CONFLICT (provider) DO UPDATE SET per_second = excluded.per_second, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_set_provider_rate(text, float8) IS
+    'Sets a provider''s shared request rate (per second; Infinity for none, NULL for the built-in default); 22023 for NaN, zero or negative';
+
+CREATE OR REPLACE FUNCTION venue_images.venue_image_prune_attempts(older_than interval DEFAULT NULL)
+RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
-        DELETE FROM venue_image_attempts
+        DELETE FROM venue_images.venue_image_attempts
          WHERE at < now() - coalesce(older_than, make_interval(days =>
+                   coalesce(nullif(current_setting('venue_images.attempt_retention_days', true), '')::int, 30)))
+        RETURNING 1),
+    scans AS (
+        DELETE FROM venue_images.venue_image_scans
+         WHERE started_at < now() - coalesce(older_than, make_interval(days =>
                    coalesce(nullif(current_setting('venue_images.attempt_retention_days', true), '')::int, 30)))
         RETURNING 1)
     SELECT count(*) FROM gone
 $$;
-COMMENT ON FUNCTION venue_image_prune_attempts(interval) IS
-    'Deletes attempt-log rows older than venue_images.attempt_retention_days (or the given age)';
+COMMENT ON FUNCTION venue_images.venue_image_prune_attempts(interval) IS
+    'Deletes attempt-log (and scan-log) rows older than venue_images.attempt_retention_days (or the given age); returns the attempt rows deleted';
 
-CREATE FUNCTION venue_image_retry_report(since interval DEFAULT '7 days')
+CREATE OR REPLACE FUNCTION venue_images.venue_image_next_due(venue_id bigint DEFAULT NULL)
+RETURNS timestamptz LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT min(greatest(j.next_attempt_at,
+                        CASE WHEN j.lease_expires_at > now() THEN j.lease_expires_at END,
+                        (SELECT max(p.paused_until) FROM venue_images.venue_image_providers p
+                          WHERE p.provider IN (j.provider, '*') AND p.paused_until > now())))
+      FROM venue_images.venue_image_jobs j
+     WHERE venue_image_next_due.venue_id IS NULL OR j.venue_id = venue_image_next_due.venue_id
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_next_due(bigint) IS
+    'When the next image becomes claimable (backoff, lease or pause ending; now or earlier when one is due); NULL when nothing is queued. Uploaders sleep until then.';
+
+CREATE OR REPLACE FUNCTION venue_images.venue_image_retry_report(since interval DEFAULT '7 days')
 RETURNS TABLE (provider text, error_type text, attempts bigint, recovered bigint,
                failed_again bigint, permanent_failures bigint, success_rate_pct float8,
-               venues_recovered bigint, oldest_live_lease_seconds float8)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+               venues_recovered bigint, api_calls_saved bigint, oldest_live_lease_seconds float8)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH a AS (
-        SELECT * FROM venue_image_attempts
+        SELECT * FROM venue_images.venue_image_attempts
          WHERE at >= now() - since
-           AND outcome IN ('uploaded', 'failed', 'permanently_failed')),
+           AND outcome IN ('uploaded', 'failed', 'review', 'permanently_failed', 'finalized')),
     lease AS (
         SELECT extract(epoch FROM now() - min(leased_at))::float8 AS age
-          FROM venue_image_jobs WHERE lease_expires_at > now())
+          FROM venue_images.venue_image_jobs WHERE lease_expires_at > now())
     SELECT a.provider, a.retried_error_type,
-           count(*),
+           count(*) FILTER (WHERE a.outcome <> 'finalized'),
            count(*) FILTER (WHERE a.outcome = 'uploaded'),
-           count(*) FILTER (WHERE a.outcome = 'failed'),
-           count(*) FILTER (WHERE a.outcome = 'permanently_failed'),
-           round(100.0 * count(*) FILTER (WHERE a.outcome = 'uploaded') / nullif(count(*), 0), 1)::float8,
+           count(*) FILTER (WHERE a.outcome IN ('failed', 'review')),
+           count(*) FILTER (WHERE a.outcome IN ('permanently_failed', 'finalized')),
+           round(100.0 * count(*) FILTER (WHERE a.outcome = 'uploaded')
+                 / nullif(count(*) FILTER (WHERE a.outcome <> 'finalized'), 0), 1)::float8,
            count(DISTINCT a.venue_id) FILTER (WHERE a.outcome = 'uploaded'),
+           count(DISTINCT (a.venue_id, a.provider, a.retry_count)) FILTER (WHERE a.outcome <> 'finalized'),
            CASE WHEN GROUPING(a.provider, a.retried_error_type) = 3
                 THEN (SELECT age FROM lease) END
       FROM a
      GROUP BY GROUPING SETS ((a.provider, a.retried_error_type), ())
      ORDER BY GROUPING(a.provider, a.retried_error_type) DESC, count(*) DESC, 1, 2
 $$;
-COMMENT ON FUNCTION venue_image_retry_report(interval) IS
-    'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease';
+COMMENT ON FUNCTION venue_images.venue_image_retry_report(interval) IS
+    'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease. See the README for each figure.';
+
+CREATE OR REPLACE FUNCTION venue_images.venue_image_recovery_timeline(since interval DEFAULT '7 days', bucket interval DEFAULT '1 day')
+RETURNS TABLE (bucket_start timestamptz, attempts bigint, recovered bigint, failed_again bigint,
+               permanent_failures bigint, success_rate_pct float8, api_calls_saved bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH a AS (
+        SELECT date_bin(greatest(bucket, '1 minute'::interval), at, '2000-01-01 00:00:00+00'::timestamptz) AS b, *
+          FROM venue_images.venue_image_attempts
+         WHERE at >= now() - since
+           AND outcome IN ('uploaded', 'failed', 'review', 'permanently_failed', 'finalized'))
+    SELECT a.b,
+           count(*) FILTER (WHERE a.outcome <> 'finalized'),
+           count(*) FILTER (WHERE a.outcome = 'uploaded'),
+           count(*) FILTER (WHERE a.outcome IN ('failed', 'review')),
+           count(*) FILTER (WHERE a.outcome IN ('permanently_failed', 'finalized')),
+           round(100.0 * count(*) FILTER (WHERE a.outcome = 'uploaded')
+                 / nullif(count(*) FILTER (WHERE a.outcome <> 'finalized'), 0), 1)::float8,
+           count(DISTINCT (a.venue_id, a.provider, a.retry_count)) FILTER (WHERE a.outcome <> 'finalized')
+      FROM a
+     GROUP BY a.b
+     ORDER BY a.b
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) IS
+    'The retry report''s figures per time bucket (for charts): attempts, recovered, failed again, permanent failures, success rate, API calls saved';

@@ -1,0 +1,264 @@
+//! Read-only views of single venues for people (`venue_image_reader`): each image with
+//! where the lifecycle has it, and a venue search. Readers have no rights on the venues
+//! table; these definer functions show them only redacted URLs.
+
+use super::{read_venue, require_jsonb};
+use crate::datum::Jsonb;
+use crate::errors::{Report, VenueError};
+use crate::plans;
+use crate::settings;
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use std::collections::HashMap;
+use venue_images_core::image::Status;
+use venue_images_core::jsonb::{parse_varlena, Value};
+use venue_images_core::retry::{read_element, redact_url, State};
+
+type ImageRow = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<TimestampWithTimeZone>,
+    Option<String>,
+);
+
+fn status_text(s: Status, raw: Option<&str>) -> Option<String> {
+    match s {
+        Status::Uploaded => Some("uploaded".into()),
+        Status::Failed => Some("failed".into()),
+        Status::PermanentlyFailed => Some("permanently_failed".into()),
+        Status::Other => raw.map(str::to_string),
+    }
+}
+
+fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
+    let src = plans::venue_source()?;
+    require_jsonb(&src)?;
+    let policy = settings::policy();
+    Spi::connect_mut(|c| {
+        let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut jobs: HashMap<Vec<u8>, (i64, String, Option<TimestampWithTimeZone>)> =
+            HashMap::new();
+        for row in plans::run(
+            c,
+            "SELECT j.url_hash, j.job_id, q.state, q.next_attempt_at
+               FROM venue_images.venue_image_jobs j
+               JOIN venue_images.venue_image_retry_queue q ON q.job_id = j.job_id
+              WHERE j.venue_id = $1",
+            &[venue_id.into()],
+        )? {
+            let hash = row.get::<Vec<u8>>(1)?.unwrap_or_default();
+            jobs.insert(
+                hash,
+                (
+                    row.get::<i64>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<TimestampWithTimeZone>(4)?,
+                ),
+            );
+        }
+        let Ok(arr) = parse_varlena(&bytes) else {
+            return Ok(Vec::new());
+        };
+        if !arr.is_array() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (index, e) in arr.elements().enumerate() {
+            let Some(obj) = e?.as_object() else { continue };
+            let text = |k: &str| match obj.get(k) {
+                Ok(Some(Value::String(b))) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            };
+            let raw_status = text("upload_status");
+            let row = match read_element(index, obj) {
+                Err(skip) => (
+                    index as i32,
+                    text("provider"),
+                    None,
+                    raw_status,
+                    None,
+                    None,
+                    0,
+                    "skipped".to_string(),
+                    Some(skip.reason),
+                    None,
+                    None,
+                    None,
+                    text("imagekit_path"),
+                ),
+                Ok(el) => {
+                    let (state, reason) = match policy.state(&el) {
+                        State::Untouched => ("not_failed", None),
+                        State::Queued => ("queued", None),
+                        State::Finalize(r) => ("to_finalize", Some(r.as_str())),
+                        State::Review(r) => ("review", Some(r.as_str())),
+                        State::PermanentlyFailed => ("permanently_failed", None),
+                    };
+                    let error_type = el
+                        .error_type
+                        .map(|b| String::from_utf8_lossy(b).into_owned());
+                    let class = el
+                        .status
+                        .is_failure()
+                        .then(|| policy.class(el.error_type).as_str().to_string());
+                    let job = el.hash().and_then(|h| jobs.get(h.as_slice()));
+                    (
+                        index as i32,
+                        el.provider.map(str::to_string),
+                        el.source.map(|(u, _)| redact_url(u)),
+                        status_text(el.status, raw_status.as_deref()),
+                        error_type,
+                        class,
+                        el.retry_count,
+                        state.to_string(),
+                        reason.map(str::to_string),
+                        job.map(|j| j.0),
+                        job.map(|j| j.1.clone()),
+                        job.and_then(|j| j.2),
+                        text("imagekit_path"),
+                    )
+                }
+            };
+            out.push(row);
+        }
+        Ok(out)
+    })
+}
+
+/// One venue's images as the queue sees them: index in the array, provider, the source
+/// URL (redacted), status, error type and class, retry count, lifecycle state
+/// (`not_failed`, `queued`, `to_finalize`, `review`, `permanently_failed`, `skipped`) with
+/// its reason, and the queue job (id, state, next attempt) when there is one.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn venue_image_venue_images(
+    venue_id: i64,
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(element_index, i32),
+            name!(provider, Option<String>),
+            name!(source_url, Option<String>),
+            name!(upload_status, Option<String>),
+            name!(error_type, Option<String>),
+            name!(error_class, Option<String>),
+            name!(retry_count, i64),
+            name!(lifecycle, String),
+            name!(reason, Option<String>),
+            name!(job_id, Option<i64>),
+            name!(job_state, Option<String>),
+            name!(next_attempt_at, Option<TimestampWithTimeZone>),
+            name!(imagekit_path, Option<String>),
+        ),
+    >,
+    ErrorReport,
+> {
+    Ok(TableIterator::new(venue_images(venue_id).report()?))
+}
+
+type FoundRow = (i64, Option<String>, Option<i64>, i32, i32, i32);
+
+fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> {
+    if !(1..=1000).contains(&max_rows) {
+        return Err(VenueError::InvalidParameter(format!(
+            "max_rows must be between 1 and 1000, got {max_rows}"
+        )));
+    }
+    let src = plans::venue_source()?;
+    let query = query.trim();
+    let id: Option<i64> = query.parse().ok();
+    let pattern = format!(
+        "%{}%",
+        query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let sql = format!(
+        "SELECT {id}, {name}, {city}, {img} FROM {rel}
+          WHERE {idc} = $1 OR ($2 <> '%%' AND {name} ILIKE $2)
+          ORDER BY ({idc} = $1) DESC NULLS LAST, {idc}
+          LIMIT $3",
+        id = src.id_expr,
+        name = src.name_expr,
+        city = src.city_expr,
+        img = src.images_expr,
+        rel = src.relation,
+        idc = src.id_column,
+    );
+    Spi::connect_mut(|c| {
+        let mut out = Vec::new();
+        for row in plans::run_dynamic(
+            c,
+            &sql,
+            &[id.into(), pattern.as_str().into(), (max_rows as i64).into()],
+        )? {
+            let Some(vid) = row.get::<i64>(1)? else {
+                continue;
+            };
+            let (mut total, mut failed, mut uploaded) = (0i32, 0i32, 0i32);
+            if let Some(j) = row.get::<Jsonb<'_>>(4)? {
+                if let Ok(arr) = j.container() {
+                    if arr.is_array() {
+                        for e in arr.elements().flatten() {
+                            let Some(obj) = e.as_object() else { continue };
+                            total += 1;
+                            match obj.get("upload_status") {
+                                Ok(Some(Value::String(b"uploaded"))) => uploaded += 1,
+                                Ok(Some(Value::String(b"failed")))
+                                | Ok(Some(Value::String(b"permanently_failed"))) => failed += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            out.push((
+                vid,
+                row.get::<String>(2)?,
+                row.get::<i64>(3)?,
+                total,
+                failed,
+                uploaded,
+            ));
+        }
+        Ok(out)
+    })
+}
+
+/// Venues whose id is `query`, or whose name contains it (case-insensitive), with their
+/// image counts (`failed` counts `failed` + `permanently_failed`); an exact id first.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn venue_image_find_venues(
+    query: &str,
+    max_rows: default!(i32, 20),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(id, i64),
+            name!(name, Option<String>),
+            name!(city_id, Option<i64>),
+            name!(total_images, i32),
+            name!(failed_count, i32),
+            name!(uploaded_count, i32),
+        ),
+    >,
+    ErrorReport,
+> {
+    Ok(TableIterator::new(find_venues(query, max_rows).report()?))
+}
