@@ -1,39 +1,55 @@
 //! The commands behind the CLI.
 
 use crate::cli::{Cli, Command, ImageKitArgs, LogFormat, RunArgs, WorkerArgs};
+use crate::clock::Clock;
+use crate::exit::Exit;
 use crate::fetch::{FetchConfig, Fetcher};
 use crate::imagekit::{ImageKit, ImageKitConfig};
 use crate::metrics::{self, Metrics, StateLabel};
 use crate::progress::Reporter;
-use crate::queue::{BreakdownRow, DbError, Queue, Summary};
+use crate::queue::{BreakdownRow, DbError, Queue, QueueState, Summary, UPLOADER_FUNCTIONS};
 use crate::redact::redact_text;
 use crate::schedule;
-use crate::worker::{self, Services, Silent, WorkerConfig};
+use crate::shutdown::{self, Shutdown};
+use crate::worker::health::HealthConfig;
+use crate::worker::{self, Deps, Progress, Services, Silent, WorkerConfig};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{error, info, warn};
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
 
-/// A command's failure: message for the user and the exit code.
+/// A command's failure: message for the user and the exit status.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct AppError {
     /// What went wrong (secrets redacted).
     pub message: String,
-    /// Process exit code.
-    pub code: i32,
+    /// Process exit status.
+    pub exit: Exit,
 }
 
 impl AppError {
     fn new(message: impl Into<String>) -> Self {
         AppError {
-            message: message.into(),
-            code: 1,
+            message: redact_text(&message.into(), &[]),
+            exit: Exit::Failure,
         }
     }
 }
 
-impl From<crate::queue::DbError> for AppError {
-    fn from(e: crate::queue::DbError) -> Self {
+/// A database error, with a hint at the role it needs when permission was denied.
+fn db_error(e: DbError, role: &str) -> AppError {
+    if e.is_permission_error() {
+        AppError::new(format!(
+            "{e}\n(this command needs a login with {role}: GRANT {role} TO <your login>; see sql/002_roles.sql)"
+        ))
+    } else {
+        AppError::new(e.to_string())
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
         AppError::new(e.to_string())
     }
 }
@@ -44,13 +60,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "001_enable_venue_images.sql",
         include_str!("../../sql/001_enable_venue_images.sql"),
     ),
+    ("002_roles.sql", include_str!("../../sql/002_roles.sql")),
     (
-        "002_uploader_role.sql",
-        include_str!("../../sql/002_uploader_role.sql"),
-    ),
-    (
-        "003_enqueue_trigger.sql",
-        include_str!("../../sql/003_enqueue_trigger.sql"),
+        "003_venues_table.sql",
+        include_str!("../../sql/003_venues_table.sql"),
     ),
 ];
 
@@ -130,8 +143,15 @@ fn worker_config(args: &WorkerArgs, venue: Option<i64>, drain: bool) -> WorkerCo
         flush_window: Duration::from_millis(args.writeback_ms.min(10_000)),
         venue,
         drain,
-        default_pause: Duration::from_secs(args.default_pause.max(1)),
         linger: Duration::from_secs(args.linger),
+        health_refresh: Duration::from_secs(1),
+        health: HealthConfig {
+            default_pause: Duration::from_secs(args.default_pause.max(1)),
+            outage_window: Duration::from_secs(args.outage_window),
+            probe_base: Duration::from_secs(args.outage_probe.max(1)),
+            probe_max: Duration::from_secs(args.outage_probe_max.max(args.outage_probe.max(1))),
+            charge_after: Duration::from_secs(args.outage_charge_after),
+        },
     }
 }
 
@@ -150,40 +170,27 @@ async fn connect(cli: &Cli, args: Option<&WorkerArgs>) -> Result<Queue, AppError
         .map(|a| a.concurrency as u32 + 4)
         .unwrap_or(4)
         .clamp(4, 64);
-    Queue::connect(&url, pool, args.and_then(|a| a.folder_base.clone()))
+    Queue::connect(&url, pool)
         .await
-        .map_err(|e| AppError::new(redact_text(&e.to_string(), &[])))
+        .map_err(|e| AppError::new(e.to_string()))
 }
 
-async fn apply_rates(queue: &Queue, args: &WorkerArgs) -> Result<(), AppError> {
-    Ok(set_rates(queue, args).await?)
-}
-
-async fn set_rates(queue: &Queue, args: &WorkerArgs) -> Result<(), DbError> {
-    for (provider, rate) in &args.provider_rates {
-        queue.set_rate(provider, *rate).await?;
-        info!(provider = %provider, per_second = rate, "provider rate set");
-    }
-    Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    {
+/// SIGTERM or Ctrl-C fires the shutdown.
+pub fn on_signals(trigger: shutdown::Trigger) {
+    tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
                     }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
             }
         }
         #[cfg(not(unix))]
@@ -191,70 +198,141 @@ pub async fn shutdown_signal() {
             let _ = ctrl_c.await;
         }
         info!("shutdown requested: no new claims; finishing in-flight images");
-    }
+        trigger.fire();
+        // Keep the trigger alive: dropping it is harmless (it fired), but be explicit.
+        std::future::pending::<()>().await;
+    });
 }
 
-/// Runs a command; returns the exit code.
-pub async fn main(cli: Cli) -> Result<i32, AppError> {
+/// Wakes the worker on `NOTIFY venue_image_jobs` (a hint: it also sleeps until the next
+/// due time and polls).
+fn listen(queue: Queue, wake: Arc<Notify>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect_with(queue.pool()).await {
+                Ok(mut l) => {
+                    if l.listen("venue_image_jobs").await.is_ok() {
+                        loop {
+                            tokio::select! {
+                                r = l.try_recv() => match r {
+                                    Ok(Some(_)) => wake.notify_one(),
+                                    _ => break,
+                                },
+                                _ = shutdown.triggered() => return,
+                            }
+                        }
+                    }
+                }
+                Err(e) => debug!(error = %e, "LISTEN unavailable; polling"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.triggered() => return,
+            }
+        }
+    });
+}
+
+/// Runs a command; returns the exit status.
+pub async fn main(cli: Cli) -> Result<Exit, AppError> {
     match &cli.command {
         Command::Run(args) => run(&cli, args).await,
         Command::Once(args) => drain(&cli, args, None).await,
         Command::Retry { venue, worker } => {
             let queue = connect(&cli, Some(worker)).await?;
-            let n = queue.enqueue_venue(*venue).await?;
+            let n = queue
+                .enqueue_venue(*venue)
+                .await
+                .map_err(|e| db_error(e, "venue_image_uploader"))?;
             info!(venue_id = venue, retryable = n, "venue queued");
             if n == 0 {
                 eprintln!("venue {venue} has no retryable images");
-                return Ok(0);
+                return Ok(Exit::Ok);
             }
             drain(&cli, worker, Some(*venue)).await
         }
         Command::Enqueue { venue } => {
             let queue = connect(&cli, None).await?;
-            let n = queue.enqueue_venue(*venue).await?;
+            let n = queue
+                .enqueue_venue(*venue)
+                .await
+                .map_err(|e| db_error(e, "venue_image_uploader"))?;
             println!("venue {venue}: {n} retryable image(s) due now");
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Command::Scan => {
             let queue = connect(&cli, None).await?;
-            let r = queue.scan().await?;
+            let r = queue
+                .scan()
+                .await
+                .map_err(|e| db_error(e, "venue_image_uploader or venue_image_admin"))?;
             println!(
-                "transient_queued {}  permanent_logged {}  ambiguous_skipped {}  finalized {}  errors {}  ({:.0} ms)",
-                r.transient_queued, r.permanent_logged, r.ambiguous_skipped, r.finalized, r.errors, r.elapsed_ms
+                "transient_queued {}  permanent_logged {}  ambiguous_skipped {}  finalized {}  errors {}  skipped_elements {}  images_queued {}  ({:.0} ms)",
+                r.transient_queued, r.permanent_logged, r.ambiguous_skipped, r.finalized,
+                r.errors, r.skipped_elements, r.images_queued, r.elapsed_ms
             );
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Command::Stats { json } => {
             let queue = connect(&cli, None).await?;
-            let (summary, breakdown) = queue.stats().await.map_err(|e| {
-                if e.is_permission_error() {
-                    AppError::new(format!(
-                        "{e}\n(stats read the venues table: use a role that can SELECT it)"
-                    ))
-                } else {
-                    AppError::from(e)
-                }
-            })?;
+            let (summary, breakdown) = queue
+                .stats()
+                .await
+                .map_err(|e| db_error(e, "venue_image_reader"))?;
             let depth = queue.depth(None).await.unwrap_or_default();
             if *json {
                 let v = serde_json::json!({"summary": summary, "breakdown": breakdown,
-                    "queue": depth.iter().map(|(s, n)| (s.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>()});
+                    "queue": depth.iter().map(|(s, n)| (s.as_str(), *n)).collect::<std::collections::BTreeMap<_, _>>()});
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", render_stats(&summary, &breakdown, &depth));
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Command::Migrate => {
             let queue = connect(&cli, None).await?;
             for (name, sql) in MIGRATIONS {
-                queue
-                    .execute_script(sql)
-                    .await
-                    .map_err(|e| AppError::new(format!("{name}: {e}")))?;
+                queue.execute_script(sql).await.map_err(|e| {
+                    AppError::new(format!("{name}: {e} (migrations run as a superuser)"))
+                })?;
                 println!("applied {name}");
             }
-            Ok(0)
+            Ok(Exit::Ok)
+        }
+        Command::Rates { rates } => {
+            let queue = connect(&cli, None).await?;
+            for (provider, rate) in rates {
+                queue
+                    .set_rate(provider, *rate)
+                    .await
+                    .map_err(|e| db_error(e, "venue_image_admin"))?;
+                match rate {
+                    Some(r) => println!("{provider}: {r}/s"),
+                    None => println!("{provider}: built-in default"),
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Resume { provider } => {
+            let queue = connect(&cli, None).await?;
+            let was = queue
+                .resume(provider)
+                .await
+                .map_err(|e| db_error(e, "venue_image_admin"))?;
+            println!(
+                "{provider}: {}",
+                if was { "resumed" } else { "was not paused" }
+            );
+            Ok(Exit::Ok)
+        }
+        Command::ForceRetry { venue, url } => {
+            let queue = connect(&cli, None).await?;
+            let n = queue
+                .force_retry(*venue, url.as_deref())
+                .await
+                .map_err(|e| db_error(e, "venue_image_admin"))?;
+            println!("venue {venue}: {n} image(s) queued for one more attempt");
+            Ok(Exit::Ok)
         }
         Command::Check {
             imagekit: ik,
@@ -262,7 +340,10 @@ pub async fn main(cli: Cli) -> Result<i32, AppError> {
         } => {
             let queue = connect(&cli, None).await?;
             let mut ok = true;
-            match queue.check().await {
+            match queue
+                .check(UPLOADER_FUNCTIONS, "venue_image_uploader")
+                .await
+            {
                 Ok(notes) => notes.iter().for_each(|n| println!("ok   {n}")),
                 Err(e) => {
                     ok = false;
@@ -289,139 +370,160 @@ pub async fn main(cli: Cli) -> Result<i32, AppError> {
                     }
                 }
             }
-            Ok(if ok { 0 } else { 1 })
+            Ok(if ok { Exit::Ok } else { Exit::Failure })
         }
     }
 }
 
-async fn run(cli: &Cli, args: &RunArgs) -> Result<i32, AppError> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+async fn run(cli: &Cli, args: &RunArgs) -> Result<Exit, AppError> {
+    let (trigger, shutdown) = shutdown::channel();
+    let scheduler_shutdown = trigger.subscribe();
+    on_signals(trigger);
     let services = services(&args.worker)?;
+    let schedule = match args.scan_schedule.trim() {
+        "off" | "" => None,
+        expr => Some((
+            expr.to_string(),
+            schedule::parse(expr).map_err(AppError::new)?,
+        )),
+    };
     let queue = connect(cli, Some(&args.worker)).await?;
-    // A sidecar may start while the database restarts: keep trying, like the worker does.
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        match set_rates(&queue, &args.worker).await {
-            Ok(()) => break,
-            Err(e) if !e.is_transient() => return Err(e.into()),
-            Err(e) => {
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "setting provider rates failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped() => return Ok(0),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
     let cfg = worker_config(&args.worker, None, false);
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = args.metrics_addr {
-        let bound = metrics::serve(addr, metrics.clone(), stopped())
+        let bound = metrics::serve(addr, metrics.clone(), shutdown.clone())
             .await
             .map_err(|e| AppError::new(format!("metrics server on {addr}: {e}")))?;
         info!(addr = %bound, "serving /healthz and /metrics");
     }
-    if let Some(expr) = &args.scan_schedule {
-        let cron = schedule::parse(expr).map_err(AppError::new)?;
-        tokio::spawn(schedule::run(queue.clone(), cron, stop_rx.clone()));
+    if let Some((expr, cron)) = schedule {
+        tokio::spawn(schedule::run(queue.clone(), cron, scheduler_shutdown));
         info!(schedule = %expr, "scheduled cleanup scan");
     }
-    tokio::spawn(poll_depth(queue.clone(), metrics.clone(), stop_rx.clone()));
+    tokio::spawn(poll_depth(queue.clone(), metrics.clone(), shutdown.clone()));
+    let wake = Arc::new(Notify::new());
+    listen(queue.clone(), wake.clone(), shutdown.clone());
     info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, lease_s = cfg.lease.as_secs(), "uploader running");
-    let summary = worker::run(queue, services, metrics, cfg, Arc::new(Silent), stopped()).await?;
+    let summary = run_worker(
+        queue,
+        services,
+        metrics,
+        cfg,
+        Arc::new(Silent),
+        shutdown,
+        wake,
+    )
+    .await?;
     info!(claimed = summary.claimed, released = summary.released, statuses = ?summary.statuses, "uploader stopped");
     if let Some(f) = summary.fatal {
         error!("{f}");
-        return Ok(3);
+        return Ok(Exit::ImageKitRefused);
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
-async fn drain(cli: &Cli, args: &WorkerArgs, venue: Option<i64>) -> Result<i32, AppError> {
+/// The worker over the real queue and HTTP clients. It rides out a database that is down
+/// or restarting: claims and write-backs are retried with backoff.
+async fn run_worker(
+    queue: Queue,
+    services: Services,
+    metrics: Arc<Metrics>,
+    cfg: WorkerConfig,
+    progress: Arc<dyn Progress>,
+    shutdown: Shutdown,
+    wake: Arc<Notify>,
+) -> Result<worker::RunSummary, AppError> {
+    worker::run(
+        Deps {
+            queue: Arc::new(queue),
+            transfer: Arc::new(services),
+            metrics,
+            progress,
+            clock: Clock::system(),
+            shutdown,
+            wake,
+        },
+        cfg,
+    )
+    .await
+    .map_err(AppError::from)
+}
+
+async fn drain(cli: &Cli, args: &WorkerArgs, venue: Option<i64>) -> Result<Exit, AppError> {
     let queue = connect(cli, Some(args)).await?;
-    apply_rates(&queue, args).await?;
     let services = services(args)?;
     let cfg = worker_config(args, venue, true);
     let due: i64 = queue
         .depth(venue)
-        .await?
+        .await
+        .map_err(|e| db_error(e, "venue_image_uploader"))?
         .iter()
-        .filter(|(s, _)| s == "due")
+        .filter(|(s, _)| *s == QueueState::Due)
         .map(|(_, n)| n)
         .sum();
     eprintln!(
         "{due} image(s) due{}",
         venue.map(|v| format!(" for venue {v}")).unwrap_or_default()
     );
+    let (trigger, shutdown) = shutdown::channel();
+    on_signals(trigger);
+    let wake = Arc::new(Notify::new());
+    listen(queue.clone(), wake.clone(), shutdown.clone());
     let reporter = Arc::new(Reporter::new(due as u64));
-    let summary = worker::run(
-        queue.clone(),
+    let summary = run_worker(
+        queue,
         services,
         Arc::new(Metrics::new()),
         cfg,
         reporter.clone(),
-        shutdown_signal(),
+        shutdown,
+        wake,
     )
     .await?;
     reporter.finish();
     if summary.released > 0 {
         warn!(
             released = summary.released,
-            "some images were released unattempted"
+            "some images were given back unattempted (paused provider, outage or shutdown)"
         );
     }
     if let Some(f) = summary.fatal {
         eprintln!("stopped: {f}");
-        return Ok(3);
+        return Ok(Exit::ImageKitRefused);
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
-async fn poll_depth(queue: Queue, m: Arc<Metrics>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn poll_depth(queue: Queue, m: Arc<Metrics>, shutdown: Shutdown) {
     loop {
         if let Ok(depth) = queue.depth(None).await {
             m.db_ok();
-            for state in ["due", "waiting", "leased", "paused"] {
+            for state in QueueState::ALL {
                 let n = depth
                     .iter()
-                    .find(|(s, _)| s == state)
+                    .find(|(s, _)| *s == state)
                     .map(|(_, n)| *n)
                     .unwrap_or(0);
                 m.queue_depth
                     .get_or_create(&StateLabel {
-                        state: state.into(),
+                        state: state.as_str().into(),
                     })
                     .set(n);
             }
         }
-        if let Ok(paused) = queue.paused_providers().await {
-            m.paused.clear();
-            for p in paused {
-                m.paused
-                    .get_or_create(&crate::metrics::ProviderLabel { provider: p })
-                    .set(1);
-            }
-        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(15)) => {}
-            _ = stop.changed() => return,
+            _ = shutdown.triggered() => return,
         }
     }
 }
 
 /// The statistics as text tables.
-pub fn render_stats(s: &Summary, breakdown: &[BreakdownRow], depth: &[(String, i64)]) -> String {
+pub fn render_stats(
+    s: &Summary,
+    breakdown: &[BreakdownRow],
+    depth: &[(QueueState, i64)],
+) -> String {
     let mut out = String::new();
     out.push_str("Summary\n");
     for (k, v) in [
@@ -455,7 +557,10 @@ pub fn render_stats(s: &Summary, breakdown: &[BreakdownRow], depth: &[(String, i
         out.push_str(&format!("  {k:<36} {v:>10}\n"));
     }
     if !depth.is_empty() {
-        let q: Vec<String> = depth.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        let q: Vec<String> = depth
+            .iter()
+            .map(|(s, n)| format!("{} {n}", s.as_str()))
+            .collect();
         out.push_str(&format!("  {:<36} {:>10}\n", "retry queue", q.join(", ")));
     }
     out.push_str("\nFailure breakdown\n");

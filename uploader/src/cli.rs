@@ -21,7 +21,10 @@ deterministic name (retries overwrite the same file), and records the outcome. A
 provider for every uploader. The database decides what is retried, when, and when an image
 becomes permanently_failed.
 
-The database role needs the grants of the venue_image_uploader role (sql/002_uploader_role.sql).";
+Roles (sql/002_roles.sql): run, once, retry, enqueue, scan, check and stats need a login with
+venue_image_uploader; rates, resume and force-retry need venue_image_admin; migrate needs a
+superuser. Failures that are not the image's fault (429s, a provider or ImageKit that cannot be
+reached) pause the provider and give the image back without counting an attempt.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -30,11 +33,16 @@ Examples:
   venue-image-uploader scan
   venue-image-uploader once
 
-  # as a sidecar, with metrics and the nightly scan at 04:00 UTC (one uploader runs it)
-  venue-image-uploader run --metrics-addr 0.0.0.0:9187 --scan-schedule '0 4 * * *'
+  # as a sidecar, with metrics; the nightly scan runs at 04:00 UTC in one uploader
+  venue-image-uploader run --metrics-addr 0.0.0.0:9187
 
   # retry one venue now, like the original's retry_failed_only
   venue-image-uploader retry --venue 123
+
+  # operators (a role with venue_image_admin): provider rates, resume, replay
+  venue-image-uploader rates google_places=2 foursquare=5 '*'=10
+  venue-image-uploader resume --provider google_places
+  venue-image-uploader force-retry --venue 123
 
 Environment: DATABASE_URL, IMAGEKIT_PRIVATE_KEY, and VENUE_UPLOADER_* for every other flag
 (see each flag). Logs go to stderr; RUST_LOG-style filters in VENUE_UPLOADER_LOG.";
@@ -105,6 +113,29 @@ pub enum Command {
     },
     /// Apply the SQL migrations shipped with this binary (as a superuser).
     Migrate,
+    /// Set providers' shared request rates, PROVIDER=PER_SECOND (`*` is the default;
+    /// `inf` for none; `default` for the built-in rate). Needs venue_image_admin.
+    Rates {
+        /// PROVIDER=PER_SECOND pairs.
+        #[arg(required = true, value_parser = parse_rate_setting, env = "VENUE_UPLOADER_RATES", value_delimiter = ',')]
+        rates: Vec<(String, Option<f64>)>,
+    },
+    /// End a provider's pause now (`*`: the global one). Needs venue_image_admin.
+    Resume {
+        /// Provider.
+        #[arg(long, env = "VENUE_UPLOADER_PROVIDER")]
+        provider: String,
+    },
+    /// Queue a venue's failed and permanently failed images (or the one with --url) for
+    /// one more attempt, whatever their error and retry count. Needs venue_image_admin.
+    ForceRetry {
+        /// Venue id.
+        #[arg(long, env = "VENUE_UPLOADER_VENUE")]
+        venue: i64,
+        /// Only the image with this source URL.
+        #[arg(long, env = "VENUE_UPLOADER_URL")]
+        url: Option<String>,
+    },
     /// Verify the database, the extension version, the role's grants and the ImageKit key.
     Check {
         #[command(flatten)]
@@ -125,10 +156,15 @@ pub struct RunArgs {
     #[arg(long, env = "VENUE_UPLOADER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Run the cleanup scan on this cron schedule (UTC), e.g. '0 4 * * *'. Only one
-    /// running uploader performs it.
-    #[arg(long, env = "VENUE_UPLOADER_SCAN_SCHEDULE")]
-    pub scan_schedule: Option<String>,
+    /// Run the cleanup scan on this cron schedule (UTC; 5 fields, or 6 with seconds), or
+    /// `off`. Only one running uploader performs each run (a session advisory lock). If
+    /// pg_cron runs the scan in the database instead, pass `off`.
+    #[arg(
+        long,
+        env = "VENUE_UPLOADER_SCAN_SCHEDULE",
+        default_value = "0 4 * * *"
+    )]
+    pub scan_schedule: String,
 }
 
 /// ImageKit options.
@@ -185,23 +221,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "VENUE_UPLOADER_ALLOW_LOOPBACK")]
     pub allow_loopback: bool,
 
-    /// Shared request rate of a provider, PROVIDER=PER_SECOND (repeatable; `*` sets the
-    /// default; `inf` for none). Stored in the database for every uploader. Defaults:
-    /// google_places=2, foursquare=5, here=5, others 10.
-    #[arg(long = "provider-rate", env = "VENUE_UPLOADER_PROVIDER_RATES", value_delimiter = ',', value_parser = parse_rate)]
-    pub provider_rates: Vec<(String, f64)>,
-
-    /// ImageKit folder under which venues get their folders (default: the database's
-    /// venue_images.folder_base, normally /venues).
-    #[arg(long, env = "VENUE_UPLOADER_FOLDER_BASE")]
-    pub folder_base: Option<String>,
-
     /// Name of this uploader in leases (default: host-pid-random).
     #[arg(long, env = "VENUE_UPLOADER_WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Poll interval in milliseconds when no notification arrives.
-    #[arg(long, env = "VENUE_UPLOADER_POLL_MS", default_value_t = 2000)]
+    /// Longest sleep, in milliseconds, when nothing is due: the uploader sleeps until the
+    /// database's next due time (`venue_image_next_due`) or a NOTIFY, and at most this.
+    #[arg(long, env = "VENUE_UPLOADER_POLL_MS", default_value_t = 5000)]
     pub poll_ms: u64,
 
     /// Seconds in-flight work gets to finish after SIGTERM before it is released.
@@ -220,6 +246,40 @@ pub struct WorkerArgs {
     /// Pause after a 429 without a wait hint, seconds.
     #[arg(long, env = "VENUE_UPLOADER_DEFAULT_PAUSE", default_value_t = 60)]
     pub default_pause: u64,
+
+    /// A provider (or ImageKit) with an upload recorded within this many seconds is
+    /// reachable: its DNS, connection and timeout failures are charged to the image.
+    /// Otherwise they pause it and give the image back unattempted.
+    #[arg(long, env = "VENUE_UPLOADER_OUTAGE_WINDOW", default_value_t = 120)]
+    pub outage_window: u64,
+
+    /// First probe delay, seconds, of a provider that cannot be reached (doubles).
+    #[arg(long, env = "VENUE_UPLOADER_OUTAGE_PROBE", default_value_t = 5)]
+    pub outage_probe: u64,
+
+    /// Longest probe delay, seconds.
+    #[arg(long, env = "VENUE_UPLOADER_OUTAGE_PROBE_MAX", default_value_t = 60)]
+    pub outage_probe_max: u64,
+
+    /// After this many seconds unreachable, network failures are charged to images again
+    /// (a host dead that long is the image's problem).
+    #[arg(
+        long,
+        env = "VENUE_UPLOADER_OUTAGE_CHARGE_AFTER",
+        default_value_t = 21_600
+    )]
+    pub outage_charge_after: u64,
+}
+
+/// `provider=rate`, or `provider=default` (the built-in rate).
+pub fn parse_rate_setting(s: &str) -> Result<(String, Option<f64>), String> {
+    if let Some((p, "default")) = s.split_once('=').map(|(p, r)| (p, r.trim())) {
+        if p.trim().is_empty() {
+            return Err(format!("empty provider in {s:?}"));
+        }
+        return Ok((p.trim().to_string(), None));
+    }
+    parse_rate(s).map(|(p, r)| (p, Some(r)))
 }
 
 /// `provider=rate`.

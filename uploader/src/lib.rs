@@ -6,7 +6,10 @@
 //!
 //! - [`cli`]: all configuration (clap; every flag also reads an environment variable).
 //! - [`app`]: the commands (run, once, retry, enqueue, scan, stats, migrate, check).
-//! - [`worker`]: the claim → wait for slot → download → upload → write back loop.
+//! - [`worker`]: the claim → wait for slot → download → upload → write back loop:
+//!   dispatcher, leases and heartbeat, provider health (pauses, outages), write-back.
+//! - [`shutdown`]: the one shutdown signal every task holds; [`clock`]: injected time.
+//! - [`exit`]: the process's exit statuses.
 //! - [`queue`]: the extension's functions, typed.
 //! - [`fetch`]: safe download of provider URLs (SSRF guard, limits, magic bytes).
 //! - [`imagekit`]: the ImageKit upload client.
@@ -18,6 +21,8 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
+pub mod exit;
 pub mod failure;
 pub mod fetch;
 pub mod imagekit;
@@ -26,4 +31,5 @@ pub mod progress;
 pub mod queue;
 pub mod redact;
 pub mod schedule;
+pub mod shutdown;
 pub mod worker;

@@ -4,15 +4,14 @@ use clap::Parser;
 use venue_image_uploader::{app, cli::Cli};
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     app::init_logging(cli.log_format, &cli.log);
-    let code = match app::main(cli).await {
-        Ok(code) => code,
+    match app::main(cli).await {
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("error: {e}");
-            e.code
+            e.exit.into()
         }
-    };
-    std::process::exit(code);
+    }
 }

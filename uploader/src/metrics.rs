@@ -66,6 +66,11 @@ pub struct Metrics {
     pub download_seconds: Histogram,
     /// ImageKit upload durations.
     pub upload_seconds: Histogram,
+    /// Images given back unattempted, by reason (`paused`, `outage`, `rate_limited`,
+    /// `shutdown`, `service`, `refused`).
+    pub released: Family<StateLabel, Counter>,
+    /// Outcomes the database refused even on their own (logged; never retried forever).
+    pub write_back_refused: Counter,
     last_db_ok: AtomicI64,
 }
 
@@ -96,6 +101,8 @@ impl Metrics {
             paused: Family::default(),
             download_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            released: Family::default(),
+            write_back_refused: Counter::default(),
             last_db_ok: AtomicI64::new(0),
             registry: Registry::default(),
         };
@@ -127,6 +134,16 @@ impl Metrics {
             "upload_seconds",
             "ImageKit upload time",
             m.upload_seconds.clone(),
+        );
+        registry.register(
+            "released",
+            "Images given back unattempted, by reason",
+            m.released.clone(),
+        );
+        registry.register(
+            "write_back_refused",
+            "Outcomes the database refused on their own",
+            m.write_back_refused.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -178,7 +195,7 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 pub async fn serve(
     addr: SocketAddr,
     m: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: crate::shutdown::Shutdown,
 ) -> std::io::Result<SocketAddr> {
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -188,7 +205,7 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move { shutdown.triggered().await })
             .await;
     });
     Ok(bound)

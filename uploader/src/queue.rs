@@ -1,16 +1,21 @@
-//! The sidecar's only door to PostgreSQL: the `venue_images` extension's functions.
+//! The sidecar's only door to PostgreSQL: the `venue_images` extension's functions, all
+//! called with their schema (`venue_images.`), so no `search_path` can redirect them.
 //! It never reads or writes the venues table itself (its role cannot).
+//!
+//! [`QueueApi`] is the narrow part the worker needs; [`Queue`] implements it over a
+//! connection pool, and the worker's unit tests over an in-memory fake.
 
-use crate::failure::{Failure, Stage};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool, Row};
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
+pub use venue_images_core::retry::{OutcomeRecord, QueueState, WriteBackStatus};
 
 /// Oldest extension version whose functions this uploader calls.
-pub const REQUIRED_EXTENSION_VERSION: &str = "0.2.0";
+pub const REQUIRED_EXTENSION_VERSION: &str = "0.3.0";
 
 /// A database error, with the URL's password kept out of messages.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +23,7 @@ pub enum DbError {
     /// The query or the connection failed.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
-    /// The database is not set up for the uploader.
+    /// The database is not set up for the uploader, or refused a request.
     #[error("{0}")]
     Setup(String),
 }
@@ -46,7 +51,15 @@ impl DbError {
 
     /// Whether the error is PostgreSQL's `insufficient_privilege` (42501).
     pub fn is_permission_error(&self) -> bool {
-        matches!(self, DbError::Sql(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501"))
+        self.sqlstate().as_deref() == Some("42501")
+    }
+
+    /// The SQLSTATE, when the database answered with one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::Sql(sqlx::Error::Database(d)) => d.code().map(|c| c.into_owned()),
+            _ => None,
+        }
     }
 }
 
@@ -80,59 +93,61 @@ impl Claim {
     }
 }
 
-/// What an attempt produced, as `venue_image_record_results` takes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Outcome {
-    /// Uploaded.
-    Uploaded {
-        /// Job.
-        job_id: i64,
-        /// Token.
-        lease_token: String,
-        /// ImageKit URL.
-        url: String,
-        /// ImageKit path.
-        imagekit_path: String,
-        /// ImageKit file id.
-        file_id: String,
-    },
-    /// Failed.
-    Failed {
-        /// Job.
-        job_id: i64,
-        /// Token.
-        lease_token: String,
-        /// Error type.
-        error_type: String,
-        /// HTTP status.
-        status_code: Option<u16>,
-        /// Redacted message.
-        message: String,
-        /// Provider's wait hint.
-        retry_after_seconds: Option<u64>,
-    },
+/// A provider's shared state (`venue_images.venue_image_provider_status`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderState {
+    /// Provider (`*`: ImageKit and every provider).
+    pub provider: String,
+    /// Paused until then, if paused now.
+    pub paused_until: Option<DateTime<Utc>>,
+    /// Why.
+    pub pause_reason: Option<String>,
+    /// The last upload any uploader recorded for it.
+    pub last_success_at: Option<DateTime<Utc>>,
 }
 
-impl Outcome {
-    /// A failure outcome for a claim.
-    pub fn failed(claim: &Claim, f: &Failure) -> Self {
-        Outcome::Failed {
-            job_id: claim.job_id,
-            lease_token: claim.lease_token.clone(),
-            error_type: f.error_type.as_str().to_string(),
-            status_code: f.status_code,
-            message: format!("{}: {}", f.stage.as_str(), f.message),
-            retry_after_seconds: f.retry_after.map(|d| d.as_secs_f64().ceil() as u64),
-        }
-    }
-
-    /// The job it belongs to.
-    pub fn job_id(&self) -> i64 {
-        match self {
-            Outcome::Uploaded { job_id, .. } | Outcome::Failed { job_id, .. } => *job_id,
-        }
-    }
+/// What the worker asks of the queue.
+pub trait QueueApi: Send + Sync + 'static {
+    /// Leases up to `n` due images (only `venue`'s when given).
+    fn claim(
+        &self,
+        worker: &str,
+        n: i32,
+        lease: Duration,
+        venue: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<Claim>, DbError>> + Send;
+    /// Keeps a lease for `lease` more; false when the token is stale.
+    fn extend(
+        &self,
+        job_id: i64,
+        token: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send;
+    /// Gives an image back unattempted; false when the token is stale.
+    fn release(
+        &self,
+        job_id: i64,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send;
+    /// Records outcomes; each entry's result, in order.
+    fn record(
+        &self,
+        outcomes: &[OutcomeRecord],
+    ) -> impl Future<Output = Result<Vec<(i64, WriteBackStatus)>, DbError>> + Send;
+    /// Pauses a provider (`*`: all) for every uploader.
+    fn pause(
+        &self,
+        provider: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), DbError>> + Send;
+    /// Every provider's pause and last success.
+    fn providers(&self) -> impl Future<Output = Result<Vec<ProviderState>, DbError>> + Send;
+    /// When the next image becomes claimable (only `venue`'s when given).
+    fn next_due(
+        &self,
+        venue: Option<i64>,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, DbError>> + Send;
 }
 
 /// Summary statistics (`venue_image_summary_stats`).
@@ -184,6 +199,10 @@ pub struct ScanResult {
     pub errors: i64,
     /// Duration.
     pub elapsed_ms: f64,
+    /// Elements that could not be read (see `venue_images.venue_image_skips`).
+    pub skipped_elements: i64,
+    /// Jobs the scan created.
+    pub images_queued: i64,
 }
 
 /// The queue, through a connection pool.
@@ -192,30 +211,15 @@ pub struct Queue {
     pool: PgPool,
 }
 
+const CLAIM_COLUMNS: &str = "job_id, lease_token::text, venue_id, provider, provider_url, folder, file_name, attempt, not_before";
+
 impl Queue {
-    /// Connects. `folder_base`, when given, is set on every connection
-    /// (`venue_images.folder_base`), so claims name ImageKit folders under it.
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        folder_base: Option<String>,
-    ) -> Result<Self, DbError> {
+    /// Connects (lazily: the pool opens connections when first used).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
         let opts = PgConnectOptions::from_str(url)?.application_name("venue-image-uploader");
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                let folder_base = folder_base.clone();
-                Box::pin(async move {
-                    if let Some(base) = folder_base {
-                        sqlx::query("SELECT set_config('venue_images.folder_base', $1, false)")
-                            .bind(base)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
             .connect_lazy_with(opts);
         Ok(Queue { pool })
     }
@@ -258,36 +262,225 @@ impl Queue {
         &self.pool
     }
 
-    /// Leases up to `n` due images (`venue_image_claim`, or `venue_image_claim_venue`).
-    pub async fn claim(
+    /// Sets a provider's shared rate (requests per second; infinity for none; `None` for
+    /// the built-in default). Needs `venue_image_admin`.
+    pub async fn set_rate(&self, provider: &str, per_second: Option<f64>) -> Result<(), DbError> {
+        sqlx::query("SELECT venue_images.venue_image_set_provider_rate($1, $2)")
+            .bind(provider)
+            .bind(per_second)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a provider's pause now. Needs `venue_image_admin`.
+    pub async fn resume(&self, provider: &str) -> Result<bool, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT venue_images.venue_image_resume_provider($1)")
+                .bind(provider)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Makes a venue's retryable images due now; returns how many it has.
+    pub async fn enqueue_venue(&self, venue_id: i64) -> Result<i32, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT venue_images.venue_image_enqueue_venue($1)")
+                .bind(venue_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Queues a venue's failed images (or the one with this source URL) for one more
+    /// attempt, whatever their class and count. Needs `venue_image_admin`.
+    pub async fn force_retry(&self, venue_id: i64, url: Option<&str>) -> Result<i32, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT venue_images.venue_image_force_retry($1, $2)")
+                .bind(venue_id)
+                .bind(url)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Runs the nightly scan.
+    pub async fn scan(&self) -> Result<ScanResult, DbError> {
+        let r = sqlx::query(
+            "SELECT transient_queued, permanent_logged, ambiguous_skipped, finalized, errors,
+                    elapsed_ms, skipped_elements, images_queued
+               FROM venue_images.venue_image_cleanup_scan()",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ScanResult {
+            transient_queued: r.try_get(0)?,
+            permanent_logged: r.try_get(1)?,
+            ambiguous_skipped: r.try_get(2)?,
+            finalized: r.try_get(3)?,
+            errors: r.try_get(4)?,
+            elapsed_ms: r.try_get(5)?,
+            skipped_elements: r.try_get(6)?,
+            images_queued: r.try_get(7)?,
+        })
+    }
+
+    /// Images waiting for or under retry, by state.
+    pub async fn depth(&self, venue: Option<i64>) -> Result<Vec<(QueueState, i64)>, DbError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, count(*) FROM venue_images.venue_image_retry_queue
+              WHERE $1::bigint IS NULL OR venue_id = $1 GROUP BY state ORDER BY state",
+        )
+        .bind(venue)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| QueueState::parse(&s).map(|s| (s, n)))
+            .collect())
+    }
+
+    /// Summary statistics and failure breakdown (`venue_image_reader`'s functions).
+    pub async fn stats(&self) -> Result<(Summary, Vec<BreakdownRow>), DbError> {
+        let r = sqlx::query(
+            "SELECT total_venues_with_failures, total_failed_images, total_uploaded_images,
+                    average_failure_rate, venues_with_transient, venues_with_permanent,
+                    venues_with_ambiguous, venues_scanned
+               FROM venue_images.venue_image_summary_stats()",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let summary = Summary {
+            total_venues_with_failures: r.try_get(0)?,
+            total_failed_images: r.try_get(1)?,
+            total_uploaded_images: r.try_get(2)?,
+            average_failure_rate: r.try_get(3)?,
+            venues_with_transient: r.try_get(4)?,
+            venues_with_permanent: r.try_get(5)?,
+            venues_with_ambiguous: r.try_get(6)?,
+            venues_scanned: r.try_get(7)?,
+        };
+        let rows = sqlx::query(
+            "SELECT provider, error_type, error_class, count
+               FROM venue_images.venue_image_failure_breakdown()",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let breakdown = rows
+            .iter()
+            .map(|r| {
+                Ok(BreakdownRow {
+                    provider: r.try_get(0)?,
+                    error_type: r.try_get(1)?,
+                    error_class: r.try_get(2)?,
+                    count: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((summary, breakdown))
+    }
+
+    /// Checks the server, the extension version and the role's privileges for `role`'s
+    /// work; returns human-readable findings (`Err` for the first blocking one).
+    pub async fn check(&self, needs: &[&str], grant: &str) -> Result<Vec<String>, DbError> {
+        let mut notes = Vec::new();
+        let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+            .fetch_one(&self.pool)
+            .await?;
+        let user = self.current_user().await?;
+        notes.push(format!("PostgreSQL {version}, connected as {user}"));
+        let ext: Option<String> = sqlx::query_scalar(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'venue_images'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(ext) = ext else {
+            return Err(DbError::Setup(
+                "the venue_images extension is not installed in this database (run: venue-image-uploader migrate, as a superuser)".into(),
+            ));
+        };
+        if version_lt(&ext, REQUIRED_EXTENSION_VERSION) {
+            return Err(DbError::Setup(format!(
+                "venue_images {ext} is too old: this uploader needs {REQUIRED_EXTENSION_VERSION} or newer (venue-image-uploader migrate, as a superuser, runs ALTER EXTENSION venue_images UPDATE)"
+            )));
+        }
+        notes.push(format!("venue_images {ext}"));
+        let needs: Vec<String> = needs.iter().map(|s| s.to_string()).collect();
+        let missing: Vec<String> = sqlx::query_scalar(
+            "SELECT f FROM unnest($1::text[]) AS f
+              WHERE to_regprocedure(f) IS NULL OR NOT has_function_privilege(to_regprocedure(f), 'EXECUTE')",
+        )
+        .bind(&needs)
+        .fetch_all(&self.pool)
+        .await?;
+        if !missing.is_empty() {
+            return Err(DbError::Setup(format!(
+                "this role may not execute {} (GRANT {grant} TO {user})",
+                missing.join(", ")
+            )));
+        }
+        notes.push(format!("the role may run what it needs ({grant})"));
+        Ok(notes)
+    }
+
+    async fn current_user(&self) -> Result<String, DbError> {
+        Ok(sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Runs SQL (migrations): several statements, no parameters.
+    pub async fn execute_script(&self, sql: &str) -> Result<(), DbError> {
+        self.pool.execute(sqlx::raw_sql(sql)).await?;
+        Ok(())
+    }
+}
+
+/// The functions the sidecar calls (`check` verifies them).
+pub const UPLOADER_FUNCTIONS: &[&str] = &[
+    "venue_images.venue_image_claim(text,int,int)",
+    "venue_images.venue_image_claim_venue(text,bigint,int,int)",
+    "venue_images.venue_image_extend_lease(bigint,uuid,int)",
+    "venue_images.venue_image_release(bigint,uuid)",
+    "venue_images.venue_image_record_results(jsonb)",
+    "venue_images.venue_image_pause_provider(text,timestamptz,text)",
+    "venue_images.venue_image_enqueue_venue(bigint)",
+    "venue_images.venue_image_cleanup_scan()",
+    "venue_images.venue_image_next_due(bigint)",
+    "venue_images.venue_image_summary_stats()",
+    "venue_images.venue_image_failure_breakdown()",
+];
+
+impl QueueApi for Queue {
+    async fn claim(
         &self,
         worker: &str,
         n: i32,
         lease: Duration,
         venue: Option<i64>,
     ) -> Result<Vec<Claim>, DbError> {
-        const COLS: &str = "job_id, lease_token::text, venue_id, provider, provider_url, folder, file_name, attempt, not_before";
         let lease = lease.as_secs().clamp(1, 86_400) as i32;
         let rows = match venue {
             None => {
-                sqlx::query(&format!("SELECT {COLS} FROM venue_image_claim($1, $2, $3)"))
-                    .bind(worker)
-                    .bind(n)
-                    .bind(lease)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(v) => {
                 sqlx::query(&format!(
-                    "SELECT {COLS} FROM venue_image_claim_venue($1, $2, $3, $4)"
+                    "SELECT {CLAIM_COLUMNS} FROM venue_images.venue_image_claim($1, $2, $3)"
                 ))
                 .bind(worker)
-                .bind(v)
                 .bind(n)
                 .bind(lease)
                 .fetch_all(&self.pool)
                 .await?
             }
+            Some(v) => sqlx::query(&format!(
+                "SELECT {CLAIM_COLUMNS} FROM venue_images.venue_image_claim_venue($1, $2, $3, $4)"
+            ))
+            .bind(worker)
+            .bind(v)
+            .bind(n)
+            .bind(lease)
+            .fetch_all(&self.pool)
+            .await?,
         };
         rows.iter()
             .map(|r| {
@@ -306,10 +499,9 @@ impl Queue {
             .collect()
     }
 
-    /// Heartbeat: keeps a lease for `lease` more; false when the token is stale.
-    pub async fn extend(&self, job_id: i64, token: &str, lease: Duration) -> Result<bool, DbError> {
+    async fn extend(&self, job_id: i64, token: &str, lease: Duration) -> Result<bool, DbError> {
         let ok: Option<bool> =
-            sqlx::query_scalar("SELECT venue_image_extend_lease($1, $2::uuid, $3)")
+            sqlx::query_scalar("SELECT venue_images.venue_image_extend_lease($1, $2::uuid, $3)")
                 .bind(job_id)
                 .bind(token)
                 .bind(lease.as_secs().clamp(1, 86_400) as i32)
@@ -318,35 +510,43 @@ impl Queue {
         Ok(ok.unwrap_or(false))
     }
 
-    /// Gives an image back unattempted.
-    pub async fn release(&self, job_id: i64, token: &str) -> Result<bool, DbError> {
-        let ok: Option<bool> = sqlx::query_scalar("SELECT venue_image_release($1, $2::uuid)")
-            .bind(job_id)
-            .bind(token)
-            .fetch_one(&self.pool)
-            .await?;
+    async fn release(&self, job_id: i64, token: &str) -> Result<bool, DbError> {
+        let ok: Option<bool> =
+            sqlx::query_scalar("SELECT venue_images.venue_image_release($1, $2::uuid)")
+                .bind(job_id)
+                .bind(token)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(ok.unwrap_or(false))
     }
 
-    /// Records outcomes (one venue row rewrite per venue); returns each job's status.
-    pub async fn record(&self, outcomes: &[Outcome]) -> Result<Vec<(i64, String)>, DbError> {
+    async fn record(
+        &self,
+        outcomes: &[OutcomeRecord],
+    ) -> Result<Vec<(i64, WriteBackStatus)>, DbError> {
         let json = serde_json::to_value(outcomes).map_err(|e| DbError::Setup(e.to_string()))?;
-        Ok(
-            sqlx::query_as("SELECT job_id, status FROM venue_image_record_results($1)")
-                .bind(json)
-                .fetch_all(&self.pool)
-                .await?,
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT job_id, status FROM venue_images.venue_image_record_results($1)",
         )
+        .bind(json)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, s)| {
+                WriteBackStatus::parse(&s)
+                    .map(|s| (id, s))
+                    .ok_or_else(|| DbError::Setup(format!("unknown write-back status {s:?}")))
+            })
+            .collect()
     }
 
-    /// Pauses a provider (`*`: all) for everyone until `until`.
-    pub async fn pause(
+    async fn pause(
         &self,
         provider: &str,
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), DbError> {
-        sqlx::query("SELECT venue_image_pause_provider($1, $2, $3)")
+        sqlx::query("SELECT venue_images.venue_image_pause_provider($1, $2, $3)")
             .bind(provider)
             .bind(until)
             .bind(reason)
@@ -355,173 +555,33 @@ impl Queue {
         Ok(())
     }
 
-    /// Sets a provider's shared rate (requests per second; infinity for none).
-    pub async fn set_rate(&self, provider: &str, per_second: f64) -> Result<(), DbError> {
-        sqlx::query("SELECT venue_image_set_provider_rate($1, $2)")
-            .bind(provider)
-            .bind(per_second)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Makes a venue's retryable images due now.
-    pub async fn enqueue_venue(&self, venue_id: i64) -> Result<i32, DbError> {
-        Ok(sqlx::query_scalar("SELECT venue_image_enqueue_venue($1)")
-            .bind(venue_id)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// Runs the nightly scan.
-    pub async fn scan(&self) -> Result<ScanResult, DbError> {
-        let r = sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(ScanResult {
-            transient_queued: r.try_get(0)?,
-            permanent_logged: r.try_get(1)?,
-            ambiguous_skipped: r.try_get(2)?,
-            finalized: r.try_get(3)?,
-            errors: r.try_get(4)?,
-            elapsed_ms: r.try_get(5)?,
-        })
-    }
-
-    /// Images waiting for or under retry, by state (`due`, `waiting`, `leased`, `paused`).
-    pub async fn depth(&self, venue: Option<i64>) -> Result<Vec<(String, i64)>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT state, count(*) FROM venue_image_retry_queue
-              WHERE $1::bigint IS NULL OR venue_id = $1 GROUP BY state ORDER BY state",
-        )
-        .bind(venue)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Is anything due now, or (within `linger`) about to be: waiting images whose next
-    /// attempt comes within it, or images of paused providers?
-    pub async fn due_within(&self, venue: Option<i64>, linger: Duration) -> Result<bool, DbError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM venue_image_retry_queue
-                             WHERE ($1::bigint IS NULL OR venue_id = $1)
-                               AND (state = 'due'
-                                    OR ($2 > 0 AND state = 'paused')
-                                    OR (state = 'waiting' AND next_attempt_at <= now() + make_interval(secs => $2))))",
-        )
-        .bind(venue)
-        .bind(linger.as_secs_f64())
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    /// Providers with paused images.
-    pub async fn paused_providers(&self) -> Result<Vec<String>, DbError> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT provider FROM venue_image_retry_queue WHERE state = 'paused' ORDER BY 1",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Summary statistics and failure breakdown (needs SELECT on the venues table).
-    pub async fn stats(&self) -> Result<(Summary, Vec<BreakdownRow>), DbError> {
-        let r = sqlx::query(
-            "SELECT total_venues_with_failures, total_failed_images, total_uploaded_images,
-                    average_failure_rate, venues_with_transient, venues_with_permanent,
-                    venues_with_ambiguous, venues_scanned
-               FROM venue_image_summary_stats()",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let summary = Summary {
-            total_venues_with_failures: r.try_get(0)?,
-            total_failed_images: r.try_get(1)?,
-            total_uploaded_images: r.try_get(2)?,
-            average_failure_rate: r.try_get(3)?,
-            venues_with_transient: r.try_get(4)?,
-            venues_with_permanent: r.try_get(5)?,
-            venues_with_ambiguous: r.try_get(6)?,
-            venues_scanned: r.try_get(7)?,
-        };
+    async fn providers(&self) -> Result<Vec<ProviderState>, DbError> {
         let rows = sqlx::query(
-            "SELECT provider, error_type, error_class, count FROM venue_image_failure_breakdown()",
+            "SELECT provider, paused_until, pause_reason, last_success_at
+               FROM venue_images.venue_image_provider_status",
         )
         .fetch_all(&self.pool)
         .await?;
-        let breakdown = rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                Ok(BreakdownRow {
+                Ok(ProviderState {
                     provider: r.try_get(0)?,
-                    error_type: r.try_get(1)?,
-                    error_class: r.try_get(2)?,
-                    count: r.try_get(3)?,
+                    paused_until: r.try_get(1)?,
+                    pause_reason: r.try_get(2)?,
+                    last_success_at: r.try_get(3)?,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok((summary, breakdown))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
     }
 
-    /// Checks the server, the extension version and the role's privileges; returns
-    /// human-readable findings (`Err` for the first blocking one).
-    pub async fn check(&self) -> Result<Vec<String>, DbError> {
-        let mut notes = Vec::new();
-        let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
-            .fetch_one(&self.pool)
-            .await?;
-        notes.push(format!(
-            "PostgreSQL {version}, connected as {}",
-            self.current_user().await?
-        ));
-        let ext: Option<String> = sqlx::query_scalar(
-            "SELECT extversion FROM pg_extension WHERE extname = 'venue_images'",
+    async fn next_due(&self, venue: Option<i64>) -> Result<Option<DateTime<Utc>>, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT venue_images.venue_image_next_due($1)")
+                .bind(venue)
+                .fetch_one(&self.pool)
+                .await?,
         )
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(ext) = ext else {
-            return Err(DbError::Setup(
-                "the venue_images extension is not installed in this database (run: venue-image-uploader migrate, as a superuser)".into(),
-            ));
-        };
-        if version_lt(&ext, REQUIRED_EXTENSION_VERSION) {
-            return Err(DbError::Setup(format!(
-                "venue_images {ext} is too old: this uploader needs {REQUIRED_EXTENSION_VERSION} or newer (ALTER EXTENSION venue_images UPDATE)"
-            )));
-        }
-        notes.push(format!("venue_images {ext}"));
-        let missing: Vec<String> = sqlx::query_scalar(
-            "SELECT f FROM unnest(ARRAY[
-                'venue_image_claim(text,int,int)', 'venue_image_claim_venue(text,bigint,int,int)',
-                'venue_image_extend_lease(bigint,uuid,int)', 'venue_image_release(bigint,uuid)',
-                'venue_image_record_results(jsonb)', 'venue_image_pause_provider(text,timestamptz,text)',
-                'venue_image_set_provider_rate(text,float8)', 'venue_image_enqueue_venue(bigint)',
-                'venue_image_cleanup_scan()']) AS f
-              WHERE NOT has_function_privilege(f, 'EXECUTE')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        if !missing.is_empty() {
-            return Err(DbError::Setup(format!(
-                "this role may not execute {} (GRANT venue_image_uploader TO {})",
-                missing.join(", "),
-                self.current_user().await?
-            )));
-        }
-        notes.push("the role may run every queue function".into());
-        Ok(notes)
-    }
-
-    async fn current_user(&self) -> Result<String, DbError> {
-        Ok(sqlx::query_scalar("SELECT current_user::text")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// Runs SQL (migrations): several statements, no parameters.
-    pub async fn execute_script(&self, sql: &str) -> Result<(), DbError> {
-        self.pool.execute(sqlx::raw_sql(sql)).await?;
-        Ok(())
     }
 }
 
@@ -529,15 +589,6 @@ impl Queue {
 pub fn version_lt(a: &str, b: &str) -> bool {
     let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
     parse(a) < parse(b)
-}
-
-/// A failure for a write-back that could not reach the database.
-pub fn db_failure(e: &DbError) -> Failure {
-    Failure::new(
-        Stage::Upload,
-        crate::failure::ErrorType::UnknownError,
-        e.to_string(),
-    )
 }
 
 #[cfg(test)]
@@ -549,21 +600,5 @@ mod tests {
         assert!(version_lt("0.1.0", "0.2.0"));
         assert!(!version_lt("0.10.0", "0.2.0"));
         assert!(!version_lt("0.2.0", "0.2.0"));
-    }
-
-    #[test]
-    fn outcomes_serialise_as_the_extension_expects() {
-        let o = Outcome::Failed {
-            job_id: 7,
-            lease_token: "t".into(),
-            error_type: "rate_limited".into(),
-            status_code: Some(429),
-            message: "m".into(),
-            retry_after_seconds: Some(3),
-        };
-        assert_eq!(
-            serde_json::to_string(&o).unwrap(),
-            r#"{"job_id":7,"lease_token":"t","error_type":"rate_limited","status_code":429,"message":"m","retry_after_seconds":3}"#
-        );
     }
 }

@@ -3,12 +3,12 @@
 //! dies its session ends, the lock is released, and another takes over at the next tick.
 
 use crate::queue::Queue;
+use crate::shutdown::Shutdown;
 use chrono::Utc;
 use croner::Cron;
 use sqlx::Connection;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Advisory lock key of the scheduler role.
@@ -20,7 +20,7 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
 }
 
 /// Runs the scan at every tick while this process holds the scheduler lock.
-pub async fn run(queue: Queue, cron: Cron, mut stop: watch::Receiver<bool>) {
+pub async fn run(queue: Queue, cron: Cron, shutdown: Shutdown) {
     let mut lock: Option<sqlx::PgConnection> = None;
     loop {
         let now = Utc::now();
@@ -31,7 +31,7 @@ pub async fn run(queue: Queue, cron: Cron, mut stop: watch::Receiver<bool>) {
         let wait = (next - now).to_std().unwrap_or(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+            _ = shutdown.triggered() => return,
         }
         // Still the leader? (The lock lives as long as its session.)
         if let Some(conn) = lock.as_mut() {

@@ -1,0 +1,302 @@
+//! Provider health: which providers are paused, and whose fault a failure is.
+//!
+//! The rules (README, "Whose fault is a failure"):
+//!
+//! - A 429, or any answer with a wait hint (`Retry-After`, `X-RateLimit-Reset`), pauses
+//!   the provider (ImageKit: `*`, everything) for every uploader, and the image goes
+//!   back unattempted: a pause is not an attempt.
+//! - A transport failure that says nothing about the image (DNS failure, refused or
+//!   reset connection, connect or request timeout) is charged to the image only while its
+//!   provider is known to be reachable: some upload of it was recorded within
+//!   `outage_window` (by any uploader). Otherwise the provider (or ImageKit) is treated
+//!   as unreachable: it is paused for a probe delay (`probe_base`, doubling up to
+//!   `probe_max`) and the image goes back unattempted; the next claims after the pause
+//!   are the probes. A provider unreachable for longer than `charge_after` is judged
+//!   image by image again (a host dead for that long is the image's problem).
+//! - ImageKit refusing the credentials or the account stops the uploader.
+//! - Everything else is the image's own failure, charged as an attempt.
+//!
+//! Images whose provider is paused when their pacing slot comes are released, not
+//! attempted. Pauses set by other uploaders arrive with [`Health::merge`] (the worker
+//! refreshes them every second or so).
+
+use crate::failure::{ErrorType, Failure, NetworkKind, Scope, Stage};
+use crate::queue::ProviderState;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The provider key of ImageKit (its pause stops every provider's uploads).
+pub const IMAGEKIT: &str = "*";
+
+/// The health settings.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Pause after a 429 without a wait hint.
+    pub default_pause: Duration,
+    /// A provider with an upload recorded within this long is reachable.
+    pub outage_window: Duration,
+    /// First probe delay of an unreachable provider.
+    pub probe_base: Duration,
+    /// Longest probe delay.
+    pub probe_max: Duration,
+    /// After this long unreachable, network failures are charged to images again.
+    pub charge_after: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            default_pause: Duration::from_secs(60),
+            outage_window: Duration::from_secs(120),
+            probe_base: Duration::from_secs(5),
+            probe_max: Duration::from_secs(60),
+            charge_after: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProviderHealth {
+    paused_until: Option<DateTime<Utc>>,
+    last_ok: Option<DateTime<Utc>>,
+    down_since: Option<DateTime<Utc>>,
+    probes: u32,
+}
+
+/// A pause to publish for every uploader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    /// Provider, or `*`.
+    pub provider: String,
+    /// Until.
+    pub until: DateTime<Utc>,
+    /// Why (no secrets).
+    pub reason: String,
+}
+
+/// Whose fault a failure is, and what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The image's own failure: record it as an attempt.
+    Charge,
+    /// Not the image's fault: give it back unattempted (publishing the pause, if any).
+    Release(Option<Pause>),
+    /// ImageKit refused the service: stop this uploader.
+    Stop(String),
+}
+
+/// Provider pauses and reachability, shared by this uploader's tasks.
+pub struct Health {
+    cfg: HealthConfig,
+    state: Mutex<HashMap<String, ProviderHealth>>,
+}
+
+fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Health {
+    /// Empty: nothing paused, nothing known.
+    pub fn new(cfg: HealthConfig) -> Self {
+        Health {
+            cfg,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProviderHealth>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Until when the provider's images may not start (its own pause or the global one).
+    pub fn paused(&self, provider: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let m = self.map();
+        [provider, IMAGEKIT]
+            .iter()
+            .filter_map(|k| m.get(*k).and_then(|h| h.paused_until))
+            .filter(|u| *u > now)
+            .max()
+    }
+
+    /// Folds in what the database knows: pauses set by any uploader or operator, and
+    /// each provider's last recorded upload. A pause ended there (resumed) ends here.
+    pub fn merge(&self, states: &[ProviderState]) {
+        let mut m = self.map();
+        for s in states {
+            let h = m.entry(s.provider.clone()).or_default();
+            h.paused_until = s.paused_until;
+            if let Some(t) = s.last_success_at {
+                if h.last_ok.is_none_or(|l| t > l) {
+                    h.last_ok = Some(t);
+                }
+            }
+        }
+    }
+
+    /// A download from the provider (or, with [`IMAGEKIT`], an upload) worked.
+    pub fn success(&self, key: &str, now: DateTime<Utc>) {
+        let mut m = self.map();
+        let h = m.entry(key.to_string()).or_default();
+        h.last_ok = Some(now);
+        h.down_since = None;
+        h.probes = 0;
+    }
+
+    /// Decides whose fault `f` is, for an image of `provider`.
+    pub fn judge(&self, provider: &str, f: &Failure, now: DateTime<Utc>) -> Verdict {
+        if f.scope == Scope::Service {
+            return Verdict::Stop(format!("ImageKit refused the service: {f}"));
+        }
+        let key = match f.stage {
+            Stage::Download => provider,
+            Stage::Upload => IMAGEKIT,
+        };
+        let who = if key == IMAGEKIT {
+            "ImageKit".to_string()
+        } else {
+            provider.to_string()
+        };
+        let mut m = self.map();
+        let h = m.entry(key.to_string()).or_default();
+        if f.error_type == ErrorType::RateLimited || f.retry_after.is_some() {
+            let wait = f.retry_after.unwrap_or(self.cfg.default_pause);
+            let until = plus(now, wait);
+            h.paused_until = h.paused_until.max(Some(until));
+            return Verdict::Release(Some(Pause {
+                provider: key.to_string(),
+                until,
+                reason: format!("{} from {who}", f.error_type),
+            }));
+        }
+        let Some(kind) = f.network.filter(|k| {
+            matches!(
+                k,
+                NetworkKind::Dns | NetworkKind::Connect | NetworkKind::Timeout
+            )
+        }) else {
+            return Verdict::Charge;
+        };
+        let reachable = h.last_ok.is_some_and(|t| {
+            now.signed_duration_since(t).to_std().unwrap_or_default() <= self.cfg.outage_window
+        });
+        let long_down = h.down_since.is_some_and(|d| {
+            now.signed_duration_since(d).to_std().unwrap_or_default() >= self.cfg.charge_after
+        });
+        if reachable || long_down {
+            return Verdict::Charge;
+        }
+        h.down_since.get_or_insert(now);
+        h.probes = h.probes.saturating_add(1);
+        let delay = self
+            .cfg
+            .probe_base
+            .saturating_mul(1u32 << (h.probes - 1).min(16))
+            .min(self.cfg.probe_max);
+        let until = plus(now, delay);
+        h.paused_until = h.paused_until.max(Some(until));
+        Verdict::Release(Some(Pause {
+            provider: key.to_string(),
+            until,
+            reason: format!(
+                "{who} unreachable ({kind}): images are not charged; probing again in {}s",
+                delay.as_secs()
+            ),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default()
+    }
+
+    fn net(kind: NetworkKind) -> Failure {
+        Failure::transport(Stage::Download, ErrorType::NetworkError, kind, "no route")
+    }
+
+    #[test]
+    fn network_failures_are_charged_only_while_the_provider_is_reachable() {
+        let h = Health::new(HealthConfig::default());
+        // Nothing known: an outage. Released, paused 5 s, then 10 s, ...
+        let Verdict::Release(Some(p)) = h.judge("here", &net(NetworkKind::Dns), t(0)) else {
+            panic!("expected a release")
+        };
+        assert_eq!(p.until, t(5));
+        assert!(p.reason.contains("unreachable (dns)"), "{}", p.reason);
+        assert_eq!(h.paused("here", t(1)), Some(t(5)));
+        assert_eq!(h.paused("other", t(1)), None);
+        let Verdict::Release(Some(p)) = h.judge("here", &net(NetworkKind::Connect), t(6)) else {
+            panic!()
+        };
+        assert_eq!(p.until, t(16));
+        // Up again: the next network failure is the image's own.
+        h.success("here", t(20));
+        assert_eq!(
+            h.judge("here", &net(NetworkKind::Timeout), t(30)),
+            Verdict::Charge
+        );
+        // A truncated body is always the image's.
+        let h2 = Health::new(HealthConfig::default());
+        assert_eq!(
+            h2.judge("here", &net(NetworkKind::Other), t(0)),
+            Verdict::Charge
+        );
+        // Unreachable for longer than charge_after: charged again.
+        let h3 = Health::new(HealthConfig {
+            charge_after: Duration::from_secs(100),
+            ..HealthConfig::default()
+        });
+        assert!(matches!(
+            h3.judge("x", &net(NetworkKind::Dns), t(0)),
+            Verdict::Release(_)
+        ));
+        assert_eq!(
+            h3.judge("x", &net(NetworkKind::Dns), t(150)),
+            Verdict::Charge
+        );
+    }
+
+    #[test]
+    fn a_success_known_to_the_database_counts_too() {
+        let h = Health::new(HealthConfig::default());
+        h.merge(&[ProviderState {
+            provider: "here".into(),
+            paused_until: None,
+            pause_reason: None,
+            last_success_at: Some(t(-30)),
+        }]);
+        assert_eq!(
+            h.judge("here", &net(NetworkKind::Dns), t(0)),
+            Verdict::Charge
+        );
+    }
+
+    #[test]
+    fn rate_limits_pause_and_are_not_attempts() {
+        let h = Health::new(HealthConfig::default());
+        let mut f = Failure::from_status(Stage::Download, 429, "slow down");
+        f.retry_after = Some(Duration::from_secs(30));
+        assert_eq!(
+            h.judge("here", &f, t(0)),
+            Verdict::Release(Some(Pause {
+                provider: "here".into(),
+                until: t(30),
+                reason: "rate_limited from here".into()
+            }))
+        );
+        let f = Failure::from_status(Stage::Upload, 429, "slow down");
+        let Verdict::Release(Some(p)) = h.judge("here", &f, t(0)) else {
+            panic!()
+        };
+        assert_eq!((p.provider.as_str(), p.until), (IMAGEKIT, t(60)));
+        assert_eq!(h.paused("anything", t(1)), Some(t(60)));
+        // A permanent error is the image's.
+        let f = Failure::from_status(Stage::Download, 404, "gone");
+        assert_eq!(h.judge("here", &f, t(0)), Verdict::Charge);
+    }
+}
