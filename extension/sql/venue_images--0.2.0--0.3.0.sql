@@ -97,6 +97,8 @@ ALTER TABLE venue_images.venue_image_providers DROP CONSTRAINT venue_image_provi
 ALTER TABLE venue_images.venue_image_providers ADD CONSTRAINT venue_image_providers_per_second_check
     CHECK (per_second IS NULL OR (per_second > 0 AND per_second <> 'NaN'));
 
+ALTER TABLE venue_images.venue_image_providers ADD COLUMN last_success_at timestamptz;
+
 CREATE TABLE venue_images.venue_image_skips (
     venue_id bigint NOT NULL,
     element_index int NOT NULL,
@@ -191,8 +193,11 @@ BEGIN
                   DETAIL = 'It must be NOLOGIN, not a superuser, without CREATEDB/CREATEROLE/REPLICATION, and neither a member of any role nor have members.',
                   HINT = 'As a superuser, DROP ROLE venue_image_definer (or fix it), then try again.';
     END IF;
-    -- It must see every venue whatever row-level security the application adds.
-    ALTER ROLE venue_image_definer BYPASSRLS;
+    -- It must see every venue whatever row-level security the application adds. (Only
+    -- when needed: concurrent installs in other databases would update the same row.)
+    IF NOT (SELECT rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = 'venue_image_definer') THEN
+        ALTER ROLE venue_image_definer BYPASSRLS;
+    END IF;
 END
 $bootstrap$;
 
@@ -258,13 +263,11 @@ SELECT p.provider,
        p.per_second IS NULL AS default_rate,
        CASE WHEN p.paused_until > now() THEN p.paused_until END AS paused_until,
        CASE WHEN p.paused_until > now() THEN p.pause_reason END AS pause_reason,
-       (SELECT pg_catalog.count(*) FROM venue_images.venue_image_jobs j WHERE j.provider = p.provider) AS queued,
-       (SELECT pg_catalog.max(a.at) FROM venue_images.venue_image_attempts a
-         WHERE a.provider = p.provider AND a.outcome = 'uploaded') AS last_success_at,
+       p.last_success_at,
        p.updated_at
   FROM venue_images.venue_image_providers p;
 COMMENT ON VIEW venue_images.venue_image_provider_status IS
-    'Each provider''s shared rate, pause (until when and why), queued images and last recovery; provider * is the default and the global pause';
+    'Each provider''s shared rate, pause (until when and why) and last recorded upload; provider * is the default and the global pause';
 
 CREATE OR REPLACE FUNCTION venue_images.venue_image_extend_lease(job_id bigint, lease_token uuid, seconds int)
 RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -299,18 +302,20 @@ COMMENT ON FUNCTION venue_images.venue_image_release(bigint, uuid) IS
 CREATE OR REPLACE FUNCTION venue_images.venue_image_pause_provider(provider text, until timestamptz, reason text DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 DECLARE
     effective timestamptz;
 BEGIN
-    IF provider IS NULL OR btrim(provider) = '' OR length(provider) > 100 THEN
+    IF venue_image_pause_provider.provider IS NULL OR btrim(venue_image_pause_provider.provider) = ''
+       OR length(venue_image_pause_provider.provider) > 100 THEN
         RAISE EXCEPTION 'provider must be a name of 1-100 characters (* pauses every provider)' USING ERRCODE = '22023';
     END IF;
-    IF until IS NULL OR until = 'infinity' THEN
+    IF venue_image_pause_provider.until IS NULL OR venue_image_pause_provider.until = 'infinity' THEN
         RAISE EXCEPTION 'until must be a finite time' USING ERRCODE = '22023';
     END IF;
     INSERT INTO venue_images.venue_image_providers AS p (provider, paused_until, pause_reason, updated_at)
-    VALUES (venue_image_pause_provider.provider, until,
-            left(venue_images.venue_images_redact(reason), 500), now())
+    VALUES (venue_image_pause_provider.provider, venue_image_pause_provider.until,
+            left(venue_images.venue_images_redact(venue_image_pause_provider.reason), 500), now())
     ON CONFLICT (provider) DO UPDATE
        SET paused_until = greatest(p.paused_until, excluded.paused_until),
            pause_reason = CASE WHEN excluded.paused_until >= coalesce(p.paused_until, '-infinity')
@@ -340,16 +345,20 @@ COMMENT ON FUNCTION venue_images.venue_image_resume_provider(text) IS
 CREATE OR REPLACE FUNCTION venue_images.venue_image_set_provider_rate(provider text, per_second float8)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 BEGIN
-    IF provider IS NULL OR btrim(provider) = '' OR length(provider) > 100 THEN
+    IF venue_image_set_provider_rate.provider IS NULL OR btrim(venue_image_set_provider_rate.provider) = ''
+       OR length(venue_image_set_provider_rate.provider) > 100 THEN
         RAISE EXCEPTION 'provider must be a name of 1-100 characters (* sets the default)' USING ERRCODE = '22023';
     END IF;
-    IF per_second IS NOT NULL AND (per_second = 'NaN' OR per_second <= 0) THEN
-        RAISE EXCEPTION 'per_second must be a positive number (Infinity for no limit, NULL for the built-in default), got %', per_second
+    IF venue_image_set_provider_rate.per_second IS NOT NULL
+       AND (venue_image_set_provider_rate.per_second = 'NaN' OR venue_image_set_provider_rate.per_second <= 0) THEN
+        RAISE EXCEPTION 'per_second must be a positive number (Infinity for no limit, NULL for the built-in default), got %',
+              venue_image_set_provider_rate.per_second
             USING ERRCODE = '22023';
     END IF;
     INSERT INTO venue_images.venue_image_providers AS p (provider, per_second, updated_at)
-    VALUES (venue_image_set_provider_rate.provider, per_second, now())
+    VALUES (venue_image_set_provider_rate.provider, venue_image_set_provider_rate.per_second, now())
     ON CONFLICT (provider) DO UPDATE SET per_second = excluded.per_second, updated_at = now();
 END
 $$;
@@ -488,7 +497,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_venue_wrapper';
 
--- extension/src/queue/maintenance.rs:208
+-- extension/src/queue/maintenance.rs:221
 -- venue_images::queue::maintenance::venue_image_cleanup_scan
 CREATE OR REPLACE FUNCTION "venue_image_cleanup_scan"() RETURNS TABLE (
 	"transient_queued" bigint,  /* i64 */
@@ -505,7 +514,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:168
+-- extension/src/queue/enqueue.rs:176
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE OR REPLACE FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -528,7 +537,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:242
+-- extension/src/queue/inspect.rs:244
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -546,7 +555,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:345
+-- extension/src/queue/enqueue.rs:361
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -596,7 +605,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_partial_failure_candidates_wrapper';
 
--- extension/src/queue/maintenance.rs:343
+-- extension/src/queue/maintenance.rs:358
 -- venue_images::queue::maintenance::venue_image_purge_permanently_failed
 CREATE OR REPLACE FUNCTION "venue_image_purge_permanently_failed"(
 	"venue_id" bigint DEFAULT NULL /* Option < i64 > */
@@ -606,7 +615,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_purge_permanently_failed_wrapper';
 
--- extension/src/queue/writeback.rs:296
+-- extension/src/queue/writeback.rs:311
 -- venue_images::queue::writeback::venue_image_record_failure
 CREATE OR REPLACE FUNCTION "venue_image_record_failure"(
 	"job_id" bigint, /* Option < i64 > */
@@ -621,7 +630,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_failure_wrapper';
 
--- extension/src/queue/writeback.rs:346
+-- extension/src/queue/writeback.rs:363
 -- venue_images::queue::writeback::venue_image_record_results
 CREATE OR REPLACE FUNCTION "venue_image_record_results"(
 	"results" jsonb /* Jsonb < '_ > */
@@ -634,7 +643,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_results_wrapper';
 
--- extension/src/queue/writeback.rs:260
+-- extension/src/queue/writeback.rs:275
 -- venue_images::queue::writeback::venue_image_record_success
 CREATE OR REPLACE FUNCTION "venue_image_record_success"(
 	"job_id" bigint, /* Option < i64 > */
@@ -711,14 +720,14 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:333
+-- extension/src/queue/mod.rs:340
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_relation_wrapper';
 
--- extension/src/values.rs:145
+-- extension/src/values.rs:146
 -- requires:
 --   venue_images_summary_counts
 
@@ -750,7 +759,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
 
--- extension/src/queue/mod.rs:34
+-- extension/src/queue/mod.rs:38
 -- finalize
 -- Runs last. Who owns what, and who may call what.
 --

@@ -304,7 +304,7 @@ pub async fn queue(
         "pexels",
         "*",
     ] {
-        sqlx::query("SELECT venue_image_set_provider_rate($1, 'Infinity')")
+        sqlx::query("SELECT venue_images.venue_image_set_provider_rate($1, 'Infinity')")
             .bind(p)
             .execute(&pool)
             .await?;

@@ -159,16 +159,22 @@ pub async fn run(admin_url: &str, s: &Scenario) -> Result<Measured> {
     .await?;
     seed(&t, &p.base_url(), s.images).await?;
 
-    let rate = s
-        .rate
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "inf".into());
-    let mut rates: Vec<String> = PROVIDERS.iter().map(|p| format!("{p}={rate}")).collect();
-    rates.push(format!("*={rate}"));
-    let mut env = sidecar::env(&t.url, &ik.upload_url(), ik.private_key());
+    // The operator sets the shared rates (the sidecar's role may not).
+    let rate = s.rate.unwrap_or(f64::INFINITY);
+    for p in PROVIDERS.iter().chain(std::iter::once(&"*")) {
+        sqlx::query("SELECT venue_images.venue_image_set_provider_rate($1, $2)")
+            .bind(*p)
+            .bind(rate)
+            .execute(&t.pool)
+            .await?;
+    }
+    let mut env = sidecar::env(
+        &t.login_url("venue_image_uploader").await?,
+        &ik.upload_url(),
+        ik.private_key(),
+    );
     env.retain(|(k, _)| k != "VENUE_UPLOADER_LOG");
     env.push(("VENUE_UPLOADER_LOG".into(), "warn".into()));
-    env.push(("VENUE_UPLOADER_PROVIDER_RATES".into(), rates.join(",")));
     let metrics_addr = format!("127.0.0.1:{}", free_port()?);
     env.push(("VENUE_UPLOADER_METRICS_ADDR".into(), metrics_addr.clone()));
     let log = std::env::temp_dir().join(format!("vi-bench-uploader-{}.log", std::process::id()));

@@ -69,6 +69,40 @@ impl TestDb {
         Ok(())
     }
 
+    /// A login role of this test process that is a member of `role` (for example
+    /// `venue_image_uploader`), and the URL of this database as that login: what a real
+    /// sidecar or analyst connects with. Trust authentication needs no password.
+    pub async fn login_url(&self, role: &str) -> Result<String> {
+        let login = format!(
+            "vi_{}_{}",
+            role.trim_start_matches("venue_image_"),
+            std::process::id()
+        );
+        sqlx::query(&format!(
+            "DO $$ BEGIN
+               CREATE ROLE {login} LOGIN IN ROLE {role};
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$"
+        ))
+        .execute(&self.pool)
+        .await?;
+        let mut u = url::Url::parse(&self.url)?;
+        u.set_username(&login)
+            .map_err(|_| anyhow::anyhow!("cannot set the user of {}", self.url))?;
+        Ok(u.to_string())
+    }
+
+    /// Makes every provider unlimited (tests that are not about pacing).
+    pub async fn unlimited_rates(&self) -> Result<()> {
+        for p in ["*", "google_places", "foursquare", "here", "unsplash"] {
+            sqlx::query("SELECT venue_images.venue_image_set_provider_rate($1, 'Infinity')")
+                .bind(p)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Drops the database.
     pub async fn drop(self) -> Result<()> {
         self.pool.close().await;
@@ -122,10 +156,35 @@ pub async fn pool(url: &str, max: u32) -> Result<PgPool> {
         .await?)
 }
 
+/// Migrations of one test process run one at a time: they create cluster-wide roles.
+static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Creates the venues table (the application's schema), then applies `sql/*.sql`
 /// migrations in order.
 pub async fn migrate(conn: &mut PgConnection) -> Result<()> {
+    let _one_at_a_time = MIGRATING.lock().await;
     conn.execute(VENUES_SCHEMA).await?;
+    for (name, sql) in migrations()? {
+        conn.execute(sql.as_str())
+            .await
+            .with_context(|| format!("migration {name}"))?;
+    }
+    Ok(())
+}
+
+/// Applies the current migrations to a database whose venues table exists (after an
+/// older version of the extension): `ALTER EXTENSION ... UPDATE` is in migration 001.
+pub async fn migrate_from_upgrade(conn: &mut PgConnection) -> Result<()> {
+    let _one_at_a_time = MIGRATING.lock().await;
+    for (name, sql) in migrations()? {
+        conn.execute(sql.as_str())
+            .await
+            .with_context(|| format!("migration {name}"))?;
+    }
+    Ok(())
+}
+
+fn migrations() -> Result<Vec<(String, String)>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql");
     let mut files: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -133,13 +192,10 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "sql"))
         .collect();
     files.sort();
-    for f in files {
-        let sql = std::fs::read_to_string(&f)?;
-        conn.execute(sql.as_str())
-            .await
-            .with_context(|| format!("migration {}", f.display()))?;
-    }
-    Ok(())
+    files
+        .into_iter()
+        .map(|f| Ok((f.display().to_string(), std::fs::read_to_string(&f)?)))
+        .collect()
 }
 
 /// Replaces the venues table's rows with a generated dataset (COPY, in chunks).

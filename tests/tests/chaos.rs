@@ -7,13 +7,12 @@
 //! Needs `DATABASE_URL` and a built `venue-image-uploader`.
 
 use anyhow::{ensure, Result};
-use rand::seq::IndexedRandom;
-use rand::RngExt;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use venue_images_tests::dataset::Rng;
 use venue_images_tests::dataset::{fake_url, FakeRoute};
 use venue_images_tests::db::TestDb;
 use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ImageKitConfig, ProviderConfig};
@@ -48,7 +47,14 @@ struct AppWrites {
     errors: u64,
 }
 
-async fn app_writer(url: String, ids: Vec<i64>, stop: Arc<AtomicBool>, out: Arc<Mutex<AppWrites>>) {
+async fn app_writer(
+    url: String,
+    ids: Vec<i64>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<AppWrites>>,
+) {
+    let mut rng = Rng::new(seed);
     let mut seq = 0u64;
     let mut pool = venue_images_tests::db::pool(&url, 2).await.ok();
     while !stop.load(Ordering::SeqCst) {
@@ -58,7 +64,7 @@ async fn app_writer(url: String, ids: Vec<i64>, stop: Arc<AtomicBool>, out: Arc<
             continue;
         };
         seq += 1;
-        let id = *ids.choose(&mut rand::rng()).unwrap();
+        let id = ids[rng.below(ids.len() as u64) as usize];
         let tag = format!("app-{seq}");
         let r = sqlx::query(
             "UPDATE venues SET venue_images = jsonb_set(venue_images, '{0,attribution}', to_jsonb($2::bigint))
@@ -92,9 +98,21 @@ async fn app_writer(url: String, ids: Vec<i64>, stop: Arc<AtomicBool>, out: Arc<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
+    // Seeded: every random choice (kill times, victims, the application's writes) replays
+    // with CHAOS_SEED=<seed>; only the operating system's timing differs between runs.
+    let seed: u64 = match std::env::var("CHAOS_SEED") {
+        Ok(s) => s.parse()?,
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64,
+    };
+    eprintln!("chaos seed: {seed} (replay with CHAOS_SEED={seed})");
+    let mut rng = Rng::new(seed);
     let db = TestDb::new("chaos").await?;
     db.set_default("venue_images.retry_base_seconds", "1")
         .await?;
+    db.unlimited_rates().await?;
+    let uploader_url = db.login_url("venue_image_uploader").await?;
     let ik = FakeImageKit::start(ImageKitConfig {
         private_key: IK_KEY.into(),
         latency: Duration::from_millis(40),
@@ -128,11 +146,7 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
 
     let dir = std::env::temp_dir().join(format!("vi-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut env = sidecar::env(&db.url, &ik.upload_url(), IK_KEY);
-    env.push((
-        "VENUE_UPLOADER_PROVIDER_RATES".into(),
-        "*=inf,google_places=inf,foursquare=inf,here=inf".into(),
-    ));
+    let env = sidecar::env(&uploader_url, &ik.upload_url(), IK_KEY);
     let args: Vec<String> = [
         "run",
         "--concurrency",
@@ -159,6 +173,7 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     let writer = tokio::spawn(app_writer(
         db.url.clone(),
         ids.clone(),
+        seed ^ 0x5eed,
         stop.clone(),
         writes.clone(),
     ));
@@ -169,8 +184,8 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
         .filter(|c| !c.trim().is_empty());
     let mut restarted = false;
     for k in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(250..550))).await;
-        let victim = rand::rng().random_range(0..UPLOADERS);
+        tokio::time::sleep(Duration::from_millis(250 + rng.below(300))).await;
+        let victim = rng.below(UPLOADERS as u64) as usize;
         ups[victim].kill()?;
         ups[victim] = spawn(&dir)?;
         if k == KILLS / 2 {

@@ -21,6 +21,10 @@ const IK_KEY: &str = "private_e2e_SECRET_ik_key";
 
 struct World {
     db: TestDb,
+    /// The database as a login with venue_image_uploader (what the sidecar uses).
+    uploader_url: String,
+    /// ... with venue_image_admin (operators' commands).
+    admin_url: String,
     ik: FakeImageKit,
     provider: FakeProvider,
     dir: tempdir::Dir,
@@ -61,7 +65,21 @@ impl World {
         })
         .await?;
         let provider = FakeProvider::start(provider_cfg).await?;
+        db.unlimited_rates().await?;
+        // Steady state: every provider and ImageKit uploaded something a moment ago, so a
+        // 5xx or a network failure is the image's own (the outage rule has its own test).
+        sqlx::query(
+            "INSERT INTO venue_images.venue_image_providers (provider, last_success_at)
+             SELECT p, now() FROM unnest(ARRAY['*', 'google_places', 'foursquare', 'here', 'unsplash']) p
+             ON CONFLICT (provider) DO UPDATE SET last_success_at = now()",
+        )
+        .execute(&db.pool)
+        .await?;
+        let uploader_url = db.login_url("venue_image_uploader").await?;
+        let admin_url = db.login_url("venue_image_admin").await?;
         Ok(World {
+            uploader_url,
+            admin_url,
             db,
             ik,
             provider,
@@ -69,13 +87,13 @@ impl World {
         })
     }
 
+    /// The sidecar's environment: it connects as a venue_image_uploader login.
     fn env(&self) -> Vec<(String, String)> {
-        let mut e = sidecar::env(&self.db.url, &self.ik.upload_url(), IK_KEY);
-        e.push((
-            "VENUE_UPLOADER_PROVIDER_RATES".into(),
-            "*=inf,google_places=inf,foursquare=inf,here=inf".into(),
-        ));
-        e
+        self.env_as(&self.uploader_url)
+    }
+
+    fn env_as(&self, database_url: &str) -> Vec<(String, String)> {
+        sidecar::env(database_url, &self.ik.upload_url(), IK_KEY)
     }
 
     fn spawn(&self, name: &str, args: &[&str]) -> Result<Sidecar> {
@@ -161,7 +179,8 @@ fn bystanders(n: usize) -> Vec<Value> {
 fn expected(route: FakeRoute) -> (&'static str, i64, Option<&'static str>) {
     match route {
         FakeRoute::Image | FakeRoute::GoogleRedirect => ("uploaded", 1, None),
-        FakeRoute::FlakyRateLimit => ("uploaded", 2, None),
+        // The 429 pauses the provider and is not an attempt.
+        FakeRoute::FlakyRateLimit => ("uploaded", 1, None),
         FakeRoute::FlakyUnavailable => ("uploaded", 3, None),
         FakeRoute::AlwaysUnavailable => ("permanently_failed", 3, Some("service_unavailable")),
         FakeRoute::NotFound => ("permanently_failed", 1, Some("not_found")),
@@ -580,10 +599,15 @@ async fn a_wrong_imagekit_key_stops_the_uploader_without_burning_attempts() -> R
     w.finish().await
 }
 
-/// Runs a one-off command of the uploader binary to completion.
+/// Runs a one-off command of the uploader binary to completion, as the uploader login.
 async fn command(w: &World, args: &[&str]) -> Result<(Option<i32>, String)> {
+    command_as(w, &w.uploader_url, args).await
+}
+
+/// Runs a one-off command connected with `url`.
+async fn command_as(w: &World, url: &str, args: &[&str]) -> Result<(Option<i32>, String)> {
     let bin = sidecar::uploader_bin()?;
-    let env = w.env();
+    let env = w.env_as(url);
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(bin)
@@ -611,16 +635,35 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
     let w = World::new("cli", ProviderConfig::default()).await?;
     let base = w.provider.base_url();
 
-    // migrate is idempotent; check passes on a good setup.
-    let (code, out) = command(&w, &["migrate"]).await?;
+    // migrate (as the superuser) is idempotent; check passes on a good setup.
+    let (code, out) = command_as(&w, &w.db.url, &["migrate"]).await?;
     assert_eq!(code, Some(0), "{out}");
     for f in [
         "001_enable_venue_images.sql",
-        "002_uploader_role.sql",
-        "003_enqueue_trigger.sql",
+        "002_roles.sql",
+        "003_venues_table.sql",
     ] {
         assert!(out.contains(&format!("applied {f}")), "{out}");
     }
+    // ... and refused, with the reason, as the uploader.
+    let (code, out) = command(&w, &["migrate"]).await?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("superuser"), "{out}");
+    // Operators' commands need venue_image_admin: the uploader is told which role.
+    let (code, out) = command(&w, &["rates", "here=7"]).await?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("GRANT venue_image_admin"), "{out}");
+    let (code, out) =
+        command_as(&w, &w.admin_url, &["rates", "here=7", "foursquare=default"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("here: 7/s") && out.contains("foursquare: built-in default"),
+        "{out}"
+    );
+    let (code, out) = command_as(&w, &w.admin_url, &["resume", "--provider", "here"]).await?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("here: was not paused"), "{out}");
+    w.db.unlimited_rates().await?;
     let (code, out) = command(&w, &["check"]).await?;
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -735,7 +778,7 @@ async fn a_sidecar_started_before_its_database_waits_for_it() -> Result<()> {
         .await?;
 
     // The uploader reaches the database through a port where nothing listens yet.
-    let real = url::Url::parse(&w.db.url)?;
+    let real = url::Url::parse(&w.uploader_url)?;
     let real_addr = format!(
         "{}:{}",
         real.host_str().unwrap_or("127.0.0.1"),

@@ -39,7 +39,7 @@ async fn queued(t: &TestDb, venues: usize, per_venue: usize, provider: &str) -> 
 
 async fn unlimited(pool: &PgPool) -> Result<()> {
     for p in ["google_places", "foursquare", "here", "*"] {
-        sqlx::query("SELECT venue_image_set_provider_rate($1, 'Infinity')")
+        sqlx::query("SELECT venue_images.venue_image_set_provider_rate($1, 'Infinity')")
             .bind(p)
             .execute(pool)
             .await?;
@@ -189,7 +189,7 @@ async fn stale_tokens_are_refused_after_expiry_and_reclaim() -> Result<()> {
             .bind(&first.token)
             .fetch_one(&mut a)
             .await?;
-    assert_eq!(extended, None);
+    assert_eq!(extended, Some(false), "a stale heartbeat is refused");
     let e = element(&t.pool, first.venue_id, &first.provider_url).await?;
     assert_eq!(
         e["upload_status"], "failed",
@@ -446,7 +446,7 @@ async fn pacing_and_pauses_hold_across_workers() -> Result<()> {
     }
     // A paused provider is skipped by everyone, and '*' pauses all.
     let mut c = PgConnection::connect(&t.url).await?;
-    sqlx::query("SELECT venue_image_set_provider_rate('google_places', 'Infinity')")
+    sqlx::query("SELECT venue_images.venue_image_set_provider_rate('google_places', 'Infinity')")
         .execute(&mut c)
         .await?;
     sqlx::query("SELECT venue_image_pause_provider('google_places', now() + interval '1 hour', '429 storm')")
@@ -515,9 +515,12 @@ async fn the_uploader_role_can_run_a_cycle_but_not_update_venues() -> Result<()>
         "UPDATE venues SET name = 'x'",
         "SELECT * FROM venues",
         "DELETE FROM venue_image_jobs",
-        "SELECT * FROM venue_image_attempts",
+        "UPDATE venue_images.venue_image_providers SET per_second = 1000",
         "SELECT venue_image_force_retry(1)",
         "SELECT venue_image_purge_permanently_failed(1)",
+        "SELECT venue_images.venue_image_set_provider_rate('here', 1000)",
+        "SELECT venue_images.venue_image_prune_attempts('1 second')",
+        "SET venue_images.max_retries = 1000",
     ] {
         let err = c.execute(denied).await.expect_err(denied);
         let code = err
@@ -556,13 +559,28 @@ async fn scan_finalises_and_queues_per_the_decision_matrix() -> Result<()> {
     let row = sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
         .fetch_one(&mut c)
         .await?;
-    let counts: (i64, i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let counts: (i64, i64, i64, i64, i64, i64) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get("skipped_elements"),
+    );
     assert_eq!(
         counts,
-        (1, 2, 2, 2, 1),
-        "(queued, permanent, ambiguous, finalized, errors)"
+        (1, 2, 2, 2, 0, 1),
+        "(queued, permanent, ambiguous, finalized, errors, skipped elements)"
     );
+    // The unreadable element is recorded where an operator can find it.
+    let skip: (i64, i32, String) = sqlx::query_as(
+        "SELECT s.venue_id, s.element_index, s.reason FROM venue_images.venue_image_skips s
+           JOIN venues v ON v.id = s.venue_id WHERE v.name = 'malformed'",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert_eq!(skip.1, 0);
+    assert!(skip.2.contains("retry_count"), "{skip:?}");
     let queued: Vec<String> =
         sqlx::query_scalar("SELECT provider_url FROM venue_image_jobs ORDER BY 1")
             .fetch_all(&mut c)
@@ -683,7 +701,18 @@ async fn bad_arguments_get_sqlstates() -> Result<()> {
             "22023",
         ),
         ("SELECT venue_image_force_retry(NULL)", "22004"),
-        ("SELECT venue_image_set_provider_rate('x', -1)", "23514"),
+        (
+            "SELECT venue_images.venue_image_set_provider_rate('x', -1)",
+            "22023",
+        ),
+        (
+            "SELECT venue_images.venue_image_set_provider_rate('x', 'NaN')",
+            "22023",
+        ),
+        (
+            "SELECT venue_image_record_success(1, gen_random_uuid(), 'javascript:alert(1)', '/p')",
+            "22023",
+        ),
     ] {
         let err = c.execute(sql).await.expect_err(sql);
         let got = err
@@ -694,7 +723,7 @@ async fn bad_arguments_get_sqlstates() -> Result<()> {
     }
     // Unknown jobs and tokens are simply refused.
     let ok: bool = sqlx::query_scalar(
-        "SELECT venue_image_record_success(424242, gen_random_uuid(), 'u', 'p')",
+        "SELECT venue_image_record_success(424242, gen_random_uuid(), 'https://ik.imagekit.io/x/u.jpg', '/p/u.jpg')",
     )
     .fetch_one(&mut c)
     .await?;

@@ -472,15 +472,17 @@ impl QueueApi for Queue {
                 .fetch_all(&self.pool)
                 .await?
             }
-            Some(v) => sqlx::query(&format!(
+            Some(v) => {
+                sqlx::query(&format!(
                 "SELECT {CLAIM_COLUMNS} FROM venue_images.venue_image_claim_venue($1, $2, $3, $4)"
             ))
-            .bind(worker)
-            .bind(v)
-            .bind(n)
-            .bind(lease)
-            .fetch_all(&self.pool)
-            .await?,
+                .bind(worker)
+                .bind(v)
+                .bind(n)
+                .bind(lease)
+                .fetch_all(&self.pool)
+                .await?
+            }
         };
         rows.iter()
             .map(|r| {

@@ -53,8 +53,11 @@ BEGIN
                   DETAIL = 'It must be NOLOGIN, not a superuser, without CREATEDB/CREATEROLE/REPLICATION, and neither a member of any role nor have members.',
                   HINT = 'As a superuser, DROP ROLE venue_image_definer (or fix it), then try again.';
     END IF;
-    -- It must see every venue whatever row-level security the application adds.
-    ALTER ROLE venue_image_definer BYPASSRLS;
+    -- It must see every venue whatever row-level security the application adds. (Only
+    -- when needed: concurrent installs in other databases would update the same row.)
+    IF NOT (SELECT rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = 'venue_image_definer') THEN
+        ALTER ROLE venue_image_definer BYPASSRLS;
+    END IF;
 END
 $bootstrap$;
 

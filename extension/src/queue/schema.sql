@@ -67,7 +67,8 @@ CREATE TABLE venue_images.venue_image_providers (
     next_slot_at timestamptz NOT NULL DEFAULT '-infinity',
     paused_until timestamptz,
     pause_reason text,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    last_success_at timestamptz          -- the last upload recorded for this provider
 );
 COMMENT ON TABLE venue_images.venue_image_providers IS
     'venue_images per-provider pacing shared by all uploaders; provider * is the default rate and the global pause';
@@ -154,13 +155,11 @@ SELECT p.provider,
        p.per_second IS NULL AS default_rate,
        CASE WHEN p.paused_until > now() THEN p.paused_until END AS paused_until,
        CASE WHEN p.paused_until > now() THEN p.pause_reason END AS pause_reason,
-       (SELECT pg_catalog.count(*) FROM venue_images.venue_image_jobs j WHERE j.provider = p.provider) AS queued,
-       (SELECT pg_catalog.max(a.at) FROM venue_images.venue_image_attempts a
-         WHERE a.provider = p.provider AND a.outcome = 'uploaded') AS last_success_at,
+       p.last_success_at,
        p.updated_at
   FROM venue_images.venue_image_providers p;
 COMMENT ON VIEW venue_images.venue_image_provider_status IS
-    'Each provider''s shared rate, pause (until when and why), queued images and last recovery; provider * is the default and the global pause';
+    'Each provider''s shared rate, pause (until when and why) and last recorded upload; provider * is the default and the global pause';
 
 CREATE OR REPLACE FUNCTION venue_images.venue_image_extend_lease(job_id bigint, lease_token uuid, seconds int)
 RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -195,18 +194,20 @@ COMMENT ON FUNCTION venue_images.venue_image_release(bigint, uuid) IS
 CREATE OR REPLACE FUNCTION venue_images.venue_image_pause_provider(provider text, until timestamptz, reason text DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 DECLARE
     effective timestamptz;
 BEGIN
-    IF provider IS NULL OR btrim(provider) = '' OR length(provider) > 100 THEN
+    IF venue_image_pause_provider.provider IS NULL OR btrim(venue_image_pause_provider.provider) = ''
+       OR length(venue_image_pause_provider.provider) > 100 THEN
         RAISE EXCEPTION 'provider must be a name of 1-100 characters (* pauses every provider)' USING ERRCODE = '22023';
     END IF;
-    IF until IS NULL OR until = 'infinity' THEN
+    IF venue_image_pause_provider.until IS NULL OR venue_image_pause_provider.until = 'infinity' THEN
         RAISE EXCEPTION 'until must be a finite time' USING ERRCODE = '22023';
     END IF;
     INSERT INTO venue_images.venue_image_providers AS p (provider, paused_until, pause_reason, updated_at)
-    VALUES (venue_image_pause_provider.provider, until,
-            left(venue_images.venue_images_redact(reason), 500), now())
+    VALUES (venue_image_pause_provider.provider, venue_image_pause_provider.until,
+            left(venue_images.venue_images_redact(venue_image_pause_provider.reason), 500), now())
     ON CONFLICT (provider) DO UPDATE
        SET paused_until = greatest(p.paused_until, excluded.paused_until),
            pause_reason = CASE WHEN excluded.paused_until >= coalesce(p.paused_until, '-infinity')
@@ -236,16 +237,20 @@ COMMENT ON FUNCTION venue_images.venue_image_resume_provider(text) IS
 CREATE OR REPLACE FUNCTION venue_images.venue_image_set_provider_rate(provider text, per_second float8)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 BEGIN
-    IF provider IS NULL OR btrim(provider) = '' OR length(provider) > 100 THEN
+    IF venue_image_set_provider_rate.provider IS NULL OR btrim(venue_image_set_provider_rate.provider) = ''
+       OR length(venue_image_set_provider_rate.provider) > 100 THEN
         RAISE EXCEPTION 'provider must be a name of 1-100 characters (* sets the default)' USING ERRCODE = '22023';
     END IF;
-    IF per_second IS NOT NULL AND (per_second = 'NaN' OR per_second <= 0) THEN
-        RAISE EXCEPTION 'per_second must be a positive number (Infinity for no limit, NULL for the built-in default), got %', per_second
+    IF venue_image_set_provider_rate.per_second IS NOT NULL
+       AND (venue_image_set_provider_rate.per_second = 'NaN' OR venue_image_set_provider_rate.per_second <= 0) THEN
+        RAISE EXCEPTION 'per_second must be a positive number (Infinity for no limit, NULL for the built-in default), got %',
+              venue_image_set_provider_rate.per_second
             USING ERRCODE = '22023';
     END IF;
     INSERT INTO venue_images.venue_image_providers AS p (provider, per_second, updated_at)
-    VALUES (venue_image_set_provider_rate.provider, per_second, now())
+    VALUES (venue_image_set_provider_rate.provider, venue_image_set_provider_rate.per_second, now())
     ON CONFLICT (provider) DO UPDATE SET per_second = excluded.per_second, updated_at = now();
 END
 $$;

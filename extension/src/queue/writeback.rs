@@ -186,6 +186,20 @@ pub(crate) fn record(items: &[Incoming<'_>]) -> Result<Vec<(i64, WriteBackStatus
             }
         }
         flush(c, &delete, &retry)?;
+        let recovered: Vec<String> = log
+            .iter()
+            .filter(|a| a.outcome == Some(AttemptOutcome::Uploaded))
+            .filter_map(|a| a.provider.clone())
+            .collect();
+        if !recovered.is_empty() {
+            // What uploaders ask to tell an outage from one image's dead host.
+            plans::run(
+                c,
+                "UPDATE venue_images.venue_image_providers SET last_success_at = now()
+                  WHERE provider = ANY($1) AND last_success_at IS DISTINCT FROM now()",
+                &[recovered.into()],
+            )?;
+        }
         log_attempts(c, &log)?;
         Ok(items.iter().map(|r| r.job_id).zip(results).collect())
     })

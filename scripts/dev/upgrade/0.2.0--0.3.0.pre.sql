@@ -93,6 +93,8 @@ ALTER TABLE venue_images.venue_image_providers DROP CONSTRAINT venue_image_provi
 ALTER TABLE venue_images.venue_image_providers ADD CONSTRAINT venue_image_providers_per_second_check
     CHECK (per_second IS NULL OR (per_second > 0 AND per_second <> 'NaN'));
 
+ALTER TABLE venue_images.venue_image_providers ADD COLUMN last_success_at timestamptz;
+
 CREATE TABLE venue_images.venue_image_skips (
     venue_id bigint NOT NULL,
     element_index int NOT NULL,

@@ -2,17 +2,19 @@
 //!
 //! The rules (README, "Whose fault is a failure"):
 //!
-//! - A 429, or any answer with a wait hint (`Retry-After`, `X-RateLimit-Reset`), pauses
-//!   the provider (ImageKit: `*`, everything) for every uploader, and the image goes
-//!   back unattempted: a pause is not an attempt.
-//! - A transport failure that says nothing about the image (DNS failure, refused or
-//!   reset connection, connect or request timeout) is charged to the image only while its
-//!   provider is known to be reachable: some upload of it was recorded within
-//!   `outage_window` (by any uploader). Otherwise the provider (or ImageKit) is treated
-//!   as unreachable: it is paused for a probe delay (`probe_base`, doubling up to
-//!   `probe_max`) and the image goes back unattempted; the next claims after the pause
-//!   are the probes. A provider unreachable for longer than `charge_after` is judged
-//!   image by image again (a host dead for that long is the image's problem).
+//! - A 429 is the provider throttling us, never the image's fault: the provider
+//!   (ImageKit: `*`, everything) is paused for every uploader for its wait hint (or
+//!   `default_pause`), and the image goes back unattempted: a pause is not an attempt.
+//! - A failure that says nothing about the image itself, a transport failure (DNS
+//!   failure, refused or reset connection, connect or request timeout) or a 5xx answer,
+//!   is charged to the image only while its provider is known to be up: some upload of
+//!   it was recorded within `outage_window` (by any uploader). Otherwise the provider (or
+//!   ImageKit) is treated as down: it is paused for a probe delay (`probe_base`, doubling
+//!   up to `probe_max`) and the image goes back unattempted; the next claims after the
+//!   pause are the probes. A provider down for longer than `charge_after` is judged image
+//!   by image again (a host dead for that long is the image's problem).
+//! - Any other wait hint (`Retry-After` on a 503, say) also pauses the provider, while
+//!   the failure itself is charged.
 //! - ImageKit refusing the credentials or the account stops the uploader.
 //! - Everything else is the image's own failure, charged as an attempt.
 //!
@@ -79,8 +81,9 @@ pub struct Pause {
 /// Whose fault a failure is, and what to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// The image's own failure: record it as an attempt.
-    Charge,
+    /// The image's own failure: record it as an attempt (and publish the pause the
+    /// provider asked for, if any).
+    Charge(Option<Pause>),
     /// Not the image's fault: give it back unattempted (publishing the pause, if any).
     Release(Option<Pause>),
     /// ImageKit refused the service: stop this uploader.
@@ -160,32 +163,38 @@ impl Health {
         };
         let mut m = self.map();
         let h = m.entry(key.to_string()).or_default();
-        if f.error_type == ErrorType::RateLimited || f.retry_after.is_some() {
-            let wait = f.retry_after.unwrap_or(self.cfg.default_pause);
-            let until = plus(now, wait);
-            h.paused_until = h.paused_until.max(Some(until));
-            return Verdict::Release(Some(Pause {
+        let asked = f.retry_after.map(|wait| Pause {
+            provider: key.to_string(),
+            until: plus(now, wait),
+            reason: format!("{} from {who}", f.error_type),
+        });
+        if f.error_type == ErrorType::RateLimited {
+            let p = asked.unwrap_or_else(|| Pause {
                 provider: key.to_string(),
-                until,
+                until: plus(now, self.cfg.default_pause),
                 reason: format!("{} from {who}", f.error_type),
-            }));
+            });
+            h.paused_until = h.paused_until.max(Some(p.until));
+            return Verdict::Release(Some(p));
         }
-        let Some(kind) = f.network.filter(|k| {
+        let network = f.network.filter(|k| {
             matches!(
                 k,
                 NetworkKind::Dns | NetworkKind::Connect | NetworkKind::Timeout
             )
-        }) else {
-            return Verdict::Charge;
-        };
-        let reachable = h.last_ok.is_some_and(|t| {
+        });
+        let server = f.status_code.is_some_and(|s| (500..600).contains(&s));
+        let up = h.last_ok.is_some_and(|t| {
             now.signed_duration_since(t).to_std().unwrap_or_default() <= self.cfg.outage_window
         });
         let long_down = h.down_since.is_some_and(|d| {
             now.signed_duration_since(d).to_std().unwrap_or_default() >= self.cfg.charge_after
         });
-        if reachable || long_down {
-            return Verdict::Charge;
+        if !(network.is_some() || server) || up || long_down {
+            if let Some(p) = &asked {
+                h.paused_until = h.paused_until.max(Some(p.until));
+            }
+            return Verdict::Charge(asked);
         }
         h.down_since.get_or_insert(now);
         h.probes = h.probes.saturating_add(1);
@@ -194,14 +203,19 @@ impl Health {
             .probe_base
             .saturating_mul(1u32 << (h.probes - 1).min(16))
             .min(self.cfg.probe_max);
-        let until = plus(now, delay);
+        let until = plus(now, delay).max(asked.map(|p| p.until).unwrap_or(now));
         h.paused_until = h.paused_until.max(Some(until));
+        let what = match (network, f.status_code) {
+            (Some(k), _) => format!("unreachable ({k})"),
+            (None, Some(s)) => format!("answering HTTP {s}"),
+            (None, None) => "failing".to_string(),
+        };
         Verdict::Release(Some(Pause {
             provider: key.to_string(),
             until,
             reason: format!(
-                "{who} unreachable ({kind}): images are not charged; probing again in {}s",
-                delay.as_secs()
+                "{who} {what} with no recent success: images are not charged; probing again in {}s",
+                (until - now).num_seconds()
             ),
         }))
     }
@@ -238,13 +252,13 @@ mod tests {
         h.success("here", t(20));
         assert_eq!(
             h.judge("here", &net(NetworkKind::Timeout), t(30)),
-            Verdict::Charge
+            Verdict::Charge(None)
         );
         // A truncated body is always the image's.
         let h2 = Health::new(HealthConfig::default());
         assert_eq!(
             h2.judge("here", &net(NetworkKind::Other), t(0)),
-            Verdict::Charge
+            Verdict::Charge(None)
         );
         // Unreachable for longer than charge_after: charged again.
         let h3 = Health::new(HealthConfig {
@@ -257,7 +271,7 @@ mod tests {
         ));
         assert_eq!(
             h3.judge("x", &net(NetworkKind::Dns), t(150)),
-            Verdict::Charge
+            Verdict::Charge(None)
         );
     }
 
@@ -272,8 +286,25 @@ mod tests {
         }]);
         assert_eq!(
             h.judge("here", &net(NetworkKind::Dns), t(0)),
-            Verdict::Charge
+            Verdict::Charge(None)
         );
+    }
+
+    #[test]
+    fn server_errors_are_an_outage_only_without_a_recent_success() {
+        let h = Health::new(HealthConfig::default());
+        let mut f = Failure::from_status(Stage::Download, 503, "HTTP 503");
+        f.retry_after = Some(Duration::from_secs(1));
+        let Verdict::Release(Some(p)) = h.judge("here", &f, t(0)) else {
+            panic!("a provider answering 503 with no success is down")
+        };
+        assert!(p.reason.contains("answering HTTP 503"), "{}", p.reason);
+        h.success("here", t(10));
+        // Up: the 503 is this image's; the Retry-After still pauses the provider.
+        let Verdict::Charge(Some(p)) = h.judge("here", &f, t(11)) else {
+            panic!("expected a charge with a pause")
+        };
+        assert_eq!(p.until, t(12));
     }
 
     #[test]
@@ -297,6 +328,6 @@ mod tests {
         assert_eq!(h.paused("anything", t(1)), Some(t(60)));
         // A permanent error is the image's.
         let f = Failure::from_status(Stage::Download, 404, "gone");
-        assert_eq!(h.judge("here", &f, t(0)), Verdict::Charge);
+        assert_eq!(h.judge("here", &f, t(0)), Verdict::Charge(None));
     }
 }

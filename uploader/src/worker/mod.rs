@@ -610,8 +610,16 @@ async fn judged<Q: QueueApi, T: Transfer>(ctx: &Ctx<Q, T>, claim: &Claim, f: Fai
           attempt = claim.attempt, error_type = %f.error_type, status = f.status_code,
           stage = f.stage.as_str(), network = f.network.map(|k| k.as_str()),
           request_id = f.request_id.as_deref(), message = %f.message, "attempt failed");
-    match ctx.health.judge(&claim.provider, &f, ctx.clock.now()) {
-        Verdict::Charge => Done::Outcome(OutcomeRecord::failed(
+    let verdict = ctx.health.judge(&claim.provider, &f, ctx.clock.now());
+    if let Verdict::Charge(Some(p)) | Verdict::Release(Some(p)) = &verdict {
+        match ctx.queue.pause(&p.provider, p.until, &p.reason).await {
+            Ok(()) => info!(provider = %p.provider, until = %p.until, reason = %p.reason,
+                            "paused for every uploader"),
+            Err(e) => warn!(provider = %p.provider, error = %e, "could not publish the pause"),
+        }
+    }
+    match verdict {
+        Verdict::Charge(_) => Done::Outcome(OutcomeRecord::failed(
             claim.job_id,
             claim.lease_token.clone(),
             f.error_type.as_str(),
@@ -619,21 +627,17 @@ async fn judged<Q: QueueApi, T: Transfer>(ctx: &Ctx<Q, T>, claim: &Claim, f: Fai
             clean_message(&format!("{}: {}", f.stage.as_str(), f.message)),
             f.retry_after.map(|d| d.as_secs_f64().ceil()),
         )),
-        Verdict::Release(pause) => {
-            let reason = if f.network.is_some() {
-                ReleaseReason::Outage
-            } else {
+        Verdict::Release(_) => {
+            let reason = if f.error_type == crate::failure::ErrorType::RateLimited {
                 ReleaseReason::RateLimited
+            } else {
+                ReleaseReason::Outage
             };
-            if let Some(p) = pause {
-                match ctx.queue.pause(&p.provider, p.until, &p.reason).await {
-                    Ok(()) => info!(provider = %p.provider, until = %p.until, reason = %p.reason,
-                                    "paused for every uploader; the image is not charged"),
-                    Err(e) => {
-                        warn!(provider = %p.provider, error = %e, "could not publish the pause")
-                    }
-                }
-            }
+            debug!(
+                job_id = claim.job_id,
+                reason = reason.as_str(),
+                "given back unattempted"
+            );
             Done::release(claim, reason)
         }
         Verdict::Stop(msg) => {
