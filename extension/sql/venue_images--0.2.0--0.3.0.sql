@@ -178,7 +178,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'venue_image_definer') THEN
         BEGIN
             CREATE ROLE venue_image_definer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
-                NOREPLICATION NOINHERIT BYPASSRLS;
+                NOREPLICATION NOINHERIT NOBYPASSRLS;
         EXCEPTION WHEN duplicate_object OR unique_violation THEN
             NULL;  -- created meanwhile by an install in another database; checked below
         END;
@@ -186,17 +186,13 @@ BEGIN
     SELECT r.rolname INTO bad_role FROM pg_catalog.pg_roles r
      WHERE r.rolname = 'venue_image_definer'
        AND (r.rolsuper OR r.rolcanlogin OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+            OR r.rolbypassrls
             OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid OR m.member = r.oid));
     IF bad_role IS NOT NULL THEN
         RAISE EXCEPTION 'role venue_image_definer exists with powers it must not have'
             USING ERRCODE = '42501',
-                  DETAIL = 'It must be NOLOGIN, not a superuser, without CREATEDB/CREATEROLE/REPLICATION, and neither a member of any role nor have members.',
+                  DETAIL = 'It must be NOLOGIN, not a superuser, without CREATEDB/CREATEROLE/REPLICATION/BYPASSRLS, and neither a member of any role nor have members.',
                   HINT = 'As a superuser, DROP ROLE venue_image_definer (or fix it), then try again.';
-    END IF;
-    -- It must see every venue whatever row-level security the application adds. (Only
-    -- when needed: concurrent installs in other databases would update the same row.)
-    IF NOT (SELECT rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = 'venue_image_definer') THEN
-        ALTER ROLE venue_image_definer BYPASSRLS;
     END IF;
 END
 $bootstrap$;
@@ -452,7 +448,7 @@ $$;
 COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) IS
     'The retry report''s figures per time bucket (for charts): attempts, recovered, failed again, permanent failures, success rate, API calls saved';
 
--- extension/src/queue/claim.rs:274
+-- extension/src/queue/claim.rs:278
 -- venue_images::queue::claim::venue_image_claim
 CREATE OR REPLACE FUNCTION "venue_image_claim"(
 	"worker" TEXT, /* & str */
@@ -474,7 +470,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_wrapper';
 
--- extension/src/queue/claim.rs:304
+-- extension/src/queue/claim.rs:308
 -- venue_images::queue::claim::venue_image_claim_venue
 CREATE OR REPLACE FUNCTION "venue_image_claim_venue"(
 	"worker" TEXT, /* & str */
@@ -497,7 +493,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_venue_wrapper';
 
--- extension/src/queue/maintenance.rs:221
+-- extension/src/queue/maintenance.rs:228
 -- venue_images::queue::maintenance::venue_image_cleanup_scan
 CREATE OR REPLACE FUNCTION "venue_image_cleanup_scan"() RETURNS TABLE (
 	"transient_queued" bigint,  /* i64 */
@@ -514,7 +510,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:176
+-- extension/src/queue/enqueue.rs:177
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE OR REPLACE FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -524,7 +520,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_enqueue_venue_wrapper';
 
--- extension/src/analytics.rs:94
+-- extension/src/analytics.rs:95
 -- venue_images::analytics::venue_image_failure_breakdown
 CREATE OR REPLACE FUNCTION "venue_image_failure_breakdown"() RETURNS TABLE (
 	"provider" TEXT,  /* Option < String > */
@@ -537,7 +533,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:244
+-- extension/src/queue/inspect.rs:248
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -555,7 +551,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:361
+-- extension/src/queue/enqueue.rs:365
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -566,7 +562,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
 
--- extension/src/analytics.rs:233
+-- extension/src/analytics.rs:234
 -- venue_images::analytics::venue_image_high_priority_venues
 CREATE OR REPLACE FUNCTION "venue_image_high_priority_venues"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -585,7 +581,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_high_priority_venues_wrapper';
 
--- extension/src/analytics.rs:177
+-- extension/src/analytics.rs:178
 -- venue_images::analytics::venue_image_partial_failure_candidates
 CREATE OR REPLACE FUNCTION "venue_image_partial_failure_candidates"(
 	"min_failures" INT DEFAULT 1, /* i32 */
@@ -605,7 +601,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_partial_failure_candidates_wrapper';
 
--- extension/src/queue/maintenance.rs:358
+-- extension/src/queue/maintenance.rs:369
 -- venue_images::queue::maintenance::venue_image_purge_permanently_failed
 CREATE OR REPLACE FUNCTION "venue_image_purge_permanently_failed"(
 	"venue_id" bigint DEFAULT NULL /* Option < i64 > */
@@ -657,7 +653,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_success_wrapper';
 
--- extension/src/analytics.rs:283
+-- extension/src/analytics.rs:284
 -- venue_images::analytics::venue_image_summary_stats
 CREATE OR REPLACE FUNCTION "venue_image_summary_stats"() RETURNS TABLE (
 	"total_venues_with_failures" bigint,  /* i64 */
@@ -720,7 +716,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:340
+-- extension/src/queue/mod.rs:344
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
@@ -743,7 +739,7 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
 
--- extension/src/analytics.rs:125
+-- extension/src/analytics.rs:126
 -- venue_images::analytics::venues_with_image_failures
 CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
 	"id" bigint,  /* Option < i64 > */
@@ -764,10 +760,9 @@ AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
 -- Runs last. Who owns what, and who may call what.
 --
 -- Every SECURITY DEFINER function is owned by venue_image_definer: never a superuser,
--- it cannot log in and has no members. Whatever code of the application runs inside our
--- statements (its triggers on the venues table, its casts) runs with that role's rights
--- only. Its rights: the queue's tables here; SELECT and UPDATE of the images column on
--- the venues table, granted by the migration sql/003_venues_table.sql.
+-- it cannot log in and has no members. Its rights: the queue's tables here, nothing
+-- else. Statements on the application's venues table run as that table's owner (see
+-- owner.rs), so the application's triggers never run with the queue's rights.
 
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger()
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
@@ -827,12 +822,12 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_images_redact_json(jsonb),
     venue_images.venue_images_relation(),
     venue_images.venue_image_default_rate(text),
-    venue_images.venue_images_stats(jsonb)
-TO PUBLIC;
-GRANT EXECUTE ON FUNCTION
+    venue_images.venue_images_stats(jsonb),
+    -- The analytics' aggregates run as the venues table's owner (owner.rs); they only
+    -- compute over the arrays they are given.
     venue_images.venue_images_stats_state(jsonb),
     venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, int, bool, int, bool, bool)
-TO venue_image_definer;
+TO PUBLIC;
 
 -- The queue runs many small statements through kept generic plans; JIT compilation
 -- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.

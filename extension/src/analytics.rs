@@ -31,7 +31,8 @@ fn clamp(v: i64) -> i32 {
 /// No row limit is passed to SPI: a limit makes PostgreSQL run the plan without parallel
 /// workers ("Workers Launched: 0"), which would leave the analytics at the speed of one
 /// process while a bare scan of the table uses all of them.
-fn query_bytes(sql: &str) -> Result<Vec<u8>, VenueError> {
+fn query_bytes(src: &VenueSource, sql: &str) -> Result<Vec<u8>, VenueError> {
+    let _as_owner = crate::owner::AsOwner::of(src);
     Ok(
         Spi::connect(|client| client.select(sql, None, &[])?.first().get_one::<Vec<u8>>())?
             .unwrap_or_default(),
@@ -44,7 +45,7 @@ fn stats(src: &VenueSource, filter: &str) -> Result<Stats, VenueError> {
         "SELECT venue_images.venue_images_stats_state({}) FROM {}{filter}",
         src.images_expr, src.relation
     );
-    let bytes = query_bytes(&sql)?;
+    let bytes = query_bytes(src, &sql)?;
     Ok(Stats::decode(&bytes, settings::classifier())?)
 }
 
@@ -74,7 +75,7 @@ fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
         types = l.with_error_types,
         rel = src.relation,
     );
-    let bytes = query_bytes(&sql)?;
+    let bytes = query_bytes(src, &sql)?;
     if bytes.is_empty() {
         return Ok(Vec::new());
     }

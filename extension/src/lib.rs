@@ -9,6 +9,7 @@
 //! - [`analytics`]: table-level statistics, one pass over the venues table.
 //! - [`aggregates`]: the parallel-safe aggregates those statistics run on.
 //! - [`source`]: the configured venues relation, resolved against the catalog.
+//! - [`owner`]: statements on the venues table run as its owner.
 //! - [`plans`]: per-backend caches of prepared statements and of the resolved relation.
 //! - [`queue`]: the retry queue: claims, leases, fenced write-back, scan, trigger.
 //! - [`datum`]: `jsonb` in and out without the text round trip.
@@ -29,6 +30,7 @@ pub mod aggregates;
 pub mod analytics;
 pub mod datum;
 pub mod errors;
+pub mod owner;
 pub mod plans;
 pub mod queue;
 pub mod settings;

@@ -14,6 +14,8 @@ pub struct VenueSource {
     pub relation: String,
     /// Relation oid.
     pub oid: pg_sys::Oid,
+    /// Its owner: statements on the relation run as this role (see [`crate::owner`]).
+    pub owner: pg_sys::Oid,
     /// Select-list expressions: id (bigint), name (text), city (bigint), images (jsonb).
     pub id_expr: String,
     /// Name expression (`NULL::text` when the column is absent).
@@ -48,6 +50,7 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         WITH name AS (SELECT pg_catalog.parse_ident($1) AS p)
         SELECT c.oid,
                pg_catalog.format('%I.%I', n.nspname, c.relname),
+               c.relowner,
                (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
                (SELECT a.attnum FROM pg_catalog.pg_attribute a
@@ -78,6 +81,7 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     type Found = (
         Option<pg_sys::Oid>,
         Option<String>,
+        Option<pg_sys::Oid>,
         Option<String>,
         Option<i16>,
         bool,
@@ -94,17 +98,19 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         Ok(Some((
             row.get::<pg_sys::Oid>(1)?,
             row.get::<String>(2)?,
-            row.get::<String>(3)?,
-            row.get::<i16>(4)?,
-            row.get::<bool>(5)?.unwrap_or(false),
+            row.get::<pg_sys::Oid>(3)?,
+            row.get::<String>(4)?,
+            row.get::<i16>(5)?,
             row.get::<bool>(6)?.unwrap_or(false),
             row.get::<bool>(7)?.unwrap_or(false),
             row.get::<bool>(8)?.unwrap_or(false),
+            row.get::<bool>(9)?.unwrap_or(false),
         )))
     })?;
     let Some((
         Some(oid),
         Some(relation),
+        Some(owner),
         images_type,
         images_attnum,
         has_id,
@@ -157,6 +163,7 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         };
     Ok(VenueSource {
         oid,
+        owner,
         id_expr: format!("{id_column}::bigint"),
         name_expr: if has_name {
             format!("{}::text", quote_ident(&names.name))
@@ -217,6 +224,7 @@ impl VenueSource {
         } else {
             100.0
         };
+        let _as_owner = crate::owner::AsOwner::of(self);
         let share = Spi::get_one::<f64>(&format!(
             "SELECT (pg_catalog.count(*) FILTER (WHERE {pred}))::float8 / greatest(pg_catalog.count(*), 1)
                FROM {rel} TABLESAMPLE SYSTEM ({pct}) REPEATABLE (2008)",

@@ -38,7 +38,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'venue_image_definer') THEN
         BEGIN
             CREATE ROLE venue_image_definer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
-                NOREPLICATION NOINHERIT BYPASSRLS;
+                NOREPLICATION NOINHERIT NOBYPASSRLS;
         EXCEPTION WHEN duplicate_object OR unique_violation THEN
             NULL;  -- created meanwhile by an install in another database; checked below
         END;
@@ -46,17 +46,13 @@ BEGIN
     SELECT r.rolname INTO bad_role FROM pg_catalog.pg_roles r
      WHERE r.rolname = 'venue_image_definer'
        AND (r.rolsuper OR r.rolcanlogin OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+            OR r.rolbypassrls
             OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid OR m.member = r.oid));
     IF bad_role IS NOT NULL THEN
         RAISE EXCEPTION 'role venue_image_definer exists with powers it must not have'
             USING ERRCODE = '42501',
-                  DETAIL = 'It must be NOLOGIN, not a superuser, without CREATEDB/CREATEROLE/REPLICATION, and neither a member of any role nor have members.',
+                  DETAIL = 'It must be NOLOGIN, not a superuser, without CREATEDB/CREATEROLE/REPLICATION/BYPASSRLS, and neither a member of any role nor have members.',
                   HINT = 'As a superuser, DROP ROLE venue_image_definer (or fix it), then try again.';
-    END IF;
-    -- It must see every venue whatever row-level security the application adds. (Only
-    -- when needed: concurrent installs in other databases would update the same row.)
-    IF NOT (SELECT rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = 'venue_image_definer') THEN
-        ALTER ROLE venue_image_definer BYPASSRLS;
     END IF;
 END
 $bootstrap$;

@@ -201,7 +201,11 @@ fn claim(
             idc = src.id_column
         );
         let mut venues: HashMap<i64, (Option<String>, Option<Vec<u8>>)> = HashMap::new();
-        for row in plans::run_dynamic(c, &sql, &[ids.into()])? {
+        let rows = {
+            let _as_owner = crate::owner::AsOwner::of(&src);
+            plans::run_dynamic(c, &sql, &[ids.into()])?
+        };
+        for row in rows {
             let id = row.get::<i64>(1)?.unwrap_or_default();
             let slug = row.get::<String>(2)?;
             let images = row.get::<Jsonb<'_>>(3)?.map(|j| j.bytes().to_vec());

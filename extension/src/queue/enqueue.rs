@@ -14,6 +14,7 @@ use crate::settings;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use pgrx::PgLogLevel;
 use pgrx::WhoAllocated;
 use std::collections::HashSet;
 use venue_images_core::image::{require_array, Status};
@@ -291,7 +292,10 @@ fn trigger_enqueue(trigger: &PgTrigger<'_>) -> Result<(), VenueError> {
 fn venue_images_enqueue_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, ErrorReport> {
-    trigger_enqueue(trigger).report()?;
+    if let Err(e) = trigger_enqueue(trigger) {
+        // Raised here with its SQLSTATE (a trigger's error result would become XX000).
+        e.report().report(PgLogLevel::ERROR);
+    }
     Ok(trigger.new())
 }
 

@@ -1,10 +1,9 @@
 -- Runs last. Who owns what, and who may call what.
 --
 -- Every SECURITY DEFINER function is owned by venue_image_definer: never a superuser,
--- it cannot log in and has no members. Whatever code of the application runs inside our
--- statements (its triggers on the venues table, its casts) runs with that role's rights
--- only. Its rights: the queue's tables here; SELECT and UPDATE of the images column on
--- the venues table, granted by the migration sql/003_venues_table.sql.
+-- it cannot log in and has no members. Its rights: the queue's tables here, nothing
+-- else. Statements on the application's venues table run as that table's owner (see
+-- owner.rs), so the application's triggers never run with the queue's rights.
 
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger()
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
@@ -64,12 +63,12 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_images_redact_json(jsonb),
     venue_images.venue_images_relation(),
     venue_images.venue_image_default_rate(text),
-    venue_images.venue_images_stats(jsonb)
-TO PUBLIC;
-GRANT EXECUTE ON FUNCTION
+    venue_images.venue_images_stats(jsonb),
+    -- The analytics' aggregates run as the venues table's owner (owner.rs); they only
+    -- compute over the arrays they are given.
     venue_images.venue_images_stats_state(jsonb),
     venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, int, bool, int, bool, bool)
-TO venue_image_definer;
+TO PUBLIC;
 
 -- The queue runs many small statements through kept generic plans; JIT compilation
 -- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.

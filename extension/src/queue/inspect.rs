@@ -201,11 +201,15 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
     );
     Spi::connect_mut(|c| {
         let mut out = Vec::new();
-        for row in plans::run_dynamic(
-            c,
-            &sql,
-            &[id.into(), pattern.as_str().into(), (max_rows as i64).into()],
-        )? {
+        let rows = {
+            let _as_owner = crate::owner::AsOwner::of(&src);
+            plans::run_dynamic(
+                c,
+                &sql,
+                &[id.into(), pattern.as_str().into(), (max_rows as i64).into()],
+            )?
+        };
+        for row in rows {
             let Some(vid) = row.get::<i64>(1)? else {
                 continue;
             };

@@ -125,6 +125,7 @@ fn write_batch(
             id = src.id_column
         );
         let _marker = QueueWrite::begin(&batch.finalize);
+        let _as_owner = crate::owner::AsOwner::of(src);
         plans::run_dynamic(c, &sql, &[batch.finalize.into()])?;
     }
     log_attempts(c, &batch.log)
@@ -147,9 +148,15 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
         );
         // Each row is detoasted in a context reset per row.
         let mut row_cx = PgMemoryContexts::new("venue_images cleanup scan");
-        let mut cursor = c.try_open_cursor(sql.as_str(), &[])?;
+        let mut cursor = {
+            let _as_owner = crate::owner::AsOwner::of(&src);
+            c.try_open_cursor(sql.as_str(), &[])?
+        };
         loop {
-            let rows = cursor.fetch(BATCH as i64)?;
+            let rows = {
+                let _as_owner = crate::owner::AsOwner::of(&src);
+                cursor.fetch(BATCH as i64)?
+            };
             if rows.is_empty() {
                 break;
             }
@@ -289,7 +296,11 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
                     img = src.images_column
                 );
                 let mut v = Vec::new();
-                for row in plans::run_dynamic(c, &sql, &[])? {
+                let rows = {
+                    let _as_owner = crate::owner::AsOwner::of(&src);
+                    plans::run_dynamic(c, &sql, &[])?
+                };
+                for row in rows {
                     if let Some(id) = row.get::<i64>(1)? {
                         v.push(id);
                     }

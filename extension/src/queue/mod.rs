@@ -152,7 +152,10 @@ pub(crate) fn read_venue(
         id = src.id_column,
         lock = if for_update { " FOR UPDATE" } else { "" }
     );
-    let table = plans::run_dynamic(client, &sql, &[venue_id.into()])?;
+    let table = {
+        let _as_owner = crate::owner::AsOwner::of(src);
+        plans::run_dynamic(client, &sql, &[venue_id.into()])?
+    };
     if table.is_empty() {
         return Ok(None);
     }
@@ -176,6 +179,7 @@ pub(crate) fn write_venue(
         id = src.id_column
     );
     let _marker = QueueWrite::begin(&[venue_id]);
+    let _as_owner = crate::owner::AsOwner::of(src);
     plans::run_dynamic(
         client,
         &sql,

@@ -99,8 +99,10 @@ impl<'a> Reported<'a> {
                 crate::redact::redact_text(&url.chars().take(40).collect::<String>())
             )));
         }
-        let host_starts = url.find("://").map(|i| i + 3).unwrap_or(0);
-        if url.len() > 2048 || !printable(url) || url.len() <= host_starts {
+        let rest = url.find("://").map(|i| &url[i + 3..]).unwrap_or("");
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        if url.len() > 2048 || !printable(url) || host.is_empty() || host.starts_with(':') {
             return Err(bad(
                 "url must be at most 2048 bytes, with a host and without spaces or control characters",
             ));

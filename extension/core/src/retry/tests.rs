@@ -279,8 +279,16 @@ fn duplicate_copies_share_one_job_and_all_get_the_outcome() {
 fn outcome_records_are_validated() {
     let r = OutcomeRecord::uploaded(1, "t", "javascript:alert(1)", "/v/x.jpg", None);
     assert!(r.reported(None).unwrap_err().0.contains("http or https"));
-    let r = OutcomeRecord::uploaded(1, "t", "", "/v/x.jpg", None);
-    assert!(r.reported(None).is_err());
+    for bad in [
+        "",
+        "https:///x",
+        "https://:443/x",
+        "https://u@/x",
+        "https://h/x y",
+    ] {
+        let r = OutcomeRecord::uploaded(1, "t", bad, "/v/x.jpg", None);
+        assert!(r.reported(None).is_err(), "{bad}");
+    }
     let r = OutcomeRecord::uploaded(1, "t", "https://evil.example/x.jpg", "/v/x.jpg", None);
     assert!(r.reported(None).is_ok());
     assert!(r
