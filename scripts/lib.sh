@@ -8,7 +8,8 @@ PG_MAJOR=15
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.1
-APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib libclang-dev clang pkg-config sudo)
+APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib postgresql-$PG_MAJOR-cron
+              libclang-dev clang pkg-config sudo)
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 info() { printf '    %s\n' "$*" >&2; }
@@ -65,10 +66,12 @@ install_extension() {
 
 # Installs the frozen install scripts of released versions (extension/sql/released/), so
 # that upgrade tests can CREATE EXTENSION ... VERSION '<old>' and ALTER EXTENSION UPDATE.
+# Their control files say schema = public: versions before 0.3.0 lived in the schema they
+# were created in. (Test fixtures only; packages ship the current version and upgrades.)
 install_released_scripts() {
   local dir
   dir="$("$PG_CONFIG" --sharedir)/extension"
-  as_root cp "$ROOT"/extension/sql/released/venue_images--*.sql "$dir/"
+  as_root cp "$ROOT"/extension/sql/released/venue_images--*.sql "$ROOT"/extension/sql/released/venue_images--*.control "$dir/"
 }
 
 free_port() {
@@ -104,6 +107,12 @@ start_cluster() {
   local opts="-c listen_addresses=127.0.0.1 -c port=$CLUSTER_PORT -c unix_socket_directories=$CLUSTER_DIR"
   opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
   opts+=" -c shared_buffers=512MB -c work_mem=64MB -c maintenance_work_mem=256MB"
+  # pg_cron, when installed, so that the in-database schedule of the scan can be used
+  # (and tested): jobs live in the venue_images database and run in any database.
+  if [ -f "$("$PG_CONFIG" --pkglibdir)/pg_cron.so" ]; then
+    opts+=" -c shared_preload_libraries=pg_cron -c cron.database_name=venue_images"
+    opts+=" -c cron.use_background_workers=on -c max_worker_processes=32"
+  fi
   for extra in "$@"; do opts+=" -c $extra"; done
   as_pg_owner "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -o "$opts" -w start >/dev/null
   trap stop_cluster EXIT

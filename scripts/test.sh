@@ -37,7 +37,8 @@ cargo build --release -p venue-image-uploader
 step "Integration tests (real PostgreSQL, the installed extension, the uploader, the fakes)"
 RESTART_CLUSTER_CMD=$(restart_cluster_cmd) cargo test --release -p venue-images-tests -- --test-threads 2
 
-step "The SQL suites again, on an extension upgraded from 0.1.0 (ALTER EXTENSION ... UPDATE)"
-VENUE_IMAGES_UPGRADE_FROM=0.1.0 cargo test --release -p venue-images-tests --test analytics --test queue -- --test-threads 2
+step "The SQL and attack suites again, on an extension upgraded from 0.2.0 (ALTER EXTENSION ... UPDATE)"
+VENUE_IMAGES_UPGRADE_FROM=0.2.0 cargo test --release -p venue-images-tests \
+  --test analytics --test queue --test security -- --test-threads 2
 
 step "All tests passed"

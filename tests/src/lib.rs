@@ -9,3 +9,4 @@ pub mod db;
 pub mod fakes;
 pub mod original;
 pub mod sidecar;
+pub mod world;
