@@ -814,3 +814,280 @@ async fn batch_write_back_records_each_outcome_with_one_rewrite_per_venue() -> R
     }
     t.drop().await
 }
+
+/// Claims everything due and records `f(provider_url)` for each: `Ok(())` for an upload,
+/// `Err(error_type)` for a failure.
+async fn attempt_all(
+    conn: &mut PgConnection,
+    f: impl Fn(&str) -> std::result::Result<(), &'static str>,
+) -> Result<usize> {
+    let claims = claim(conn, "report", 100, 60).await?;
+    for c in &claims {
+        match f(&c.provider_url) {
+            Ok(()) => {
+                success(conn, c).await?;
+            }
+            Err(et) => {
+                failure(conn, c, et).await?;
+            }
+        }
+    }
+    Ok(claims.len())
+}
+
+#[tokio::test]
+async fn the_weekly_report_figures_are_what_the_readme_says() -> Result<()> {
+    let t = TestDb::new("report").await?;
+    unlimited(&t.pool).await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    c.execute("SET venue_images.retry_base_seconds = 0").await?;
+    let img = |p: &str, u: &str, et: &str| {
+        format!(
+            r#"{{"provider":"{p}","provider_url":"https://{p}.example/{u}","upload_status":"failed","error_details":{{"error_type":"{et}"}}}}"#
+        )
+    };
+    for (name, imgs) in [
+        (
+            "v1",
+            vec![
+                img("here", "a", "rate_limited"),
+                img("here", "b", "rate_limited"),
+            ],
+        ),
+        ("v2", vec![img("here", "c", "rate_limited")]),
+        ("v3", vec![img("foursquare", "d", "rate_limited")]),
+        ("v4", vec![img("foursquare", "e", "rate_limited")]),
+        ("v5", vec![img("foursquare", "f", "not_found")]),
+    ] {
+        sqlx::query("INSERT INTO venues (name, venue_images) VALUES ($1, $2::jsonb)")
+            .bind(name)
+            .bind(format!("[{}]", imgs.join(",")))
+            .execute(&mut c)
+            .await?;
+    }
+    // Round 1: a, b recovered; c fails (server_error, queued again); d permanent; e
+    // ambiguous (left for review). Round 2: c recovered. The scan finalises f.
+    let round1 = |u: &str| match u.rsplit('/').next().unwrap_or("") {
+        "c" => Err("server_error"),
+        "d" => Err("not_found"),
+        "e" => Err("http_error"),
+        _ => Ok(()),
+    };
+    assert_eq!(attempt_all(&mut c, round1).await?, 5);
+    assert_eq!(attempt_all(&mut c, |_| Ok(())).await?, 1);
+    c.execute("SELECT * FROM venue_image_cleanup_scan()")
+        .await?;
+    let total = sqlx::query(
+        "SELECT attempts, recovered, failed_again, permanent_failures, success_rate_pct,
+                venues_recovered, api_calls_saved
+           FROM venue_image_retry_report() WHERE provider IS NULL AND error_type IS NULL",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    let got: (i64, i64, i64, i64, f64, i64, i64) = (
+        total.get(0),
+        total.get(1),
+        total.get(2),
+        total.get(3),
+        total.get(4),
+        total.get(5),
+        total.get(6),
+    );
+    // attempts: a b c c d e; recovered: a b c; failed again: c (queued) and e (review);
+    // permanent: d (attempt) and f (finalised by the scan, not an attempt); success rate
+    // 3/6; venues recovered: v1 v2; API calls saved: one provider call per (venue,
+    // provider, retry round): v1 round 1, v2 rounds 1 and 2, v3 and v4 round 1.
+    assert_eq!(got, (6, 3, 2, 2, 50.0, 2, 5));
+    let here = sqlx::query(
+        "SELECT attempts, recovered, failed_again FROM venue_image_retry_report()
+          WHERE provider = 'here' AND error_type = 'rate_limited'",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    // Grouped by the error the attempt retried: c's first attempt retried rate_limited
+    // (and failed again), its second retried server_error (and recovered).
+    assert_eq!(
+        (
+            here.get::<i64, _>(0),
+            here.get::<i64, _>(1),
+            here.get::<i64, _>(2)
+        ),
+        (3, 2, 1)
+    );
+    // The window: nothing before now - since.
+    let none: i64 = sqlx::query_scalar(
+        "SELECT attempts FROM venue_image_retry_report('0 seconds') WHERE provider IS NULL",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert_eq!(none, 0);
+    // The timeline adds up to the report.
+    let (attempts, recovered): (i64, i64) = sqlx::query_as(
+        "SELECT sum(attempts)::bigint, sum(recovered)::bigint FROM venue_image_recovery_timeline('1 day', '1 hour')",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert_eq!((attempts, recovered), (6, 3));
+    c.close().await?;
+    t.drop().await
+}
+
+/// A deterministic variety of arrays: every status, error class, retry count form
+/// (numbers, numeric strings, malformed), with and without provider_url or url, copies.
+fn arrays(n: usize, seed: u64) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut rng = venue_images_tests::dataset::Rng::new(seed);
+    let statuses = [
+        "failed",
+        "failed",
+        "failed",
+        "permanently_failed",
+        "uploaded",
+        "skipped_dev",
+    ];
+    let types = [
+        "rate_limited",
+        "server_error",
+        "not_found",
+        "http_error",
+        "",
+        "network_timeout",
+    ];
+    let counts = [
+        json!(0),
+        json!(1),
+        json!(2),
+        json!(3),
+        json!("1"),
+        json!("x"),
+        json!(null),
+    ];
+    (0..n)
+        .map(|_| {
+            let len = rng.below(6) as usize;
+            let items: Vec<serde_json::Value> = (0..len)
+                .map(|_| {
+                    let mut o = serde_json::Map::new();
+                    o.insert(
+                        "upload_status".into(),
+                        json!(statuses[rng.below(6) as usize]),
+                    );
+                    let u = format!("https://p.example/{}.jpg", rng.below(4));
+                    match rng.below(4) {
+                        0 => {}
+                        1 => {
+                            o.insert("url".into(), json!(u));
+                        }
+                        _ => {
+                            o.insert("provider_url".into(), json!(u));
+                        }
+                    }
+                    o.insert(
+                        "error_details".into(),
+                        json!({"error_type": types[rng.below(6) as usize]}),
+                    );
+                    o.insert("retry_count".into(), counts[rng.below(7) as usize].clone());
+                    o.insert("provider".into(), json!("here"));
+                    serde_json::Value::Object(o)
+                })
+                .collect();
+            serde_json::Value::Array(items)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn counts_agree_across_summary_summary_stats_enqueue_and_the_scan() -> Result<()> {
+    use venue_images_core::jsonb::{encode, parse_json, parse_varlena};
+    use venue_images_core::retry::{Policy, ScanDecision};
+    let t = TestDb::new("counts").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    let all = arrays(300, 20_261_201);
+    // Loaded without the trigger, like a backfill; the scan then queues.
+    c.execute("SET session_replication_role = replica").await?;
+    let mut ids = Vec::new();
+    for a in &all {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO venues (name, venue_images) VALUES ('c', $1) RETURNING id",
+        )
+        .bind(a)
+        .fetch_one(&mut c)
+        .await?;
+        ids.push(id);
+    }
+    c.execute("RESET session_replication_role").await?;
+    // What the core's state machine says, array by array.
+    let policy = Policy::default();
+    let plans: Vec<_> = all
+        .iter()
+        .map(|a| {
+            let bytes = encode(&parse_json(&a.to_string()).unwrap()).unwrap();
+            policy.plan(parse_varlena(&bytes).unwrap()).unwrap()
+        })
+        .collect();
+    let scan = sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
+        .fetch_one(&mut c)
+        .await?;
+    let want = |d: ScanDecision| plans.iter().filter(|p| p.decision() == d).count() as i64;
+    assert_eq!(
+        scan.get::<i64, _>("transient_queued"),
+        want(ScanDecision::Transient)
+    );
+    assert_eq!(
+        scan.get::<i64, _>("permanent_logged"),
+        want(ScanDecision::Permanent)
+    );
+    assert_eq!(
+        scan.get::<i64, _>("ambiguous_skipped"),
+        want(ScanDecision::Ambiguous)
+    );
+    assert_eq!(
+        scan.get::<i64, _>("finalized"),
+        plans.iter().map(|p| p.finalize.len() as i64).sum::<i64>()
+    );
+    assert_eq!(
+        scan.get::<i64, _>("skipped_elements"),
+        plans.iter().map(|p| p.skipped.len() as i64).sum::<i64>()
+    );
+    assert_eq!(scan.get::<i64, _>("errors"), 0);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
+        .fetch_one(&mut c)
+        .await?;
+    assert_eq!(
+        jobs,
+        plans.iter().map(|p| p.queue.len() as i64).sum::<i64>()
+    );
+    // Per venue: enqueue_venue and summary's retryable say the same (after the scan,
+    // nothing finalisable is left to change it).
+    for (id, a) in ids.iter().zip(&all) {
+        let enq: i32 = sqlx::query_scalar("SELECT venue_image_enqueue_venue($1)")
+            .bind(id)
+            .fetch_one(&mut c)
+            .await?;
+        let now: serde_json::Value =
+            sqlx::query_scalar("SELECT venue_images FROM venues WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut c)
+                .await?;
+        let summary: Result<i32, _> =
+            sqlx::query_scalar("SELECT retryable FROM venue_images_summary($1)")
+                .bind(&now)
+                .fetch_one(&mut c)
+                .await;
+        if let Ok(retryable) = summary {
+            assert_eq!(enq, retryable, "{a}");
+        }
+    }
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
+        .fetch_one(&mut c)
+        .await?;
+    assert_eq!(again, jobs, "enqueue finds exactly what the scan queued");
+    // The table's figures agree with the arrays.
+    let failed: i64 =
+        sqlx::query_scalar("SELECT total_failed_images FROM venue_image_summary_stats()")
+            .fetch_one(&mut c)
+            .await?;
+    assert_eq!(failed, plans.iter().map(|p| p.failures as i64).sum::<i64>());
+    c.close().await?;
+    t.drop().await
+}
