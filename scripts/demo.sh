@@ -29,27 +29,44 @@ info "fake provider at $PROVIDER_BASE, fake ImageKit at $IMAGEKIT_UPLOAD_URL"
 
 step "Loading $VENUES sample venues (deterministic; failed images point at the fake provider)"
 ./target/release/venue-images-dev seed --venues "$VENUES" --provider-base "$PROVIDER_BASE"
-# Short backoff so that retries happen within the demo.
+# Short backoff so that retries happen within the demo (a superuser's setting).
 dbsql -c "ALTER DATABASE $(dbsql -Atc 'SELECT current_database()') SET venue_images.retry_base_seconds = 1" >/dev/null
+
+step "Logins with the extension's roles (sql/002_roles.sql): the sidecar and an operator"
+dbsql >/dev/null <<'SQL'
+DO $$ BEGIN
+  CREATE ROLE demo_uploader LOGIN IN ROLE venue_image_uploader;
+EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN
+  CREATE ROLE demo_admin LOGIN IN ROLE venue_image_admin;
+EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+SQL
+as_login() { python3 -c "import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p._replace(netloc=sys.argv[2]+'@'+p.hostname+(':'+str(p.port) if p.port else '')).geturl())" "$DATABASE_URL" "$1"; }
+UPLOADER_URL=$(as_login demo_uploader)
+ADMIN_URL=$(as_login demo_admin)
+info "uploader: $UPLOADER_URL"
+info "admin:    $ADMIN_URL"
 
 UPLOADER=./target/release/venue-image-uploader
 export VENUE_UPLOADER_ALLOW_LOOPBACK=true        # the fakes listen on 127.0.0.1
-export VENUE_UPLOADER_PROVIDER_RATES='*=40,google_places=10'
 
-step "Before: venue-image-uploader stats"
-$UPLOADER stats
+step "venue-image-uploader rates (as the admin: shared provider rates)"
+DATABASE_URL=$ADMIN_URL $UPLOADER rates '*=40' google_places=10
+
+step "Before: venue-image-uploader stats (as the uploader)"
+DATABASE_URL=$UPLOADER_URL $UPLOADER stats
 
 step "venue-image-uploader check"
-$UPLOADER check
+DATABASE_URL=$UPLOADER_URL $UPLOADER check
 
 step "venue-image-uploader scan (the nightly scan: queue transient failures, finalise hopeless ones)"
-$UPLOADER scan
+DATABASE_URL=$UPLOADER_URL $UPLOADER scan
 
 step "venue-image-uploader once (recover everything due; waits up to 15 s for quick retries)"
-$UPLOADER once --concurrency 16 --linger 15 --log error
+DATABASE_URL=$UPLOADER_URL $UPLOADER once --concurrency 16 --linger 15 --log error
 
 step "After: venue-image-uploader stats"
-$UPLOADER stats
+DATABASE_URL=$UPLOADER_URL $UPLOADER stats
 
 step "SELECT * FROM venue_image_retry_report();"
 dbsql -c "SELECT * FROM venue_image_retry_report()"
