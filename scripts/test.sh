@@ -13,7 +13,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "Unit and property tests (pure Rust)"
-cargo test --release -p venue_images_core -p venue-image-uploader
+cargo test --profile ci -p venue_images_core -p venue-image-uploader
 
 step "SQL surface: #[pg_test]s in a pgrx-managed PostgreSQL 15"
 PGRX_TEST_DIR=$(mktemp -d /tmp/venue-images-pgrx.XXXXXX)
@@ -32,13 +32,13 @@ start_cluster
 migrate
 
 step "Building the uploader binary the end-to-end and chaos tests run"
-cargo build --release -p venue-image-uploader
+cargo build --profile ci -p venue-image-uploader
 
 step "Integration tests (real PostgreSQL, the installed extension, the uploader, the fakes)"
-RESTART_CLUSTER_CMD=$(restart_cluster_cmd) cargo test --release -p venue-images-tests -- --test-threads 2
+RESTART_CLUSTER_CMD=$(restart_cluster_cmd) cargo test --profile ci -p venue-images-tests -- --test-threads 2
 
 step "The SQL and attack suites again, on an extension upgraded from 0.2.0 (ALTER EXTENSION ... UPDATE)"
-VENUE_IMAGES_UPGRADE_FROM=0.2.0 cargo test --release -p venue-images-tests \
+VENUE_IMAGES_UPGRADE_FROM=0.2.0 cargo test --profile ci -p venue-images-tests \
   --test analytics --test queue --test security -- --test-threads 2
 
 step "All tests passed"

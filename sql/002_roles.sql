@@ -53,6 +53,7 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_image_partial_failure_candidates(int, int),
     venue_images.venue_image_high_priority_venues(int),
     venue_images.venue_image_summary_stats(),
+    venue_images.venue_image_overview(int),
     venue_images.venue_image_retry_report(interval),
     venue_images.venue_image_recovery_timeline(interval, interval),
     venue_images.venue_image_next_due(bigint),
@@ -82,6 +83,7 @@ TO venue_image_uploader;
 
 GRANT EXECUTE ON FUNCTION
     venue_images.venue_image_force_retry(bigint, text),
+    venue_images.venue_image_force_retry_image(bigint, int),
     venue_images.venue_image_purge_permanently_failed(bigint),
     venue_images.venue_image_pause_provider(text, timestamptz, text),
     venue_images.venue_image_resume_provider(text),

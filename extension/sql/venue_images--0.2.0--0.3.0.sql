@@ -551,7 +551,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:365
+-- extension/src/queue/enqueue.rs:389
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -561,6 +561,17 @@ VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
+
+-- extension/src/queue/enqueue.rs:401
+-- venue_images::queue::enqueue::venue_image_force_retry_image
+CREATE OR REPLACE FUNCTION "venue_image_force_retry_image"(
+	"venue_id" bigint, /* i64 */
+	"element_index" INT /* i32 */
+) RETURNS INT /* Result < i32, ErrorReport > */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_force_retry_image_wrapper';
 
 -- extension/src/analytics.rs:234
 -- venue_images::analytics::venue_image_high_priority_venues
@@ -580,6 +591,16 @@ STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_high_priority_venues_wrapper';
+
+-- extension/src/analytics.rs:354
+-- venue_images::analytics::venue_image_overview
+CREATE OR REPLACE FUNCTION "venue_image_overview"(
+	"max_rows" INT DEFAULT 50 /* i32 */
+) RETURNS jsonb /* Result < JsonbResult, ErrorReport > */
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_overview_wrapper';
 
 -- extension/src/analytics.rs:178
 -- venue_images::analytics::venue_image_partial_failure_candidates
@@ -780,6 +801,8 @@ ALTER FUNCTION venue_images.venue_image_set_provider_rate(text, float8) OWNER TO
 ALTER FUNCTION venue_images.venue_image_enqueue_venue(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_cleanup_scan() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_force_retry(bigint, text) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_force_retry_image(bigint, int) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_overview(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_purge_permanently_failed(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_prune_attempts(interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_next_due(bigint) OWNER TO venue_image_definer;
@@ -842,6 +865,7 @@ ALTER FUNCTION venue_images.venue_image_record_failure(bigint, uuid, text, int, 
 ALTER FUNCTION venue_images.venue_image_record_results(jsonb) SET jit = off;
 ALTER FUNCTION venue_images.venue_image_enqueue_venue(bigint) SET jit = off;
 ALTER FUNCTION venue_images.venue_image_force_retry(bigint, text) SET jit = off;
+ALTER FUNCTION venue_images.venue_image_force_retry_image(bigint, int) SET jit = off;
 ALTER FUNCTION venue_images.venue_image_purge_permanently_failed(bigint) SET jit = off;
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger() SET jit = off;
 

@@ -324,3 +324,95 @@ fn venue_image_summary_stats() -> Result<
         h.non_object_elements + h.malformed_values,
     )))
 }
+
+/// A venue row of the overview, as a jsonb object.
+fn venue_node(v: &VenueRow) -> Node<'_> {
+    use std::borrow::Cow;
+    let opt_int = |x: Option<i64>| x.map(Node::int).unwrap_or(Node::Null);
+    let dec = |x: f64| venue_images_core::retry::number(&format!("{x:.1}")).unwrap_or(Node::Null);
+    Node::Object(vec![
+        (Cow::Borrowed(&b"id"[..]), opt_int(v.id)),
+        (
+            Cow::Borrowed(&b"name"[..]),
+            v.name.as_deref().map(Node::str).unwrap_or(Node::Null),
+        ),
+        (Cow::Borrowed(&b"city_id"[..]), opt_int(v.city_id)),
+        (
+            Cow::Borrowed(&b"total_images"[..]),
+            Node::int(v.total_images),
+        ),
+        (
+            Cow::Borrowed(&b"failed_count"[..]),
+            Node::int(v.failed_count),
+        ),
+        (
+            Cow::Borrowed(&b"uploaded_count"[..]),
+            Node::int(v.uploaded_count),
+        ),
+        (
+            Cow::Borrowed(&b"failure_rate_pct"[..]),
+            dec(v.failure_rate_pct()),
+        ),
+        (
+            Cow::Borrowed(&b"priority_score"[..]),
+            dec(v.priority_score()),
+        ),
+    ])
+}
+
+/// Everything a dashboard shows about the table, from ONE scan of it: the figures of
+/// `venue_images_stats` (summary, health counts and the full breakdown) under `stats`,
+/// and the `max_rows` highest-priority venues under `high_priority`. Readers call this
+/// (it is `SECURITY DEFINER`); refreshing a dashboard costs one scan, not three.
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn venue_image_overview(max_rows: default!(i32, 50)) -> Result<JsonbResult, ErrorReport> {
+    let run = || -> Result<JsonbResult, VenueError> {
+        let k = check_non_negative("max_rows", max_rows)?;
+        let src = source::resolve()?;
+        let sql = format!(
+            "SELECT venue_images.venue_images_stats({img}),
+                    venue_images.venue_images_venue_list({id}, {name}, {city}, {img}, 1, false, {k}, true, false)
+               FROM {rel}",
+            id = src.id_expr,
+            name = src.name_expr,
+            city = src.city_expr,
+            img = src.images_expr,
+            rel = src.relation,
+        );
+        let (stats, list) = {
+            let _as_owner = crate::owner::AsOwner::of(&src);
+            Spi::connect(|client| {
+                let row = client.select(&sql, None, &[])?.first();
+                Ok::<_, pgrx::spi::Error>((
+                    row.get::<crate::datum::Jsonb<'_>>(1)?
+                        .map(|j| j.bytes().to_vec()),
+                    row.get::<Vec<u8>>(2)?,
+                ))
+            })?
+        };
+        let rows = match list.filter(|b| !b.is_empty()) {
+            Some(bytes) => {
+                let mut r = Reader::new(&bytes);
+                let rows = decode_rows(&mut r)?;
+                r.finish()?;
+                rows
+            }
+            None => Vec::new(),
+        };
+        let stats_bytes = stats.unwrap_or_default();
+        let stats_node = match venue_images_core::jsonb::parse_varlena(&stats_bytes) {
+            Ok(c) => Node::Raw(venue_images_core::jsonb::Value::Container(c)),
+            Err(_) => Node::Null,
+        };
+        let node = Node::Object(vec![
+            (std::borrow::Cow::Borrowed(&b"stats"[..]), stats_node),
+            (
+                std::borrow::Cow::Borrowed(&b"high_priority"[..]),
+                Node::Array(rows.iter().map(venue_node).collect()),
+            ),
+        ]);
+        Ok(JsonbResult::Bytes(encode(&node)?))
+    };
+    run().report()
+}

@@ -1091,3 +1091,74 @@ async fn counts_agree_across_summary_summary_stats_enqueue_and_the_scan() -> Res
     c.close().await?;
     t.drop().await
 }
+
+#[tokio::test]
+async fn the_overview_is_the_three_analytics_in_one_scan() -> Result<()> {
+    let t = TestDb::new("overview").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    for v in arrays(120, 7) {
+        sqlx::query("INSERT INTO venues (name, venue_images) VALUES ('o', $1)")
+            .bind(v)
+            .execute(&mut c)
+            .await?;
+    }
+    let o: serde_json::Value = sqlx::query_scalar("SELECT venue_image_overview(10)")
+        .fetch_one(&mut c)
+        .await?;
+    let (venues, failed): (i64, i64) = sqlx::query_as(
+        "SELECT total_venues_with_failures, total_failed_images FROM venue_image_summary_stats()",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert_eq!(o["stats"]["venues_with_failures"], venues);
+    assert_eq!(o["stats"]["failed_images"], failed);
+    let breakdown: serde_json::Value = sqlx::query_scalar(
+        "SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') FROM venue_image_failure_breakdown() b",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    assert_eq!(o["stats"]["breakdown"], breakdown);
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM venue_image_high_priority_venues(10)")
+        .fetch_all(&mut c)
+        .await?;
+    let got: Vec<i64> = o["high_priority"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, ids);
+    c.close().await?;
+    t.drop().await
+}
+
+#[tokio::test]
+async fn force_retry_of_one_image_by_its_index() -> Result<()> {
+    let t = TestDb::new("force_index").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    c.execute(
+        r#"INSERT INTO venues (name, venue_images) VALUES ('f', '[
+             {"provider":"here","provider_url":"https://p/a","upload_status":"permanently_failed","error_details":{"error_type":"not_found"}},
+             {"provider":"here","provider_url":"https://p/b","upload_status":"uploaded"},
+             {"provider":"here","provider_url":"https://p/c","upload_status":"failed","error_details":{"error_type":"http_error"}}]')"#,
+    )
+    .await?;
+    for (index, queued) in [(1, 0), (5, 0), (-1, 0), (2, 1), (0, 1)] {
+        let n: i32 = sqlx::query_scalar("SELECT venue_image_force_retry_image(1, $1)")
+            .bind(index)
+            .fetch_one(&mut c)
+            .await?;
+        assert_eq!(n, queued, "index {index}");
+    }
+    let urls: Vec<String> = sqlx::query_scalar(
+        "SELECT provider_url FROM venue_image_jobs WHERE forced ORDER BY provider_url",
+    )
+    .fetch_all(&mut c)
+    .await?;
+    assert_eq!(
+        urls,
+        vec!["https://p/a".to_string(), "https://p/c".to_string()]
+    );
+    c.close().await?;
+    t.drop().await
+}

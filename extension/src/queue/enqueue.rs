@@ -299,17 +299,41 @@ fn venue_images_enqueue_trigger<'a>(
     Ok(trigger.new())
 }
 
-fn force_retry(venue_id: Option<i64>, url: Option<&str>) -> Result<i32, VenueError> {
+/// Which of a venue's images a force retry takes.
+enum Only<'a> {
+    /// Every failed and permanently failed image.
+    All,
+    /// The one with this source URL.
+    Url(&'a str),
+    /// The one at this index of the array.
+    Index(i32),
+}
+
+fn force_retry(venue_id: Option<i64>, which: Only<'_>) -> Result<i32, VenueError> {
     let venue_id = venue_id.ok_or_else(|| VenueError::NullArgument("venue_id".into()))?;
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
     let policy = settings::policy();
-    let only = url.map(url_hash);
     Spi::connect_mut(|c| {
         let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
             return Ok(0);
         };
         let arr = require_array(parse_varlena(&bytes)?)?;
+        let only = match which {
+            Only::All => None,
+            Only::Url(u) => Some(url_hash(u)),
+            Only::Index(i) => {
+                let e = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| arr.array_get(i).ok().flatten())
+                    .and_then(|v| v.as_object().map(|o| (i as usize, o)))
+                    .and_then(|(i, o)| venue_images_core::retry::read_element(i, o).ok());
+                match e.and_then(|e| e.hash()) {
+                    Some(h) => Some(h),
+                    None => return Ok(0),
+                }
+            }
+        };
         let priority = policy.plan(arr)?.priority();
         let mut rows: Vec<JobRow> = Vec::new();
         for e in elements(arr) {
@@ -368,5 +392,14 @@ fn venue_image_force_retry(
     venue_id: Option<i64>,
     provider_url: default!(Option<&str>, "NULL"),
 ) -> Result<i32, ErrorReport> {
-    force_retry(venue_id, provider_url).report()
+    force_retry(venue_id, provider_url.map_or(Only::All, Only::Url)).report()
+}
+
+/// Manual review of one image named by its index in the venue's array (the dashboard
+/// shows redacted URLs only): like `venue_image_force_retry` for that image and its
+/// copies. Returns 1 when it was queued, 0 when that element is not a failed image.
+#[pg_extern(volatile, strict, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn venue_image_force_retry_image(venue_id: i64, element_index: i32) -> Result<i32, ErrorReport> {
+    force_retry(Some(venue_id), Only::Index(element_index)).report()
 }

@@ -21,6 +21,8 @@ ALTER FUNCTION venue_images.venue_image_set_provider_rate(text, float8) OWNER TO
 ALTER FUNCTION venue_images.venue_image_enqueue_venue(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_cleanup_scan() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_force_retry(bigint, text) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_force_retry_image(bigint, int) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_overview(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_purge_permanently_failed(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_prune_attempts(interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_next_due(bigint) OWNER TO venue_image_definer;
@@ -83,5 +85,6 @@ ALTER FUNCTION venue_images.venue_image_record_failure(bigint, uuid, text, int, 
 ALTER FUNCTION venue_images.venue_image_record_results(jsonb) SET jit = off;
 ALTER FUNCTION venue_images.venue_image_enqueue_venue(bigint) SET jit = off;
 ALTER FUNCTION venue_images.venue_image_force_retry(bigint, text) SET jit = off;
+ALTER FUNCTION venue_images.venue_image_force_retry_image(bigint, int) SET jit = off;
 ALTER FUNCTION venue_images.venue_image_purge_permanently_failed(bigint) SET jit = off;
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger() SET jit = off;
