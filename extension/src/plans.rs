@@ -37,8 +37,9 @@ pub fn require_current_version() -> Result<(), VenueError> {
     if VERSION_CHECKED.with(Cell::get) {
         return Ok(());
     }
-    let installed = pgrx::spi::Spi::get_one::<String>(
+    let installed = select_one::<String>(
         "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'venue_images'",
+        &[],
     )?;
     match installed {
         Some(v) if v == LIBRARY_VERSION => {
@@ -62,6 +63,74 @@ fn prepare(
 ) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
     let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
     Ok(Rc::new(client.prepare_mut(sql, &types)?.keep()))
+}
+
+/// The first column of the first row of a read-only query, without marking the
+/// transaction as writing: pgrx's `Spi::get_one*` and `SpiClient::update` assign a
+/// transaction id, which a hot standby refuses ("cannot assign TransactionIds during
+/// recovery"). Every read path of the extension goes through `select`.
+pub fn select_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Option<T>, VenueError> {
+    Ok(pgrx::spi::Spi::connect(|client| {
+        let table = client.select(sql, Some(1), args)?;
+        if table.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        table.first().get_one::<T>()
+    })?)
+}
+
+/// Runs a constant read-only statement through its kept plan, without marking the
+/// transaction as writing (see [`select_one`]).
+pub fn read<'conn>(
+    client: &SpiClient<'conn>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> Result<SpiTupleTable<'conn>, VenueError> {
+    let cached = PLANS.with(|p| p.borrow().get(sql).cloned());
+    let stmt = match cached {
+        Some(s) => s,
+        None => {
+            let s = prepare(client, sql, args)?;
+            PLANS.with(|p| p.borrow_mut().insert(sql, s.clone()));
+            s
+        }
+    };
+    Ok(client.select(&*stmt, None, args)?)
+}
+
+/// Runs a read-only statement built at run time through a kept plan (see [`read`]).
+pub fn read_dynamic<'conn>(
+    client: &SpiClient<'conn>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<SpiTupleTable<'conn>, VenueError> {
+    let stmt = dynamic_plan(client, sql, args)?;
+    Ok(client.select(&*stmt, None, args)?)
+}
+
+fn dynamic_plan(
+    client: &SpiClient<'_>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
+    let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).cloned());
+    Ok(match cached {
+        Some(s) => s,
+        None => {
+            let s = prepare(client, sql, args)?;
+            DYNAMIC_PLANS.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() > 64 {
+                    p.clear();
+                }
+                p.insert(sql.to_string(), s.clone());
+            });
+            s
+        }
+    })
 }
 
 /// Runs a constant statement through its kept plan.
@@ -89,21 +158,7 @@ pub fn run_dynamic<'conn>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
-    let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).cloned());
-    let stmt = match cached {
-        Some(s) => s,
-        None => {
-            let s = prepare(client, sql, args)?;
-            DYNAMIC_PLANS.with(|p| {
-                let mut p = p.borrow_mut();
-                if p.len() > 64 {
-                    p.clear();
-                }
-                p.insert(sql.to_string(), s.clone());
-            });
-            s
-        }
-    };
+    let stmt = dynamic_plan(client, sql, args)?;
     Ok(client.update(&*stmt, None, args)?)
 }
 

@@ -150,7 +150,7 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     let id_column = quote_ident(&names.id);
     let has_gin = images_type.as_deref() == Some("jsonb")
         && match images_attnum {
-            Some(attnum) => Spi::get_one_with_args::<bool>(
+            Some(attnum) => crate::plans::select_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
                    JOIN pg_catalog.pg_am am ON am.oid = ic.relam
@@ -213,7 +213,7 @@ impl VenueSource {
         if threshold >= 1.0 {
             return Ok(format!(" WHERE {}", self.failures_predicate()));
         }
-        let reltuples = Spi::get_one_with_args::<f32>(
+        let reltuples = crate::plans::select_one::<f32>(
             "SELECT reltuples FROM pg_catalog.pg_class WHERE oid = $1",
             &[self.oid.into()],
         )?
@@ -225,12 +225,12 @@ impl VenueSource {
             100.0
         };
         let _as_owner = crate::owner::AsOwner::of(self);
-        let share = Spi::get_one::<f64>(&format!(
+        let share = crate::plans::select_one::<f64>(&format!(
             "SELECT (pg_catalog.count(*) FILTER (WHERE {pred}))::float8 / greatest(pg_catalog.count(*), 1)
                FROM {rel} TABLESAMPLE SYSTEM ({pct}) REPEATABLE (2008)",
             pred = self.failures_predicate(),
             rel = self.relation,
-        ))?
+        ), &[])?
         .unwrap_or(1.0);
         Ok(if share < threshold {
             format!(" WHERE {}", self.failures_predicate())

@@ -45,12 +45,13 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
     require_jsonb(&src)?;
     let policy = settings::policy();
     Spi::connect_mut(|c| {
+        // Reads only (select, never update), so that it works on a hot standby.
         let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
             return Ok(Vec::new());
         };
         let mut jobs: HashMap<Vec<u8>, (i64, String, Option<TimestampWithTimeZone>)> =
             HashMap::new();
-        for row in plans::run(
+        for row in plans::read(
             c,
             "SELECT j.url_hash, j.job_id, q.state, q.next_attempt_at
                FROM venue_images.venue_image_jobs j
@@ -203,7 +204,7 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
         let mut out = Vec::new();
         let rows = {
             let _as_owner = crate::owner::AsOwner::of(&src);
-            plans::run_dynamic(
+            plans::read_dynamic(
                 c,
                 &sql,
                 &[id.into(), pattern.as_str().into(), (max_rows as i64).into()],

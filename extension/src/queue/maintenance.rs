@@ -268,10 +268,10 @@ fn venue_images_finalize(images: Jsonb<'_>) -> PgResult<JsonbResult> {
     if !arr.is_array() {
         return Ok(JsonbResult::Datum(images.datum()));
     }
-    let now = Spi::get_one::<String>(
+    let now = crate::plans::select_one::<String>(
         r#"SELECT pg_catalog.to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
+        &[],
     )
-    .map_err(VenueError::from)
     .report()?
     .unwrap_or_default();
     let policy = settings::policy();

@@ -154,7 +154,11 @@ pub(crate) fn read_venue(
     );
     let table = {
         let _as_owner = crate::owner::AsOwner::of(src);
-        plans::run_dynamic(client, &sql, &[venue_id.into()])?
+        if for_update {
+            plans::run_dynamic(client, &sql, &[venue_id.into()])?
+        } else {
+            plans::read_dynamic(client, &sql, &[venue_id.into()])?
+        }
     };
     if table.is_empty() {
         return Ok(None);
