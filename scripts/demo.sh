@@ -3,7 +3,10 @@
 # private throwaway PostgreSQL 15 (or uses DATABASE_URL), starts local fakes of ImageKit
 # and the image providers, loads sample venues whose failed images point at the fake
 # provider, prints the statistics, recovers the failures with the uploader (progress bar),
-# and prints the statistics again.
+# prints the statistics again, and starts the web dashboard: on a terminal it prints its URL
+# and keeps it up until Ctrl-C; otherwise (CI, a pipe) it saves a screenshot of every page
+# under target/demo-screenshots/ (or, without Chromium, fetches each page) and exits.
+# DASHBOARD_LISTEN (default 127.0.0.1:8780, another free port when taken) sets its address.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 VENUES=${VENUES:-300}
@@ -19,7 +22,9 @@ step "Starting the fake ImageKit and the fake image providers"
 FAKES_OUT=$(mktemp /tmp/venue-images-fakes.XXXXXX)
 ./target/release/venue-images-fakes >"$FAKES_OUT" 2>/dev/null &
 FAKES_PID=$!
-trap 'kill $FAKES_PID 2>/dev/null; rm -f "$FAKES_OUT"; stop_cluster' EXIT
+DASH_PID=""
+DASH_DIR=$(mktemp -d /tmp/venue-images-dashboard.XXXXXX)
+trap 'kill $FAKES_PID $DASH_PID 2>/dev/null; wait $DASH_PID 2>/dev/null; rm -rf "$FAKES_OUT" "$DASH_DIR"; stop_cluster' EXIT
 for _ in $(seq 1 100); do [ -s "$FAKES_OUT" ] && break; sleep 0.1; done
 json_field() { python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])" "$FAKES_OUT" "$1"; }
 PROVIDER_BASE=$(json_field provider_base_url)
@@ -32,7 +37,7 @@ step "Loading $VENUES sample venues (deterministic; failed images point at the f
 # Short backoff so that retries happen within the demo (a superuser's setting).
 dbsql -c "ALTER DATABASE $(dbsql -Atc 'SELECT current_database()') SET venue_images.retry_base_seconds = 1" >/dev/null
 
-step "Logins with the extension's roles (sql/002_roles.sql): the sidecar and an operator"
+step "Logins with the extension's roles (sql/002_roles.sql): the sidecar, an operator, and the dashboard's reader"
 dbsql >/dev/null <<'SQL'
 DO $$ BEGIN
   CREATE ROLE demo_uploader LOGIN IN ROLE venue_image_uploader;
@@ -40,10 +45,14 @@ EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 DO $$ BEGIN
   CREATE ROLE demo_admin LOGIN IN ROLE venue_image_admin;
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN
+  CREATE ROLE demo_reader LOGIN IN ROLE venue_image_reader;
+EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 SQL
 as_login() { python3 -c "import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p._replace(netloc=sys.argv[2]+'@'+p.hostname+(':'+str(p.port) if p.port else '')).geturl())" "$DATABASE_URL" "$1"; }
 UPLOADER_URL=$(as_login demo_uploader)
 ADMIN_URL=$(as_login demo_admin)
+READER_URL=$(as_login demo_reader)
 info "uploader: $UPLOADER_URL"
 info "admin:    $ADMIN_URL"
 
@@ -74,3 +83,64 @@ dbsql -c "SELECT * FROM venue_image_retry_report()"
 step "SELECT * FROM venue_image_high_priority_venues(5);"
 dbsql -c "SELECT id, name, failed_count, uploaded_count, failure_rate_pct, priority_score
             FROM venue_image_high_priority_venues(5)"
+
+step "The dashboard: venue-image-uploader dashboard (as the reader; actions as the admin, with a token)"
+# A fresh random admin token for this demo, in a file only this user can read.
+DASH_TOKEN_FILE=$DASH_DIR/admin-token
+(umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$DASH_TOKEN_FILE")
+DASH_LISTEN=${DASHBOARD_LISTEN:-127.0.0.1:8780}
+if ! python3 -c 'import socket,sys; h,p=sys.argv[1].rsplit(":",1); socket.socket().bind((h,int(p)))' "$DASH_LISTEN" 2>/dev/null; then
+  info "$DASH_LISTEN is taken: using another free port"
+  DASH_LISTEN=127.0.0.1:0
+fi
+DATABASE_URL=$READER_URL $UPLOADER dashboard --listen "$DASH_LISTEN" --refresh 10 \
+  --admin-token-file "$DASH_TOKEN_FILE" --admin-database-url "$ADMIN_URL" \
+  >"$DASH_DIR/stdout" 2>"$DASH_DIR/log" &
+DASH_PID=$!
+DASH_URL=""
+for _ in $(seq 1 100); do
+  DASH_URL=$(sed -n 's|^dashboard: \(http://.*\)/$|\1|p' "$DASH_DIR/stdout" 2>/dev/null | head -1)
+  [ -n "$DASH_URL" ] && break
+  kill -0 "$DASH_PID" 2>/dev/null || { cat "$DASH_DIR/log" >&2; die "the dashboard did not start"; }
+  sleep 0.1
+done
+[ -n "$DASH_URL" ] || { cat "$DASH_DIR/log" >&2; die "the dashboard printed no URL"; }
+TOP_VENUE=$(dbsql -Atc "SELECT id FROM venue_image_high_priority_venues(1)")
+PAGES=(/ /failures "/recovery?range=24h" "/recovery?range=7d" "/recovery?range=30d" /venues)
+[ -n "$TOP_VENUE" ] && PAGES+=("/venues/$TOP_VENUE")
+
+if [ -t 1 ]; then
+  printf '\n    \033[1mDashboard: %s/\033[0m   (read-only; to use the actions, log in with the token in %s)\n' \
+    "$DASH_URL" "$DASH_TOKEN_FILE"
+  printf '    Open it in a browser on this machine (it listens on 127.0.0.1 only). Ctrl-C stops it and the demo.\n'
+  wait "$DASH_PID" || true
+else
+  # Not a terminal: nobody to look at it now, so show each page once and exit.
+  printf '\n    Dashboard: %s/ (stopped when the demo ends; on a terminal it stays up until Ctrl-C)\n' "$DASH_URL"
+  for p in "${PAGES[@]}"; do
+    python3 - "$DASH_URL$p" <<'EOF' || die "dashboard page $p failed"
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=60) as r:
+    body = r.read()
+    assert r.status == 200 and b"</html>" in body, r.status
+print(f"    GET {sys.argv[1]}: {r.status} OK, {len(body) // 1024} KB")
+EOF
+  done
+  CHROME=$(command -v chromium || command -v chromium-browser || true)
+  if [ -n "$CHROME" ]; then
+    SHOTS=$ROOT/target/demo-screenshots
+    mkdir -p "$SHOTS"
+    for p in "${PAGES[@]}"; do
+      name=$(printf '%s' "${p#/}" | tr -c 'a-zA-Z0-9' '-' | sed 's/-*$//')
+      out=$SHOTS/${name:-overview}.png
+      timeout 60 "$CHROME" --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+        --no-first-run --disable-background-networking --disable-component-update \
+        --disable-sync --disable-extensions --hide-scrollbars --user-data-dir="$DASH_DIR/chromium" \
+        --window-size=1280,1400 --screenshot="$out" "$DASH_URL$p" >/dev/null 2>&1 ||
+        die "Chromium could not take a screenshot of $p"
+      info "screenshot of $p: $out"
+    done
+  else
+    info "(no chromium: install chromium to get screenshots of the pages)"
+  fi
+fi

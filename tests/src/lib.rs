@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_uploader;
+pub mod browser;
 pub mod dataset;
 pub mod db;
 pub mod fakes;

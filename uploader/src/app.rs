@@ -289,6 +289,7 @@ pub async fn main(cli: Cli) -> Result<Exit, AppError> {
             }
             Ok(Exit::Ok)
         }
+        Command::Dashboard(args) => crate::dashboard::run(&cli, args).await,
         Command::Migrate => {
             let queue = connect(&cli, None).await?;
             for (name, sql) in MIGRATIONS {

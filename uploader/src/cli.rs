@@ -136,6 +136,9 @@ pub enum Command {
         #[arg(long, env = "VENUE_UPLOADER_URL")]
         url: Option<String>,
     },
+    /// Serve the web dashboard: failures, recovery over time, venues, and (with
+    /// --admin-token-file) actions. DATABASE_URL needs venue_image_reader.
+    Dashboard(DashboardArgs),
     /// Verify the database, the extension version, the role's grants and the ImageKit key.
     Check {
         #[command(flatten)]
@@ -165,6 +168,34 @@ pub struct RunArgs {
         default_value = "0 4 * * *"
     )]
     pub scan_schedule: String,
+}
+
+/// `dashboard` options.
+#[derive(Args, Debug, Clone)]
+pub struct DashboardArgs {
+    /// Address to serve the dashboard on (loopback by default: put a reverse proxy with
+    /// TLS in front of it to share it).
+    #[arg(long, env = "VENUE_DASHBOARD_LISTEN", default_value = "127.0.0.1:8780")]
+    pub listen: SocketAddr,
+
+    /// Seconds the analytics are cached: the venues table is scanned at most once per
+    /// refresh, whatever the number of viewers.
+    #[arg(long, env = "VENUE_DASHBOARD_REFRESH", default_value_t = 60)]
+    pub refresh: u64,
+
+    /// File holding the admin token. Without it the dashboard is read-only and shows no
+    /// action buttons.
+    #[arg(long, env = "VENUE_DASHBOARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
+
+    /// PostgreSQL URL of a login with venue_image_admin, used only for requests that carry
+    /// the admin token.
+    #[arg(
+        long,
+        env = "VENUE_DASHBOARD_ADMIN_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub admin_database_url: Option<String>,
 }
 
 /// ImageKit options.

@@ -16,12 +16,15 @@
 //! - [`failure`]: the typed outcome of a failed attempt (error type, status, scope).
 //! - [`redact`]: secrets (`key=` values, the private key) out of every message.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/metrics`.
+//! - [`dashboard`]: the web dashboard (server-rendered HTML and SVG, cached analytics,
+//!   admin actions behind a token and CSRF).
 //! - [`schedule`]: the scheduled scan, run by one uploader at a time.
 //! - [`progress`]: progress bar or lines for `once` and `retry`.
 
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod dashboard;
 pub mod exit;
 pub mod failure;
 pub mod fetch;
