@@ -201,6 +201,22 @@ REVOKE ALL ON SCHEMA venue_images FROM PUBLIC;
 GRANT USAGE ON SCHEMA venue_images TO PUBLIC;
 GRANT USAGE ON SCHEMA venue_images TO venue_image_definer;
 
+-- extension/src/analytics.rs:187
+
+CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
+	"id" bigint,
+	"name" TEXT,
+	"city_id" bigint,
+	"total_images" INT,
+	"failed_count" INT,
+	"uploaded_count" INT,
+	"failure_rate_pct" double precision
+)
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
+
 -- extension/src/queue/mod.rs:33
 -- requires:
 --   bootstrap
@@ -533,7 +549,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:248
+-- extension/src/queue/inspect.rs:249
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -573,7 +589,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_image_wrapper';
 
--- extension/src/analytics.rs:234
+-- extension/src/analytics.rs:272
 -- venue_images::analytics::venue_image_high_priority_venues
 CREATE OR REPLACE FUNCTION "venue_image_high_priority_venues"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -592,7 +608,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_high_priority_venues_wrapper';
 
--- extension/src/analytics.rs:354
+-- extension/src/analytics.rs:405
 -- venue_images::analytics::venue_image_overview
 CREATE OR REPLACE FUNCTION "venue_image_overview"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -602,7 +618,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_overview_wrapper';
 
--- extension/src/analytics.rs:178
+-- extension/src/analytics.rs:216
 -- venue_images::analytics::venue_image_partial_failure_candidates
 CREATE OR REPLACE FUNCTION "venue_image_partial_failure_candidates"(
 	"min_failures" INT DEFAULT 1, /* i32 */
@@ -674,7 +690,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_success_wrapper';
 
--- extension/src/analytics.rs:284
+-- extension/src/analytics.rs:322
 -- venue_images::analytics::venue_image_summary_stats
 CREATE OR REPLACE FUNCTION "venue_image_summary_stats"() RETURNS TABLE (
 	"total_venues_with_failures" bigint,  /* i64 */
@@ -695,7 +711,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_summary_stats_wrapper';
 
--- extension/src/queue/inspect.rs:144
+-- extension/src/queue/inspect.rs:145
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -737,7 +753,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:344
+-- extension/src/queue/mod.rs:348
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
@@ -759,22 +775,6 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
       FROM (SELECT venue_images.venue_images_summary_counts(images) AS c) s $$;
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
-
--- extension/src/analytics.rs:126
--- venue_images::analytics::venues_with_image_failures
-CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
-	"id" bigint,  /* Option < i64 > */
-	"name" TEXT,  /* Option < String > */
-	"city_id" bigint,  /* Option < i64 > */
-	"total_images" INT,  /* i32 */
-	"failed_count" INT,  /* i32 */
-	"uploaded_count" INT,  /* i32 */
-	"failure_rate_pct" double precision  /* f64 */
-)
-STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
 
 -- extension/src/queue/mod.rs:38
 -- finalize

@@ -285,7 +285,7 @@ fn venue_images_venue_list_deserialfn(
 fn venue_images_venue_list_finalfn(state: Option<Internal>) -> PgResult<Vec<u8>> {
     let rows = match unsafe { state_mut::<VenueList>(state) } {
         Some(l) => l.sorted(),
-        None => Vec::new(),
+        None => Cow::Owned(Vec::new()),
     };
     let mut w = Writer::default();
     encode_rows(&mut w, rows.iter());

@@ -123,25 +123,11 @@ fn venue_image_failure_breakdown() -> Result<
 
 /// Every venue with at least one failed image, by `failed_count` then
 /// `failure_rate_pct` (failed / image objects, one decimal), descending.
-#[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn venues_with_image_failures() -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(id, Option<i64>),
-            name!(name, Option<String>),
-            name!(city_id, Option<i64>),
-            name!(total_images, i32),
-            name!(failed_count, i32),
-            name!(uploaded_count, i32),
-            name!(failure_rate_pct, f64),
-        ),
-    >,
-    ErrorReport,
-> {
-    let src = source::resolve().report()?;
-    let rows = venue_list(
+///
+/// Returned in materialize mode (see [`crate::srf`]): the list can hold most of the table.
+fn failure_list() -> Result<Vec<VenueRow>, VenueError> {
+    let src = source::resolve()?;
+    venue_list(
         &src,
         List {
             min_failures: 1,
@@ -151,19 +137,71 @@ fn venues_with_image_failures() -> Result<
             with_error_types: false,
         },
     )
-    .report()?;
-    Ok(TableIterator::new(rows.into_iter().map(|v| {
-        (
-            v.id,
-            v.name.clone(),
-            v.city_id,
-            clamp(v.total_images),
-            clamp(v.failed_count),
-            clamp(v.uploaded_count),
-            v.failure_rate_pct(),
-        )
-    })))
 }
+
+#[doc(hidden)]
+#[no_mangle]
+pub extern "C" fn pg_finfo_venues_with_image_failures_wrapper() -> &'static pg_sys::Pg_finfo_record
+{
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `venues_with_image_failures()`, see [`failure_list`]. The symbol keeps the name pgrx
+/// gave it in 0.1.0 and 0.2.0, whose install scripts (and databases not yet updated) name it.
+///
+/// # Safety
+/// Called by PostgreSQL's function manager only, as the C function declared below.
+#[doc(hidden)]
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn venues_with_image_failures_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let rows = match failure_list() {
+        Ok(rows) => rows,
+        Err(e) => {
+            e.report().report(PgLogLevel::ERROR);
+            unreachable!("ERROR does not return")
+        }
+    };
+    // SAFETY: a set-returning call of the function declared below, whose seven result
+    // columns are bigint, text, bigint, int, int, int and float8, as built here.
+    unsafe {
+        crate::srf::materialize(fcinfo, rows, |v| {
+            let rate = v.failure_rate_pct();
+            [
+                v.id.into_datum(),
+                v.name.into_datum(),
+                v.city_id.into_datum(),
+                clamp(v.total_images).into_datum(),
+                clamp(v.failed_count).into_datum(),
+                clamp(v.uploaded_count).into_datum(),
+                rate.into_datum(),
+            ]
+        });
+    }
+    pg_sys::Datum::from(0)
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
+	"id" bigint,
+	"name" TEXT,
+	"city_id" bigint,
+	"total_images" INT,
+	"failed_count" INT,
+	"uploaded_count" INT,
+	"failure_rate_pct" double precision
+)
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
+"#,
+    name = "venues_with_image_failures"
+);
 
 fn opt_str(s: &Option<String>) -> Node<'_> {
     match s {

@@ -32,6 +32,8 @@ pub enum VenueError {
     /// The database's extension version is not the library's (55000): the package was
     /// upgraded but `ALTER EXTENSION venue_images UPDATE` has not run yet.
     NotReady(String),
+    /// A write on a server in recovery, a hot standby (25006).
+    ReadOnly(String),
     /// An internal query failed (38000).
     Spi(String),
 }
@@ -48,6 +50,7 @@ impl std::fmt::Display for VenueError {
             | VenueError::WrongType(m)
             | VenueError::WrongObject(m)
             | VenueError::NotReady(m)
+            | VenueError::ReadOnly(m)
             | VenueError::Spi(m) => f.write_str(m),
         }
     }
@@ -71,6 +74,7 @@ impl VenueError {
             VenueError::WrongType(_) => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
             VenueError::WrongObject(_) => PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             VenueError::NotReady(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            VenueError::ReadOnly(_) => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             VenueError::Spi(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }

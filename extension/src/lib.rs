@@ -36,6 +36,7 @@ pub mod queue;
 pub mod settings;
 pub mod source;
 pub mod values;
+pub mod srf;
 
 /// Registers the settings and the transaction callbacks when the library loads.
 #[pg_guard]

@@ -133,12 +133,27 @@ fn dynamic_plan(
     })
 }
 
+/// Refuses to write during recovery with PostgreSQL's own 25006, before anything asks
+/// for a transaction id (which a hot standby refuses with an XX000).
+pub fn require_writable() -> Result<(), VenueError> {
+    // SAFETY: reads shared-memory state; callable in any backend at any time.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Err(VenueError::ReadOnly(
+            "cannot change the retry queue on a hot standby: the server is in recovery; \
+             connect to the primary"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a constant statement through its kept plan.
 pub fn run<'conn>(
     client: &mut SpiClient<'conn>,
     sql: &'static str,
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
+    require_writable()?;
     let cached = PLANS.with(|p| p.borrow().get(sql).cloned());
     let stmt = match cached {
         Some(s) => s,
@@ -158,6 +173,7 @@ pub fn run_dynamic<'conn>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
+    require_writable()?;
     let stmt = dynamic_plan(client, sql, args)?;
     Ok(client.update(&*stmt, None, args)?)
 }

@@ -449,6 +449,14 @@ mod tests {
             venues.as_deref(),
             Some("A/3/2/1/66.7 B/1/1/0/100 C/2/1/1/50")
         );
+        // Returned in materialize mode: also in a select list, a lateral join and a CTE.
+        for q in [
+            "SELECT string_agg(concat_ws('/', (v).name, (v).total_images, (v).failed_count, (v).uploaded_count, (v).failure_rate_pct), ' ') FROM (SELECT venues_with_image_failures() AS v) s",
+            "SELECT string_agg(concat_ws('/', f.name, f.total_images, f.failed_count, f.uploaded_count, f.failure_rate_pct), ' ') FROM (VALUES (1)) x, LATERAL venues_with_image_failures() f",
+            "WITH f AS (SELECT * FROM venues_with_image_failures()) SELECT string_agg(concat_ws('/', name, total_images, failed_count, uploaded_count, failure_rate_pct), ' ') FROM f",
+        ] {
+            assert_eq!(text(q), venues, "{q}");
+        }
         let cand = text(
             "SELECT string_agg(concat_ws('/', name, failed_count, error_types::text), ' ') FROM venue_image_partial_failure_candidates(1, 10)",
         );

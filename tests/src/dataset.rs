@@ -57,6 +57,41 @@ impl Rng {
     }
 }
 
+/// How the generated rows look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The project's first generator: 5–15 images per venue, a quarter of the venues with
+    /// failures, long random tokens everywhere (about 10 KB per venue on disk: it barely
+    /// compresses, so decompression dominates a scan).
+    Wide,
+    /// Shaped like a real application's rows: 10 images per venue, about 4.8 KB of JSON
+    /// text and 1.4 KB on disk after TOAST compression, keys and URL prefixes repeated,
+    /// one API key for the whole app, and about 10% of images failed or permanently
+    /// failed. Here the per-row and per-element work shows.
+    Compact,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "wide" => Ok(Kind::Wide),
+            "compact" => Ok(Kind::Compact),
+            _ => Err(format!("unknown shape {s:?} (wide, compact)")),
+        }
+    }
+}
+
+impl Kind {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Wide => "wide",
+            Kind::Compact => "compact",
+        }
+    }
+}
+
 /// Dataset shape.
 #[derive(Clone, Debug)]
 pub struct Shape {
@@ -71,6 +106,8 @@ pub struct Shape {
     /// When set, failed images point at the fake provider at this base URL, with a
     /// deterministic mix of routes (see [`fake_route`]); `None` gives production-like URLs.
     pub provider_base: Option<String>,
+    /// Wide or compact rows.
+    pub kind: Kind,
 }
 
 impl Default for Shape {
@@ -81,6 +118,7 @@ impl Default for Shape {
             failing_share: 0.25,
             seed: 2008,
             provider_base: None,
+            kind: Kind::Wide,
         }
     }
 }
@@ -283,8 +321,65 @@ pub fn image_with(
     img
 }
 
+/// One venue row of the compact shape (see [`Kind::Compact`]).
+fn compact_venue(shape: &Shape, id: u64) -> (u64, String, String, u64, Value) {
+    const KEY: &str = "AIzaSyB4-venue-images-demo-key-000000";
+    let mut rng = Rng::new(shape.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let slug = format!("venue-{id}");
+    let name = format!("Venue {id}");
+    let city = 1 + rng.below(500);
+    let images: Vec<Value> = (0..10u64)
+        .map(|n| {
+            let provider = *rng.weighted(PROVIDERS);
+            let purl = match provider {
+                "google_places" => format!(
+                    "https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference={}&key={KEY}",
+                    rng.token(40)
+                ),
+                "foursquare" => format!("https://fastly.4sqi.net/img/general/original/{}_{}.jpg", id, rng.token(16)),
+                _ => format!("https://images.{provider}.example.com/photos/{id}/{}.jpg", rng.token(16)),
+            };
+            let (w, h) = *rng.weighted(&[((4032, 3024), 4), ((1920, 1080), 5), ((1600, 1200), 4), ((800, 800), 2)]);
+            let mut img = json!({
+                "provider": provider,
+                "provider_url": purl,
+                "width": w,
+                "height": h,
+                "quality_score": venue_images_core::scores::quality_score(Some(w), Some(h)),
+                "fetched_at": timestamp(&mut rng),
+                "position": n,
+                "attribution": format!("Contributor {}", rng.below(100_000)),
+            });
+            let obj = img.as_object_mut().expect("object");
+            if rng.chance(0.10) {
+                let status = if rng.chance(0.2) { "permanently_failed" } else { "failed" };
+                let (etype, code) = *rng.weighted(ERRORS);
+                let retries = if status == "permanently_failed" { 3 } else { rng.below(3) };
+                obj.insert("url".into(), json!(purl));
+                obj.insert("upload_status".into(), json!(status));
+                obj.insert("retry_count".into(), json!(retries));
+                obj.insert(
+                    "error_details".into(),
+                    json!({"error": "download failed", "error_type": etype, "status_code": code,
+                           "timestamp": timestamp(&mut rng), "retry_attempt": retries}),
+                );
+            } else {
+                let file = venue_images_core::naming::file_name(&purl, Some(provider)).expect("name");
+                obj.insert("url".into(), json!(format!("https://ik.imagekit.io/eventasaurus/venues/{slug}/{file}")));
+                obj.insert("imagekit_path".into(), json!(format!("/venues/{slug}/{file}")));
+                obj.insert("upload_status".into(), json!("uploaded"));
+            }
+            img
+        })
+        .collect();
+    (id, name, slug, city, Value::Array(images))
+}
+
 /// One venue row: (id, name, slug, city_id, images).
 pub fn venue(shape: &Shape, id: u64) -> (u64, String, String, u64, Value) {
+    if shape.kind == Kind::Compact {
+        return compact_venue(shape, id);
+    }
     let mut rng = Rng::new(shape.seed ^ id.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let slug = format!(
         "venue-{id}-{}",
@@ -375,5 +470,32 @@ mod tests {
         }
         assert!((400..600).contains(&failing), "{failing}");
         assert!((18_000..22_000).contains(&images), "{images}");
+    }
+
+    #[test]
+    fn the_compact_shape_is_what_it_says() {
+        let shape = Shape {
+            venues: 2000,
+            kind: Kind::Compact,
+            ..Shape::default()
+        };
+        let (mut bytes, mut images, mut failed) = (0usize, 0usize, 0usize);
+        for id in 1..=2000 {
+            let (_, _, _, _, v) = venue(&shape, id);
+            bytes += v.to_string().len();
+            let arr = v.as_array().unwrap();
+            images += arr.len();
+            failed += arr
+                .iter()
+                .filter(|i| i["upload_status"] != "uploaded")
+                .count();
+        }
+        assert_eq!(images, 20_000);
+        let per_venue = bytes / 2000;
+        assert!(
+            (4_300..5_300).contains(&per_venue),
+            "{per_venue} bytes of JSON per venue"
+        );
+        assert!((1_800..2_200).contains(&failed), "{failed} failed images");
     }
 }

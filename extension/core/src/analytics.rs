@@ -14,6 +14,7 @@ use crate::jsonb::Malformed;
 use crate::jsonb::{parse_varlena, value_to_text, Container, Kind, Value};
 use crate::scores::{failure_rate_tenths, mean_rate_pct};
 use crate::wire::{Reader, Writer};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -366,33 +367,44 @@ impl Ord for Ranked {
     }
 }
 
-/// Keeps the first `k` venues by an order without sorting everything.
+/// Keeps the first `k` venues by an order without sorting everything. Without a limit
+/// (`k == usize::MAX`) it keeps every venue in a plain vector, sorted once at the end: a
+/// heap would only add work per row.
 pub struct TopK {
     k: usize,
     order: VenueOrder,
-    heap: BinaryHeap<Ranked>,
+    kept: Kept,
+}
+
+enum Kept {
+    /// Every venue offered, in arrival order (sorted by [`TopK::sort`]).
+    All(Vec<VenueRow>),
+    /// The best `k` so far; the worst on top.
+    Best(BinaryHeap<Ranked>),
 }
 
 impl TopK {
     /// Up to `k` venues in `order`.
     pub fn new(k: usize, order: VenueOrder) -> Self {
-        TopK {
-            k,
-            order,
-            heap: BinaryHeap::new(),
-        }
+        let kept = if k == usize::MAX {
+            Kept::All(Vec::new())
+        } else {
+            Kept::Best(BinaryHeap::new())
+        };
+        TopK { k, order, kept }
     }
 
     /// Would `row` enter the list? (Lets the caller skip building expensive fields.)
     pub fn admits(&self, row: &VenueRow) -> bool {
-        if self.k == 0 {
-            return false;
+        match &self.kept {
+            Kept::All(_) => true,
+            Kept::Best(_) if self.k == 0 => false,
+            Kept::Best(heap) if heap.len() < self.k => true,
+            Kept::Best(heap) => {
+                let worst = heap.peek().expect("full heap");
+                self.order.cmp(row, &worst.0) == Ordering::Less
+            }
         }
-        if self.heap.len() < self.k {
-            return true;
-        }
-        let worst = self.heap.peek().expect("full heap");
-        self.order.cmp(row, &worst.0) == Ordering::Less
     }
 
     /// Offers a venue.
@@ -400,18 +412,59 @@ impl TopK {
         if !self.admits(&row) {
             return;
         }
-        self.heap.push(Ranked(row, self.order));
-        if self.heap.len() > self.k {
-            self.heap.pop();
+        match &mut self.kept {
+            Kept::All(rows) => rows.push(row),
+            Kept::Best(heap) => {
+                heap.push(Ranked(row, self.order));
+                if heap.len() > self.k {
+                    heap.pop();
+                }
+            }
+        }
+    }
+
+    /// Offers every venue of another list.
+    pub fn extend(&mut self, other: TopK) {
+        match (&mut self.kept, other.kept) {
+            (Kept::All(rows), Kept::All(more)) => rows.extend(more),
+            (_, Kept::All(more)) => more.into_iter().for_each(|r| self.push(r)),
+            (_, Kept::Best(heap)) => heap.into_iter().for_each(|r| self.push(r.0)),
+        }
+    }
+
+    /// The venues kept, in no particular order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = &VenueRow> + '_> {
+        match &self.kept {
+            Kept::All(rows) => Box::new(rows.iter()),
+            Kept::Best(heap) => Box::new(heap.iter().map(|r| &r.0)),
+        }
+    }
+
+    /// The venues, best first: an unbounded list is sorted in place (no copy; the set of
+    /// venues is unchanged, so later offers and calls agree), a bounded one is copied.
+    pub fn sorted(&mut self) -> Cow<'_, [VenueRow]> {
+        let order = self.order;
+        match &mut self.kept {
+            Kept::All(rows) => {
+                rows.sort_unstable_by(|a, b| order.cmp(a, b));
+                Cow::Borrowed(rows.as_slice())
+            }
+            Kept::Best(heap) => {
+                let mut rows: Vec<VenueRow> = heap.iter().map(|r| r.0.clone()).collect();
+                rows.sort_unstable_by(|a, b| order.cmp(a, b));
+                Cow::Owned(rows)
+            }
         }
     }
 
     /// The venues, best first.
     pub fn into_sorted(self) -> Vec<VenueRow> {
-        let mut v: Vec<VenueRow> = self.heap.into_iter().map(|r| r.0).collect();
-        let order = self.order;
-        v.sort_by(|a, b| order.cmp(a, b));
-        v
+        let mut rows: Vec<VenueRow> = match self.kept {
+            Kept::All(rows) => rows,
+            Kept::Best(heap) => heap.into_iter().map(|r| r.0).collect(),
+        };
+        rows.sort_unstable_by(|a, b| self.order.cmp(a, b));
+        rows
     }
 }
 
@@ -662,9 +715,7 @@ impl VenueList {
         let h = &mut self.scanner.health;
         let o = &other.scanner.health;
         h.rows += o.rows;
-        for v in other.top.into_sorted() {
-            self.top.push(v);
-        }
+        self.top.extend(other.top);
     }
 
     /// The venues, best first.
@@ -672,12 +723,10 @@ impl VenueList {
         self.top.into_sorted()
     }
 
-    /// A copy of the venues, best first (the state stays as it is).
-    pub fn sorted(&self) -> Vec<VenueRow> {
-        let mut v: Vec<VenueRow> = self.top.heap.iter().map(|r| r.0.clone()).collect();
-        let order = self.spec.order;
-        v.sort_by(|a, b| order.cmp(a, b));
-        v
+    /// The venues, best first (sorted in place where that saves a copy; the venues kept
+    /// do not change).
+    pub fn sorted(&mut self) -> Cow<'_, [VenueRow]> {
+        self.top.sorted()
     }
 
     /// Moves the contents out, leaving an empty list with the same spec.
@@ -695,8 +744,7 @@ impl VenueList {
         w.u8(matches!(self.spec.order, VenueOrder::ByPriority) as u8);
         w.u8(self.spec.with_error_types as u8);
         w.i64(self.scanner.health.rows);
-        let rows: Vec<&VenueRow> = self.top.heap.iter().map(|r| &r.0).collect();
-        encode_rows(&mut w, rows);
+        encode_rows(&mut w, self.top.iter());
         w.buf
     }
 

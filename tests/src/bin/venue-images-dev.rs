@@ -2,12 +2,22 @@
 //!
 //! ```text
 //! venue-images-dev seed --venues 2000
-//! venue-images-dev bench-analytics --venues 200000
+//! venue-images-dev bench-analytics --venues 200000 --shape both
+//! venue-images-dev bench-growth --sizes 200000,1000000,2000000
+//! venue-images-dev bench-queue-growth --depths 100000,1000000
+//! venue-images-dev bench-scan-memory --venues 2000000
 //! ```
+//!
+//! Benchmark datasets live in their own databases (`vi_bench_<shape>_<venues>`), made on
+//! first use and reused afterwards.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use venue_images_tests::{bench, dataset::Shape, db};
+use venue_images_tests::{
+    bench,
+    dataset::{Kind, Shape},
+    db,
+};
 
 #[derive(Parser)]
 #[command(about = "venue_images developer tool: datasets and benchmarks")]
@@ -33,14 +43,67 @@ enum Command {
         #[arg(long)]
         provider_base: Option<String>,
     },
-    /// Times the analytics functions and dedupe against the original's SQL and the floor.
+    /// Times the analytics functions against the floor and the original's SQL, on each
+    /// shape of data, and dedupe against plain SQL.
     BenchAnalytics {
-        /// Number of venues (the dataset is regenerated when the table differs).
+        /// Number of venues.
         #[arg(long, default_value_t = 200_000)]
         venues: u64,
-        /// Timed runs per query (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        /// Interleaved rounds (at least 7; the median is reported).
+        #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Shape of data: wide (large rows of random tokens that barely compress),
+        /// compact (10 images, about 4.8 KB of JSON per venue, repeated keys and URL
+        /// prefixes) or both.
+        #[arg(long, default_value = "both")]
+        shape: String,
+        /// Exit with status 1 when a target is missed.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The growth table: the analytics functions on the compact shape at each size.
+    BenchGrowth {
+        /// Sizes, in venues.
+        #[arg(long, value_delimiter = ',', default_value = "200000,1000000,2000000")]
+        sizes: Vec<u64>,
+        /// Interleaved rounds per size (at least 7).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+    /// The queue at several depths: claim p99 and batched write-back throughput over
+    /// the same number of recorded images.
+    BenchQueueGrowth {
+        /// Queued images at each depth (ten per venue).
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        depths: Vec<u64>,
+        /// Images recorded at each depth.
+        #[arg(long, default_value_t = 50_000)]
+        measure: u64,
+        /// Concurrent workers.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Exit with status 1 when a target is missed.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Peak backend memory of the cleanup scan (rolled back) against the floor scan's.
+    BenchScanMemory {
+        /// Venues (compact shape).
+        #[arg(long, default_value_t = 200_000)]
+        venues: u64,
+    },
+    /// Times the dashboard's pages with a warm cache (the real `venue-image-uploader
+    /// dashboard`, built next to this binary), and the first, cold page.
+    BenchDashboard {
+        /// Venues.
+        #[arg(long, default_value_t = 200_000)]
+        venues: u64,
+        /// Shape of data: wide or compact.
+        #[arg(long, default_value = "compact")]
+        shape: String,
+        /// Sequential requests per page (the median is reported).
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
         /// Exit with status 1 when a target is missed.
         #[arg(long)]
         check: bool,
@@ -63,6 +126,9 @@ enum Command {
         /// venue_image_record_results call per claimed batch.
         #[arg(long)]
         per_image: bool,
+        /// Stop after this many images are recorded (0: all).
+        #[arg(long, default_value_t = 0)]
+        measure: u64,
     },
     /// Times the real uploader binary against the fakes (50 ms latency, 1 MB and 5 MB
     /// images): throughput against its bound, pacing, CPU per image, peak RSS.
@@ -110,9 +176,37 @@ async fn main() -> Result<()> {
             workers,
             batch,
             per_image,
-        } => bench::queue(&url, venues, images, workers, batch, per_image)
+            measure,
+        } => bench::queue(&url, venues, images, workers, batch, per_image, measure)
             .await
             .map(|_| ()),
+        Command::BenchQueueGrowth {
+            depths,
+            measure,
+            workers,
+            check,
+        } => {
+            let ok = bench::queue_growth(&url, &depths, workers, measure).await?;
+            if check && !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::BenchDashboard {
+            venues,
+            shape,
+            requests,
+            check,
+        } => {
+            let kind = shape.parse::<Kind>().map_err(anyhow::Error::msg)?;
+            let ok = venue_images_tests::dashboard_bench::run(&url, venues, kind, requests).await?;
+            if check && !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::BenchGrowth { sizes, runs } => bench::growth(&url, &sizes, runs).await,
+        Command::BenchScanMemory { venues } => bench::scan_memory(&url, venues).await,
         Command::BenchUploader {
             scale,
             latency_ms,
@@ -128,9 +222,14 @@ async fn main() -> Result<()> {
         Command::BenchAnalytics {
             venues,
             runs,
+            shape,
             check,
         } => {
-            let ok = bench::analytics(&url, venues, runs).await?;
+            let kinds = match shape.as_str() {
+                "both" => vec![Kind::Wide, Kind::Compact],
+                one => vec![one.parse::<Kind>().map_err(anyhow::Error::msg)?],
+            };
+            let ok = bench::analytics(&url, venues, runs, &kinds).await?;
             if check && !ok {
                 std::process::exit(1);
             }

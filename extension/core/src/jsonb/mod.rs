@@ -57,7 +57,8 @@ impl std::error::Error for Malformed {}
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32, Malformed> {
     let end = at.checked_add(4).ok_or(Malformed("offset overflow"))?;
     let b = bytes.get(at..end).ok_or(Malformed("truncated"))?;
-    Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    let word = <[u8; 4]>::try_from(b).map_err(|_| Malformed("truncated"))?;
+    Ok(u32::from_ne_bytes(word))
 }
 
 #[inline]
@@ -231,13 +232,22 @@ impl<'a> Container<'a> {
         read_u32(self.entries, i * 4)
     }
 
-    /// Start offset (in the data area) of child `i`, as `getJsonbOffset` computes it.
+    /// Start offset (in the data area) of child `i`, as `getJsonbOffset` computes it:
+    /// the lengths of the children before it, back to the nearest one that stores its
+    /// end offset. Sums of at most 2^28 entries below 2^28 each cannot overflow a 64-bit
+    /// `usize`; on narrower targets the sum is checked.
+    #[inline]
     fn offset_of(&self, i: usize) -> Result<usize, Malformed> {
+        let before = self
+            .entries
+            .get(..i.checked_mul(4).ok_or(Malformed("offset overflow"))?)
+            .ok_or(Malformed("truncated"))?;
         let mut offset: usize = 0;
-        let mut j = i;
-        while j > 0 {
-            j -= 1;
-            let e = self.entry(j)?;
+        for chunk in before.rchunks_exact(4) {
+            let Ok(word) = <[u8; 4]>::try_from(chunk) else {
+                return Err(Malformed("truncated"));
+            };
+            let e = u32::from_ne_bytes(word);
             offset = offset
                 .checked_add((e & JENTRY_OFFLENMASK) as usize)
                 .ok_or(Malformed("offset overflow"))?;
@@ -264,8 +274,14 @@ impl<'a> Container<'a> {
     }
 
     /// Decodes child `i` that occupies `[start, end)` of the data area.
+    #[inline]
     fn child(&self, i: usize, start: usize, end: usize) -> Result<Value<'a>, Malformed> {
-        let e = self.entry(i)?;
+        self.child_of(self.entry(i)?, start, end)
+    }
+
+    /// Decodes the child whose entry is `e`, occupying `[start, end)` of the data area.
+    #[inline]
+    fn child_of(&self, e: u32, start: usize, end: usize) -> Result<Value<'a>, Malformed> {
         let region = self
             .data
             .get(start..end)
@@ -352,39 +368,91 @@ impl<'a> Container<'a> {
 
     /// The value of `key` in an object (`None` if absent or not an object).
     ///
-    /// Keys are sorted by (length, bytes), so the scan stops as soon as it passes `key`.
+    /// Keys are sorted by (length, bytes), so the walk stops as soon as it passes `key`.
+    /// One forward walk over the entries finds the key and then the value's offset (the
+    /// remaining keys, then the values before it), reading each entry once: this is the
+    /// per-element cost of every analytics scan, so it avoids `getJsonbOffset`'s
+    /// backward walk and decides most key comparisons on the first byte.
+    #[inline]
     pub fn get(&self, key: &str) -> Result<Option<Value<'a>>, Malformed> {
         if self.kind() != Kind::Object {
             return Ok(None);
         }
-        let n = self.len();
         let key = key.as_bytes();
+        let n = self.len();
+        // `parse` checked that the entries hold 2n words.
+        let (keys, values) = self
+            .entries
+            .split_at_checked(n * 4)
+            .ok_or(Malformed("truncated"))?;
         let mut start = 0usize;
-        for i in 0..n {
-            let end = self.end_of(i, start)?;
-            let klen = end.checked_sub(start).ok_or(Malformed("key length"))?;
-            if klen > key.len() {
-                return Ok(None);
-            }
+        let mut found = None;
+        for (i, w) in keys.chunks_exact(4).enumerate() {
+            let e = word(w);
+            let end = next_offset(e, start);
+            let klen = end.wrapping_sub(start);
             if klen == key.len() {
                 let k = self
                     .data
                     .get(start..end)
                     .ok_or(Malformed("key runs past the end"))?;
-                match k.cmp(key) {
+                let order = match k.first().cmp(&key.first()) {
+                    std::cmp::Ordering::Equal => k.cmp(key),
+                    other => other,
+                };
+                match order {
                     std::cmp::Ordering::Equal => {
-                        let vi = n + i;
-                        let vstart = self.offset_of(vi)?;
-                        let vend = self.end_of(vi, vstart)?;
-                        return self.child(vi, vstart, vend).map(Some);
+                        found = Some(i);
+                        start = end;
+                        break;
                     }
                     std::cmp::Ordering::Greater => return Ok(None),
                     std::cmp::Ordering::Less => {}
                 }
+            } else if klen > key.len() {
+                // Longer keys sort after `key` (a backwards offset lands here too, and
+                // is reported by the bounds checks of whoever reads that key).
+                return Ok(None);
             }
             start = end;
         }
-        Ok(None)
+        let Some(i) = found else {
+            return Ok(None);
+        };
+        // `start` is the end of key i: add the remaining keys and the values before i.
+        // Offsets are only trusted after the bounds check of the child's region.
+        for w in keys[(i + 1) * 4..].chunks_exact(4) {
+            start = next_offset(word(w), start);
+        }
+        let before = values.get(..i * 4).ok_or(Malformed("truncated"))?;
+        for w in before.chunks_exact(4) {
+            start = next_offset(word(w), start);
+        }
+        let e = word(values.get(i * 4..i * 4 + 4).ok_or(Malformed("truncated"))?);
+        let end = next_offset(e, start);
+        if end < start {
+            return Err(Malformed("offset goes backwards"));
+        }
+        self.child_of(e, start, end).map(Some)
+    }
+}
+
+/// The u32 in a 4-byte chunk (from `chunks_exact(4)`; anything shorter reads as 0).
+#[inline(always)]
+fn word(w: &[u8]) -> u32 {
+    u32::from_ne_bytes(<[u8; 4]>::try_from(w).unwrap_or([0; 4]))
+}
+
+/// The end of a child whose entry is `e` and which starts at `start`: its stored end
+/// offset, or `start` plus its length. Wrapping: a corrupt length yields an offset that
+/// the region's bounds check rejects.
+#[inline(always)]
+fn next_offset(e: u32, start: usize) -> usize {
+    let field = (e & JENTRY_OFFLENMASK) as usize;
+    if e & JENTRY_HAS_OFF != 0 {
+        field
+    } else {
+        start.wrapping_add(field)
     }
 }
 

@@ -215,6 +215,36 @@ proptest! {
         }
     }
 
+    /// `get` (one forward walk) finds what a walk over the pairs (offsets computed
+    /// backwards, as `getJsonbOffset` does) finds, for every key and for absent keys,
+    /// in objects large enough to store offsets every 32 entries.
+    #[test]
+    fn get_agrees_with_pairs(
+        pairs in prop::collection::vec(("[a-z_]{0,14}", arb_json()), 0..90),
+        probes in prop::collection::vec("[a-z_]{0,15}", 0..10),
+    ) {
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| {
+                let mut key = String::new();
+                escape_json_string(&mut key, k);
+                format!("{key}: {v}")
+            })
+            .collect();
+        let bytes = encode_text(&format!("{{{}}}", body.join(", ")));
+        let c = parse_varlena(&bytes).unwrap();
+        let keys = pairs.iter().map(|(k, _)| k.as_str()).chain(probes.iter().map(String::as_str));
+        for key in keys {
+            let by_pairs = c
+                .pairs()
+                .map(Result::unwrap)
+                .find(|(k, _)| *k == key.as_bytes())
+                .map(|(_, v)| value_to_text(&v).unwrap());
+            let by_get = c.get(key).unwrap().map(|v| value_to_text(&v).unwrap());
+            prop_assert_eq!(by_get, by_pairs, "key {:?}", key);
+        }
+    }
+
     /// Mutating one byte of a valid value never panics the reader.
     #[test]
     fn mutated_values_never_panic(json in arb_json(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
@@ -223,6 +253,13 @@ proptest! {
         bytes[i] = byte;
         if let Ok(c) = parse_varlena(&bytes) {
             let _ = to_json_text(&c);
+            for e in c.elements().take(50) {
+                if let Ok(Value::Container(o)) = e {
+                    let _ = o.get("upload_status");
+                    let _ = o.get("a");
+                }
+            }
+            let _ = c.get("upload_status");
         }
     }
 }

@@ -1,0 +1,77 @@
+//! Times the analytics scanner on rows shaped like a real app's (10 images, about 4.8 KB
+//! of JSON, 10% failed), without PostgreSQL: the per-element cost that the table-level
+//! analytics add on top of detoasting. `cargo run --release -p venue_images_core --example scan`
+use std::time::Instant;
+use venue_images_core::analytics::Stats;
+use venue_images_core::classify::Classifier;
+use venue_images_core::jsonb::{encode, parse_json};
+
+fn row(id: u64) -> String {
+    let mut images = Vec::new();
+    for n in 0..10u64 {
+        let h = id
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(n * 7919);
+        let purl = format!(
+            "https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference={h:040x}&key=AIzaSyB4-demo"
+        );
+        let common = format!(
+            r#""provider":"google_places","provider_url":"{purl}","width":4032,"height":3024,"quality_score":0.9,"fetched_at":"2025-06-01T10:00:00Z","position":{n},"attribution":"Contributor {}""#,
+            h % 100_000
+        );
+        if h % 10 == 0 {
+            images.push(format!(
+                r#"{{{common},"url":"{purl}","upload_status":"failed","retry_count":1,"error_details":{{"error":"download failed","error_type":"rate_limited","status_code":429,"timestamp":"2025-06-01T10:00:00Z","retry_attempt":1}}}}"#
+            ));
+        } else {
+            images.push(format!(
+                r#"{{{common},"url":"https://ik.imagekit.io/e/venues/v{id}/{h:x}.jpg","imagekit_path":"/venues/v{id}/{h:x}.jpg","upload_status":"uploaded"}}"#
+            ));
+        }
+    }
+    format!("[{}]", images.join(","))
+}
+
+fn main() {
+    let n: u64 = std::env::var("ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50_000);
+    let rows: Vec<Vec<u8>> = (0..n)
+        .map(|id| encode(&parse_json(&row(id)).expect("json")).expect("encode"))
+        .collect();
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let elements = (rows.len() * 10) as f64;
+    let mut best = f64::MAX;
+    for round in 0..rounds {
+        // The floor: the copy alone, as decompression leaves each row in cache.
+        let mut hot = Vec::new();
+        let start = Instant::now();
+        let mut sum = 0usize;
+        for r in &rows {
+            hot.clear();
+            hot.extend_from_slice(r);
+            sum += hot[hot.len() / 2] as usize;
+        }
+        let floor = start.elapsed();
+        let start = Instant::now();
+        let mut stats = Stats::new(Classifier::default());
+        for r in &rows {
+            hot.clear();
+            hot.extend_from_slice(r);
+            stats.add(Some(&hot));
+        }
+        let el = start.elapsed();
+        println!(
+            "round {round}: copy {:.1} ns per element, copy + scan {:.1} ns per element: scan {:.1} ns ({sum})",
+            floor.as_nanos() as f64 / elements,
+            el.as_nanos() as f64 / elements,
+            (el.as_nanos() as f64 - floor.as_nanos() as f64) / elements,
+        );
+        best = best.min((el.as_nanos() as f64 - floor.as_nanos() as f64) / elements);
+    }
+    println!("best: scan {best:.1} ns per element");
+}
