@@ -19,7 +19,7 @@ fn row(id: u64) -> String {
             r#""provider":"google_places","provider_url":"{purl}","width":4032,"height":3024,"quality_score":0.9,"fetched_at":"2025-06-01T10:00:00Z","position":{n},"attribution":"Contributor {}""#,
             h % 100_000
         );
-        if h % 10 == 0 {
+        if h.is_multiple_of(10) {
             images.push(format!(
                 r#"{{{common},"url":"{purl}","upload_status":"failed","retry_count":1,"error_details":{{"error":"download failed","error_type":"rate_limited","status_code":429,"timestamp":"2025-06-01T10:00:00Z","retry_attempt":1}}}}"#
             ));
