@@ -35,8 +35,8 @@ pub mod plans;
 pub mod queue;
 pub mod settings;
 pub mod source;
-pub mod values;
 pub mod srf;
+pub mod values;
 
 /// Registers the settings and the transaction callbacks when the library loads.
 #[pg_guard]

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bench_uploader;
 pub mod browser;
+pub mod dashboard_bench;
 pub mod dataset;
 pub mod db;
 pub mod fakes;
