@@ -4,6 +4,7 @@
 #   scripts/bench.sh growth      # the growth table (compact shape) and the cleanup scan's peak memory
 #   scripts/bench.sh queue       # claim -> record at two queue depths, and per-image write-back
 #   scripts/bench.sh uploader    # the uploader binary against the fakes (50 ms, 1 MB images)
+#   scripts/bench.sh dashboard   # each dashboard page with a warm cache (200,000 venues)
 #   scripts/bench.sh all
 # Knobs:
 #   VENUES   analytics: venues per shape (default 200000);
@@ -51,5 +52,5 @@ case "$what" in
     step "Dashboard: each page with a warm cache, ${VENUES:-200000} venues (target < 50 ms)"
     "$dev" bench-dashboard --venues "${VENUES:-200000}" ;;
   all) analytics; growth; queue; uploader ;;
-  *) die "unknown benchmark '$what' (try: analytics, growth, queue, uploader, all)" ;;
+  *) die "unknown benchmark '$what' (try: analytics, growth, queue, uploader, dashboard, all)" ;;
 esac
