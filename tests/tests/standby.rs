@@ -92,6 +92,8 @@ impl Standby {
                 "-R",
                 "-X",
                 "stream",
+                // An immediate checkpoint: the default spreads it over minutes.
+                "--checkpoint=fast",
             ],
         )?;
         let standby_port = std::net::TcpListener::bind("127.0.0.1:0")?
