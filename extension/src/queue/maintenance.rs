@@ -137,7 +137,10 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
     require_jsonb(&src)?;
     let policy = settings::policy();
     let mut counts = ScanCounts::default();
-    Spi::connect_mut(|c| {
+    // Each batch runs in its own SPI connection: pgrx never frees a fetched tuple table, so
+    // in one connection every row fetched would stay in memory until the end of the scan
+    // (3 GB for 1,000,000 venues). The cursor's portal lives across connections by name.
+    let (now, cursor_name) = Spi::connect_mut(|c| {
         let now = now_iso(c)?;
         let filter = src.failures_filter()?;
         let sql = format!(
@@ -146,43 +149,57 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
             img = src.images_column,
             rel = src.relation
         );
-        // Each row is detoasted in a context reset per row.
-        let mut row_cx = PgMemoryContexts::new("venue_images cleanup scan");
-        let mut cursor = {
-            let _as_owner = crate::owner::AsOwner::of(&src);
-            c.try_open_cursor(sql.as_str(), &[])?
-        };
-        loop {
-            let rows = {
-                let _as_owner = crate::owner::AsOwner::of(&src);
-                cursor.fetch(BATCH as i64)?
-            };
-            if rows.is_empty() {
-                break;
-            }
+        let _as_owner = crate::owner::AsOwner::of(&src);
+        let cursor = c.try_open_cursor(sql.as_str(), &[])?;
+        Ok::<_, VenueError>((now, cursor.detach_into_name()))
+    })?;
+    // Each row is detoasted in a context reset per row.
+    let mut row_cx = PgMemoryContexts::new("venue_images cleanup scan");
+    loop {
+        let done = Spi::connect_mut(|c| {
+            let mut cursor = c.find_cursor(&cursor_name)?;
             let mut batch = Batch::default();
-            for row in rows {
-                let Some(id) = row.get::<i64>(1)? else {
-                    continue;
+            let fetched = {
+                let rows = {
+                    let _as_owner = crate::owner::AsOwner::of(&src);
+                    cursor.fetch(BATCH as i64)?
                 };
-                let Some(raw) = row.get::<RawJsonb>(2)? else {
-                    continue;
-                };
-                // SAFETY: a live jsonb datum of the fetched row; the detoasted copy lives
-                // in `row_cx`, reset right after this row, and nothing borrowed from it
-                // is kept (the batch holds owned values).
-                unsafe {
-                    row_cx.switch_to(|_| {
-                        let bytes = Jsonb::from_datum(raw.0).bytes();
-                        scan_row(id, bytes, &policy, &mut counts, &mut batch);
-                    });
-                    row_cx.reset();
+                let fetched = rows.len();
+                for row in rows {
+                    let Some(id) = row.get::<i64>(1)? else {
+                        continue;
+                    };
+                    let Some(raw) = row.get::<RawJsonb>(2)? else {
+                        continue;
+                    };
+                    // SAFETY: a live jsonb datum of the fetched row; the detoasted copy
+                    // lives in `row_cx`, reset right after this row, and nothing borrowed
+                    // from it is kept (the batch holds owned values).
+                    unsafe {
+                        row_cx.switch_to(|_| {
+                            let bytes = Jsonb::from_datum(raw.0).bytes();
+                            scan_row(id, bytes, &policy, &mut counts, &mut batch);
+                        });
+                        row_cx.reset();
+                    }
                 }
+                fetched
+            };
+            if fetched == 0 {
+                // Dropping the cursor closes the portal.
+                return Ok::<bool, VenueError>(true);
             }
-            // The cursor's portal keeps its snapshot; the batch's writes run beside it.
+            // Keep the portal (and its snapshot) open for the next batch; the batch's
+            // writes run beside it.
+            cursor.detach_into_name();
             write_batch(c, &src, batch, &mut counts)?;
+            Ok(false)
+        })?;
+        if done {
+            break;
         }
-        drop(cursor);
+    }
+    Spi::connect_mut(|c| {
         // Skip records of venues no longer seen (fixed, or without failures now).
         plans::run(
             c,
