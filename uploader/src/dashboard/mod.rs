@@ -742,17 +742,28 @@ async fn login_page(State(d): St, headers: HeaderMap, Query(q): Params) -> Respo
         return disabled(&d, &cred);
     };
     let next = safe_next(q.get("next").map(String::as_str));
+    login_form(&d, &cred, admin, &next, false)
+}
+
+/// The log-in form (with a fresh CSRF token); `failed` adds the "wrong token" notice.
+fn login_form(
+    d: &Dashboard,
+    cred: &Credential,
+    admin: &Admin,
+    next: &str,
+    failed: bool,
+) -> Response {
     render(
-        &d,
-        &cred,
+        d,
+        cred,
         "Admin log in",
         Nav::None,
         String::new(),
         "/login",
         &pages::login(
             &admin.csrf_token(auth::LOGIN_BINDING, "/login"),
-            &next,
-            false,
+            next,
+            failed,
         ),
     )
 }
@@ -825,19 +836,7 @@ async fn login(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
     if !admin.token_matches(token) {
         warn!("dashboard: admin log in refused (wrong token)");
         return with_status(
-            render(
-                &d,
-                &Credential::None,
-                "Admin log in",
-                Nav::None,
-                String::new(),
-                "/login",
-                &pages::login(
-                    &admin.csrf_token(auth::LOGIN_BINDING, "/login"),
-                    &next,
-                    true,
-                ),
-            ),
+            login_form(&d, &Credential::None, admin, &next, true),
             StatusCode::UNAUTHORIZED,
         );
     }
