@@ -195,9 +195,13 @@ async fn answers(url: &str, superuser_reads: bool) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Waits until the standby has replayed everything the primary has inserted into its WAL.
+/// The insert position, not `pg_current_wal_lsn()` (the write position): the test clusters
+/// run with `synchronous_commit = off`, so a commit record may still sit in the WAL buffers
+/// when the write position is read, and the standby would be "caught up" without it.
 async fn wait_for_replay(primary: &str, standby: &str) -> Result<()> {
     let mut p = PgConnection::connect(primary).await?;
-    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
         .fetch_one(&mut p)
         .await?;
     let mut s = PgConnection::connect(standby).await?;
