@@ -280,10 +280,18 @@ fn venue_images_venue_list_deserialfn(
     Ok(adopt(cx, l))
 }
 
-/// Final function of `venue_images_venue_list`: the rows, best first, as bytes.
+/// Final function of `venue_images_venue_list`: the rows, best first, as bytes (or, for
+/// a table-level function of this backend waiting for them, parked with a ticket: see
+/// [`crate::handoff`]).
 #[pg_extern(stable, parallel_safe)]
 fn venue_images_venue_list_finalfn(state: Option<Internal>) -> PgResult<Vec<u8>> {
-    let rows = match unsafe { state_mut::<VenueList>(state) } {
+    let list = unsafe { state_mut::<VenueList>(state) };
+    if crate::handoff::wanted() {
+        // The scope's query calls the aggregate once, so its state can be moved out.
+        let rows = list.map(|l| l.take().into_sorted()).unwrap_or_default();
+        return Ok(crate::handoff::park(rows));
+    }
+    let rows = match list {
         Some(l) => l.sorted(),
         None => Cow::Owned(Vec::new()),
     };

@@ -75,7 +75,11 @@ fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
         types = l.with_error_types,
         rel = src.relation,
     );
+    let handoff = crate::handoff::Scope::open();
     let bytes = query_bytes(src, &sql)?;
+    if let Some(rows) = handoff.redeem(&bytes).map_err(VenueError::Spi)? {
+        return Ok(rows);
+    }
     if bytes.is_empty() {
         return Ok(Vec::new());
     }

@@ -30,6 +30,7 @@ pub mod aggregates;
 pub mod analytics;
 pub mod datum;
 pub mod errors;
+pub mod handoff;
 pub mod owner;
 pub mod plans;
 pub mod queue;

@@ -218,9 +218,13 @@ impl VenueSource {
             &[self.oid.into()],
         )?
         .unwrap_or(-1.0) as f64;
-        // About 2,000 rows, whole pages at random (cheap), same sample every time.
+        // About 500 rows, whole pages at random (cheap), same sample every time. The
+        // share only chooses a plan, and near the threshold both plans cost about the
+        // same: at a 5% share, 500 rows estimate it within about 1 point (one standard
+        // error), and the sample costs 3 ms instead of 2,000 rows' 12 ms on 200,000
+        // compact venues (its rows are detoasted for the containment test).
         let pct = if reltuples > 0.0 {
-            (2_000.0 / reltuples * 100.0).clamp(0.01, 100.0)
+            (500.0 / reltuples * 100.0).clamp(0.01, 100.0)
         } else {
             100.0
         };

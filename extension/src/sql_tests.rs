@@ -457,6 +457,21 @@ mod tests {
         ] {
             assert_eq!(text(q), venues, "{q}");
         }
+        // The list's rows are handed to the function without bytes (crate::handoff); the
+        // aggregate called from SQL, outside any handoff, still answers with the rows'
+        // bytes, and leaves nothing behind for the next call to take.
+        let direct = text(
+            "SELECT encode(substr(venue_images.venue_images_venue_list(id, name, city_id, venue_images, 1, false, NULL, false, false), 1, 8), 'hex') FROM t_edge",
+        );
+        assert_eq!(
+            direct.as_deref(),
+            Some("0300000001010000"),
+            "3 rows, then venue 1"
+        );
+        assert_eq!(
+            text("SELECT string_agg(concat_ws('/', name, total_images, failed_count, uploaded_count, failure_rate_pct), ' ') FROM venues_with_image_failures()"),
+            venues
+        );
         let cand = text(
             "SELECT string_agg(concat_ws('/', name, failed_count, error_types::text), ' ') FROM venue_image_partial_failure_candidates(1, 10)",
         );

@@ -440,15 +440,26 @@ impl TopK {
         }
     }
 
+    /// Sorts an unbounded list in place, best first (a bounded one is a heap, left as is).
+    ///
+    /// The sort is the standard library's stable one, which finds runs already in order
+    /// and merges them in linear time. Each parallel worker's part is sorted before it is
+    /// sent ([`VenueList::encode`]), so the leader, which concatenates the parts, merges
+    /// sorted runs instead of sorting 130,000 venues on its own after the scan.
+    pub fn sort(&mut self) {
+        let order = self.order;
+        if let Kept::All(rows) = &mut self.kept {
+            rows.sort_by(|a, b| order.cmp(a, b));
+        }
+    }
+
     /// The venues, best first: an unbounded list is sorted in place (no copy; the set of
     /// venues is unchanged, so later offers and calls agree), a bounded one is copied.
     pub fn sorted(&mut self) -> Cow<'_, [VenueRow]> {
         let order = self.order;
+        self.sort();
         match &mut self.kept {
-            Kept::All(rows) => {
-                rows.sort_unstable_by(|a, b| order.cmp(a, b));
-                Cow::Borrowed(rows.as_slice())
-            }
+            Kept::All(rows) => Cow::Borrowed(rows.as_slice()),
             Kept::Best(heap) => {
                 let mut rows: Vec<VenueRow> = heap.iter().map(|r| r.0.clone()).collect();
                 rows.sort_unstable_by(|a, b| order.cmp(a, b));
@@ -458,13 +469,16 @@ impl TopK {
     }
 
     /// The venues, best first.
-    pub fn into_sorted(self) -> Vec<VenueRow> {
-        let mut rows: Vec<VenueRow> = match self.kept {
+    pub fn into_sorted(mut self) -> Vec<VenueRow> {
+        self.sort();
+        match self.kept {
             Kept::All(rows) => rows,
-            Kept::Best(heap) => heap.into_iter().map(|r| r.0).collect(),
-        };
-        rows.sort_unstable_by(|a, b| self.order.cmp(a, b));
-        rows
+            Kept::Best(heap) => {
+                let mut rows: Vec<VenueRow> = heap.into_iter().map(|r| r.0).collect();
+                rows.sort_unstable_by(|a, b| self.order.cmp(a, b));
+                rows
+            }
+        }
     }
 }
 
@@ -735,8 +749,10 @@ impl VenueList {
         std::mem::replace(self, empty)
     }
 
-    /// Serialises the spec and the rows kept.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Serialises the spec and the rows kept (an unbounded list sorted first, see
+    /// [`TopK::sort`]).
+    pub fn encode(&mut self) -> Vec<u8> {
+        self.top.sort();
         let mut w = Writer::default();
         w.i64(self.spec.min_failures);
         w.u8(self.spec.require_uploaded as u8);
