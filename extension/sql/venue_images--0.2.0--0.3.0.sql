@@ -201,7 +201,7 @@ REVOKE ALL ON SCHEMA venue_images FROM PUBLIC;
 GRANT USAGE ON SCHEMA venue_images TO PUBLIC;
 GRANT USAGE ON SCHEMA venue_images TO venue_image_definer;
 
--- extension/src/analytics.rs:187
+-- extension/src/analytics.rs:191
 
 CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
 	"id" bigint,
@@ -509,7 +509,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_venue_wrapper';
 
--- extension/src/queue/maintenance.rs:228
+-- extension/src/queue/maintenance.rs:245
 -- venue_images::queue::maintenance::venue_image_cleanup_scan
 CREATE OR REPLACE FUNCTION "venue_image_cleanup_scan"() RETURNS TABLE (
 	"transient_queued" bigint,  /* i64 */
@@ -536,7 +536,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_enqueue_venue_wrapper';
 
--- extension/src/analytics.rs:95
+-- extension/src/analytics.rs:99
 -- venue_images::analytics::venue_image_failure_breakdown
 CREATE OR REPLACE FUNCTION "venue_image_failure_breakdown"() RETURNS TABLE (
 	"provider" TEXT,  /* Option < String > */
@@ -589,7 +589,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_image_wrapper';
 
--- extension/src/analytics.rs:272
+-- extension/src/analytics.rs:276
 -- venue_images::analytics::venue_image_high_priority_venues
 CREATE OR REPLACE FUNCTION "venue_image_high_priority_venues"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -608,7 +608,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_high_priority_venues_wrapper';
 
--- extension/src/analytics.rs:405
+-- extension/src/analytics.rs:409
 -- venue_images::analytics::venue_image_overview
 CREATE OR REPLACE FUNCTION "venue_image_overview"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -618,7 +618,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_overview_wrapper';
 
--- extension/src/analytics.rs:216
+-- extension/src/analytics.rs:220
 -- venue_images::analytics::venue_image_partial_failure_candidates
 CREATE OR REPLACE FUNCTION "venue_image_partial_failure_candidates"(
 	"min_failures" INT DEFAULT 1, /* i32 */
@@ -638,7 +638,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_partial_failure_candidates_wrapper';
 
--- extension/src/queue/maintenance.rs:369
+-- extension/src/queue/maintenance.rs:386
 -- venue_images::queue::maintenance::venue_image_purge_permanently_failed
 CREATE OR REPLACE FUNCTION "venue_image_purge_permanently_failed"(
 	"venue_id" bigint DEFAULT NULL /* Option < i64 > */
@@ -690,7 +690,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_success_wrapper';
 
--- extension/src/analytics.rs:322
+-- extension/src/analytics.rs:326
 -- venue_images::analytics::venue_image_summary_stats
 CREATE OR REPLACE FUNCTION "venue_image_summary_stats"() RETURNS TABLE (
 	"total_venues_with_failures" bigint,  /* i64 */
@@ -760,6 +760,16 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_relation_wrapper';
 
+-- extension/src/aggregates.rs:68
+-- venue_images::aggregates::venue_images_stats_transfn
+CREATE OR REPLACE FUNCTION "venue_images_stats_transfn"(
+	"state" internal, /* Option < Internal > */
+	"images" jsonb /* Option < RawJsonb > */
+) RETURNS internal /* PgResult < Option < Internal > > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_images_stats_transfn_wrapper';
+
 -- extension/src/values.rs:146
 -- requires:
 --   venue_images_summary_counts
@@ -775,6 +785,24 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
       FROM (SELECT venue_images.venue_images_summary_counts(images) AS c) s $$;
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
+
+-- extension/src/aggregates.rs:205
+-- venue_images::aggregates::venue_images_venue_list_transfn
+CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
+	"state" internal, /* Option < Internal > */
+	"id" bigint, /* Option < i64 > */
+	"name" TEXT, /* Option < & str > */
+	"city_id" bigint, /* Option < i64 > */
+	"images" jsonb, /* Option < RawJsonb > */
+	"min_failures" INT, /* Option < i32 > */
+	"require_uploaded" bool, /* Option < bool > */
+	"max_rows" INT, /* Option < i32 > */
+	"by_priority" bool, /* Option < bool > */
+	"with_error_types" bool /* Option < bool > */
+) RETURNS internal /* PgResult < Option < Internal > > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
 
 -- extension/src/queue/mod.rs:38
 -- finalize

@@ -13,7 +13,7 @@
 //! States are Rust values owned by the aggregate's memory context (a reset callback drops
 //! them), so nothing leaks when a query fails half-way.
 
-use crate::datum::{Jsonb, JsonbResult};
+use crate::datum::{JsonbResult, RawJsonb};
 use crate::errors::{PgResult, Report, VenueError};
 use crate::settings;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -68,7 +68,7 @@ fn internal<T>(st: &mut T) -> Option<Internal> {
 #[pg_extern(stable, parallel_safe)]
 fn venue_images_stats_transfn(
     state: Option<Internal>,
-    images: Option<Jsonb<'_>>,
+    images: Option<RawJsonb>,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> PgResult<Option<Internal>> {
     let cx = agg_context(fcinfo)?;
@@ -77,7 +77,11 @@ fn venue_images_stats_transfn(
         None => unsafe { state_mut::<Stats>(Some(adopt(cx, Stats::new(settings::classifier())))) }
             .expect("adopted state"),
     };
-    st.add(images.as_ref().map(|j| j.bytes()));
+    match images {
+        // SAFETY: a non-null jsonb argument, valid for this call.
+        Some(raw) => unsafe { raw.with_bytes(|bytes| st.add(Some(bytes))) },
+        None => st.add(None),
+    }
     Ok(internal(st))
 }
 
@@ -204,7 +208,7 @@ fn venue_images_venue_list_transfn(
     id: Option<i64>,
     name: Option<&str>,
     city_id: Option<i64>,
-    images: Option<Jsonb<'_>>,
+    images: Option<RawJsonb>,
     min_failures: Option<i32>,
     require_uploaded: Option<bool>,
     max_rows: Option<i32>,
@@ -231,12 +235,12 @@ fn venue_images_venue_list_transfn(
             unsafe { state_mut::<VenueList>(Some(fresh)) }.expect("adopted state")
         }
     };
-    list.add(
-        id,
-        name.map(str::as_bytes),
-        city_id,
-        images.as_ref().map(|j| j.bytes()),
-    );
+    let name = name.map(str::as_bytes);
+    match images {
+        // SAFETY: a non-null jsonb argument, valid for this call.
+        Some(raw) => unsafe { raw.with_bytes(|bytes| list.add(id, name, city_id, Some(bytes))) },
+        None => list.add(id, name, city_id, None),
+    }
     Ok(internal(list))
 }
 

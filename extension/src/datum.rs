@@ -12,7 +12,9 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
 use pgrx::{FromDatum, IntoDatum};
+use std::cell::RefCell;
 use venue_images_core::jsonb::{parse_varlena, Container, Malformed};
+use venue_images_core::pglz::Inflater;
 
 /// A detoasted `jsonb` argument, borrowed for the duration of the call.
 pub struct Jsonb<'a> {
@@ -168,6 +170,68 @@ impl FromDatum for RawJsonb {
         _typoid: pg_sys::Oid,
     ) -> Option<Self> {
         (!is_null).then_some(RawJsonb(datum))
+    }
+}
+
+thread_local! {
+    /// The scans' pglz buffer, reused from row to row (at most `pglz::MAX_RAW` bytes).
+    static INFLATER: RefCell<Inflater> = RefCell::new(Inflater::default());
+}
+
+impl RawJsonb {
+    /// Calls `f` with the value's uncompressed varlena bytes.
+    ///
+    /// A value compressed inline in its tuple with pglz (the common case for a venue's
+    /// few kilobytes of JSON) is inflated by the core's decoder into a buffer reused from
+    /// row to row (see `venue_images_core::pglz`). Anything else (short, external, lz4,
+    /// too large, or a stream the decoder calls corrupt) is detoasted by PostgreSQL, which
+    /// reports a corruption its own way.
+    ///
+    /// # Safety
+    /// The datum must be a valid, non-null `jsonb` datum for the duration of the call.
+    pub unsafe fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let ptr = self.0.cast_mut_ptr::<u8>() as *const u8;
+        // SAFETY: a valid varlena has at least its first header byte.
+        let first = unsafe { *ptr };
+        // VARATT_IS_4B_C (little-endian): a 4-byte header whose low bits are 0b10.
+        if first & 0x03 == 0x02 {
+            // SAFETY: a 4-byte header, read unaligned; it gives the varlena's total size.
+            let header = unsafe { std::ptr::read_unaligned(ptr as *const u32) };
+            // SAFETY: the varlena holds `header >> 2` bytes.
+            let datum = unsafe { std::slice::from_raw_parts(ptr, (header >> 2) as usize) };
+            // SAFETY (both fallbacks): the caller's contract.
+            let detoasted = || unsafe { Jsonb::from_datum(self.0) }.bytes();
+            return INFLATER.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut inflater) => match inflater.inflate(datum) {
+                    Ok(Some(bytes)) => f(bytes),
+                    Ok(None) | Err(_) => f(detoasted()),
+                },
+                Err(_) => f(detoasted()),
+            });
+        }
+        f(unsafe { Jsonb::from_datum(self.0) }.bytes())
+    }
+}
+
+unsafe impl SqlTranslatable for RawJsonb {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(RawJsonb);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RawJsonb {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe {
+            arg.unbox_arg_using_from_datum()
+                .unwrap_or_else(|| panic!("argument {index} must not be null"))
+        }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
     }
 }
 

@@ -560,6 +560,76 @@ mod tests {
         );
     }
 
+    /// The analytics' pglz decoder against the server's own detoasting, on values stored
+    /// compressed inline by the server (pglz), out of line, with lz4, and uncompressed:
+    /// every value reads back byte for byte, and most took the decoder's path.
+    #[pg_test]
+    fn inline_pglz_values_inflate_as_the_server_detoasts_them() {
+        use crate::datum::{Jsonb, RawJsonb};
+        use venue_images_core::pglz::Inflater;
+        run("SET LOCAL default_toast_compression = 'pglz'");
+        run("CREATE TABLE t_pglz (id bigint, name varchar, city_id bigint, v jsonb)");
+        run("ALTER TABLE t_pglz ALTER COLUMN v SET STORAGE MAIN");
+        // Galleries of 1 to 120 images (repeated keys and URL prefixes), long runs,
+        // and values too random to compress.
+        run(r#"INSERT INTO t_pglz (id, v)
+               SELECT n, (SELECT jsonb_agg(jsonb_build_object(
+                      'provider', 'google_places',
+                      'provider_url', 'https://maps.example.com/photo?ref=' || md5((n * 1000 + g)::text),
+                      'upload_status', CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'uploaded' END,
+                      'pad', repeat('ab', (n * 7 + g) % 90),
+                      'n', g))
+                 FROM generate_series(1, n) g)
+               FROM generate_series(1, 120) n"#);
+        run("INSERT INTO t_pglz (id, v) SELECT 1000 + n, jsonb_build_array(repeat('x', n * 500)) FROM generate_series(1, 8) n");
+        run("INSERT INTO t_pglz (id, v) SELECT 2000 + n, (SELECT jsonb_agg(md5(g::text || n)) FROM generate_series(1, n * 20) g) FROM generate_series(1, 8) n");
+        run("SET LOCAL default_toast_compression = 'lz4'");
+        run("INSERT INTO t_pglz (id, v) SELECT 3000 + n, jsonb_build_array(repeat('y', n * 900)) FROM generate_series(1, 4) n");
+        assert!(
+            one::<i64>("SELECT count(*) FROM t_pglz WHERE pg_column_compression(v) = 'pglz'")
+                .unwrap_or(0)
+                >= 100
+        );
+        let (rows, inflated) = Spi::connect(|client| {
+            let (mut rows, mut inflated) = (0, 0);
+            for row in client.select("SELECT id, v FROM t_pglz", None, &[]).unwrap() {
+                let id = row.get::<i64>(1).unwrap().unwrap();
+                let raw = row.get::<RawJsonb>(2).unwrap().unwrap();
+                // SAFETY: a non-null jsonb datum of the live tuple table.
+                let server = unsafe { Jsonb::from_datum(raw.0) }.bytes().to_vec();
+                let ours = unsafe { raw.with_bytes(|b| b.to_vec()) };
+                assert_eq!(ours, server, "row {id}");
+                let ptr = raw.0.cast_mut_ptr::<u8>() as *const u8;
+                // SAFETY: as above; a 4-byte header gives the datum's size.
+                if unsafe { *ptr } & 0x03 == 0x02 {
+                    let size = unsafe { std::ptr::read_unaligned(ptr as *const u32) } >> 2;
+                    let datum = unsafe { std::slice::from_raw_parts(ptr, size as usize) };
+                    match Inflater::default().inflate(datum) {
+                        Ok(Some(b)) => {
+                            assert_eq!(b, &server[..], "row {id}");
+                            inflated += 1;
+                        }
+                        Ok(None) => assert!(id > 3000, "row {id} was left to the server"),
+                        Err(e) => panic!("row {id}: {e:?}"),
+                    }
+                }
+                rows += 1;
+            }
+            (rows, inflated)
+        });
+        assert_eq!(rows, 140);
+        assert!(inflated >= 100, "only {inflated} values were compressed inline");
+        run("SET LOCAL venue_images.venues_table = 't_pglz'");
+        run("ALTER TABLE t_pglz RENAME COLUMN v TO venue_images");
+        assert_eq!(
+            one::<i64>("SELECT total_failed_images FROM venue_image_summary_stats()"),
+            one::<i64>(
+                "SELECT count(*) FROM t_pglz, jsonb_array_elements(venue_images) img
+                 WHERE jsonb_typeof(img) = 'object' AND img->>'upload_status' = 'failed'"
+            )
+        );
+    }
+
     /// Our encoder against the server's own `jsonb_in`, byte for byte, on random values.
     #[pg_test]
     fn encoder_matches_jsonb_in_byte_for_byte() {

@@ -8,6 +8,7 @@
 //! - [`classify`]: error types and classes; the HTTP status table.
 //! - [`scores`]: quality score, priority score, failure rate.
 //! - [`naming`]: deterministic ImageKit file names and folders.
+//! - [`pglz`]: PostgreSQL's pglz decompression, for the analytics' scans.
 //! - [`image`]: typed access to image objects; the per-array summary.
 //! - [`dedupe`]: dedupe and merge of image arrays.
 //! - [`redact`]: secrets out of URLs and messages (shared with the uploader).
@@ -21,6 +22,7 @@ pub mod dedupe;
 pub mod image;
 pub mod jsonb;
 pub mod naming;
+pub mod pglz;
 pub mod redact;
 pub mod retry;
 pub mod scores;
