@@ -94,28 +94,6 @@ impl IntoDatum for Jsonb<'_> {
     }
 }
 
-unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb<'fcx> {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe {
-            arg.unbox_arg_using_from_datum()
-                .unwrap_or_else(|| panic!("argument {index} must not be null"))
-        }
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum().into() }
-    }
-}
-
-unsafe impl SqlTranslatable for Jsonb<'_> {
-    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(Jsonb);
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
-}
-
 /// A `jsonb` result: new bytes (a complete varlena) or an input datum passed through.
 pub enum JsonbResult {
     /// Freshly encoded varlena bytes.
@@ -150,14 +128,6 @@ unsafe impl BoxRet for JsonbResult {
     }
 }
 
-unsafe impl SqlTranslatable for JsonbResult {
-    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(JsonbResult);
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
-}
-
 /// A `jsonb` datum not yet detoasted (for scans that detoast row by row in a memory
 /// context they reset; see [`Jsonb::from_datum`]).
 #[derive(Clone, Copy)]
@@ -190,48 +160,34 @@ impl RawJsonb {
     /// # Safety
     /// The datum must be a valid, non-null `jsonb` datum for the duration of the call.
     pub unsafe fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY (all three): the caller's contract.
+        let detoasted = || unsafe { Jsonb::from_datum(self.0) }.bytes();
+        let Some(datum) = (unsafe { self.inline_compressed() }) else {
+            return f(detoasted());
+        };
+        INFLATER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut inflater) => match inflater.inflate(datum) {
+                Ok(Some(bytes)) => f(bytes),
+                Ok(None) | Err(_) => f(detoasted()),
+            },
+            Err(_) => f(detoasted()),
+        })
+    }
+
+    /// The whole varlena, if it is compressed inline in its tuple (`VARATT_IS_4B_C`).
+    ///
+    /// # Safety
+    /// As for [`RawJsonb::with_bytes`]; the slice lives as long as the datum.
+    pub unsafe fn inline_compressed<'a>(self) -> Option<&'a [u8]> {
         let ptr = self.0.cast_mut_ptr::<u8>() as *const u8;
         // SAFETY: a valid varlena has at least its first header byte.
-        let first = unsafe { *ptr };
-        // VARATT_IS_4B_C (little-endian): a 4-byte header whose low bits are 0b10.
-        if first & 0x03 == 0x02 {
-            // SAFETY: a 4-byte header, read unaligned; it gives the varlena's total size.
-            let header = unsafe { std::ptr::read_unaligned(ptr as *const u32) };
-            // SAFETY: the varlena holds `header >> 2` bytes.
-            let datum = unsafe { std::slice::from_raw_parts(ptr, (header >> 2) as usize) };
-            // SAFETY (both fallbacks): the caller's contract.
-            let detoasted = || unsafe { Jsonb::from_datum(self.0) }.bytes();
-            return INFLATER.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut inflater) => match inflater.inflate(datum) {
-                    Ok(Some(bytes)) => f(bytes),
-                    Ok(None) | Err(_) => f(detoasted()),
-                },
-                Err(_) => f(detoasted()),
-            });
+        // Little-endian layout: a 4-byte header whose low bits are 0b10.
+        if unsafe { *ptr } & 0x03 != 0x02 {
+            return None;
         }
-        f(unsafe { Jsonb::from_datum(self.0) }.bytes())
-    }
-}
-
-unsafe impl SqlTranslatable for RawJsonb {
-    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(RawJsonb);
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
-}
-
-unsafe impl<'fcx> ArgAbi<'fcx> for RawJsonb {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe {
-            arg.unbox_arg_using_from_datum()
-                .unwrap_or_else(|| panic!("argument {index} must not be null"))
-        }
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum().into() }
+        // SAFETY: a 4-byte header, read unaligned, gives the varlena's total size.
+        let header = unsafe { std::ptr::read_unaligned(ptr as *const u32) };
+        Some(unsafe { std::slice::from_raw_parts(ptr, (header >> 2) as usize) })
     }
 }
 
@@ -244,3 +200,39 @@ impl IntoDatum for RawJsonb {
         pg_sys::JSONBOID
     }
 }
+
+/// `jsonb` in SQL, whichever Rust type carries it.
+macro_rules! sql_jsonb {
+    ($($t:ty => $name:ident),*) => {$(
+        unsafe impl SqlTranslatable for $t {
+            const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!($name);
+            const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+            const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+                Ok(SqlMappingRef::literal("jsonb"));
+            const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+                Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+        }
+    )*};
+}
+
+/// Arguments read with their `FromDatum`.
+macro_rules! arg_from_datum {
+    ($($t:ty),*) => {$(
+        unsafe impl<'fcx> ArgAbi<'fcx> for $t {
+            unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+                let index = arg.index();
+                unsafe {
+                    arg.unbox_arg_using_from_datum()
+                        .unwrap_or_else(|| panic!("argument {index} must not be null"))
+                }
+            }
+
+            unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+                unsafe { arg.unbox_arg_using_from_datum().into() }
+            }
+        }
+    )*};
+}
+
+sql_jsonb!(Jsonb<'_> => Jsonb, JsonbResult => JsonbResult, RawJsonb => RawJsonb);
+arg_from_datum!(Jsonb<'fcx>, RawJsonb);

@@ -592,18 +592,18 @@ mod tests {
         );
         let (rows, inflated) = Spi::connect(|client| {
             let (mut rows, mut inflated) = (0, 0);
-            for row in client.select("SELECT id, v FROM t_pglz", None, &[]).unwrap() {
+            for row in client
+                .select("SELECT id, v FROM t_pglz", None, &[])
+                .unwrap()
+            {
                 let id = row.get::<i64>(1).unwrap().unwrap();
                 let raw = row.get::<RawJsonb>(2).unwrap().unwrap();
                 // SAFETY: a non-null jsonb datum of the live tuple table.
                 let server = unsafe { Jsonb::from_datum(raw.0) }.bytes().to_vec();
                 let ours = unsafe { raw.with_bytes(|b| b.to_vec()) };
                 assert_eq!(ours, server, "row {id}");
-                let ptr = raw.0.cast_mut_ptr::<u8>() as *const u8;
-                // SAFETY: as above; a 4-byte header gives the datum's size.
-                if unsafe { *ptr } & 0x03 == 0x02 {
-                    let size = unsafe { std::ptr::read_unaligned(ptr as *const u32) } >> 2;
-                    let datum = unsafe { std::slice::from_raw_parts(ptr, size as usize) };
+                // SAFETY: as above.
+                if let Some(datum) = unsafe { raw.inline_compressed() } {
                     match Inflater::default().inflate(datum) {
                         Ok(Some(b)) => {
                             assert_eq!(b, &server[..], "row {id}");
@@ -618,7 +618,10 @@ mod tests {
             (rows, inflated)
         });
         assert_eq!(rows, 140);
-        assert!(inflated >= 100, "only {inflated} values were compressed inline");
+        assert!(
+            inflated >= 100,
+            "only {inflated} values were compressed inline"
+        );
         run("SET LOCAL venue_images.venues_table = 't_pglz'");
         run("ALTER TABLE t_pglz RENAME COLUMN v TO venue_images");
         assert_eq!(

@@ -6,8 +6,8 @@
 //! PostgreSQL's own decoder (`pglz_decompress` in `src/common/pg_lzcompress.c`) calls
 //! `memcpy` once per back-reference. JSON repeats keys and URL prefixes, so its streams
 //! are mostly short back-references: this decoder copies them with fixed-size moves into
-//! a buffer that keeps [`SLACK`] spare bytes at its end, and reuses that buffer from row
-//! to row instead of allocating one per value.
+//! a buffer that keeps [`SLACK`] spare bytes at its end, moves runs of literals 8 bytes
+//! at a time, and reuses that buffer from row to row instead of allocating one per value.
 //!
 //! The format: a control byte, then up to 8 items, one per bit from the lowest: a 0 bit
 //! is one literal byte; a 1 bit is a tag of 2 bytes (length - 3 in the low nibble of the
@@ -44,23 +44,24 @@ fn decompress(src: &[u8], dst: &mut [u8], raw: usize) -> Result<(), Corrupt> {
     debug_assert!(dst.len() >= raw + SLACK);
     let (mut sp, mut dp) = (0usize, 0usize);
     while sp < src.len() && dp < raw {
-        let mut ctrl = src[sp];
+        // The group's items, one bit each from the lowest; bit 8 marks the group's end.
+        let mut ctrl = src[sp] as u32 | 0x100;
         sp += 1;
-        // Eight literals in a row: one 8-byte move.
-        if ctrl == 0 && sp + 8 <= src.len() && dp + 8 <= raw {
-            dst[dp..dp + 8].copy_from_slice(&src[sp..sp + 8]);
-            sp += 8;
-            dp += 8;
-            continue;
-        }
-        for _ in 0..8 {
-            if sp >= src.len() || dp >= raw {
-                break;
-            }
+        while ctrl != 1 && sp < src.len() && dp < raw {
             if ctrl & 1 == 0 {
-                dst[dp] = src[sp];
-                sp += 1;
-                dp += 1;
+                // A run of literals (up to the next tag or the group's end), as far as
+                // the input and the output allow: one 8-byte move when both have room.
+                let run = (ctrl.trailing_zeros() as usize)
+                    .min(src.len() - sp)
+                    .min(raw - dp);
+                if sp + 8 <= src.len() {
+                    dst[dp..dp + 8].copy_from_slice(&src[sp..sp + 8]);
+                } else {
+                    dst[dp..dp + run].copy_from_slice(&src[sp..sp + run]);
+                }
+                sp += run;
+                dp += run;
+                ctrl >>= run;
             } else {
                 let (Some(&b0), Some(&b1)) = (src.get(sp), src.get(sp + 1)) else {
                     return Err(Corrupt);
@@ -78,8 +79,8 @@ fn decompress(src: &[u8], dst: &mut [u8], raw: usize) -> Result<(), Corrupt> {
                 let len = len.min(raw - dp);
                 copy_back(dst, dp, off, len);
                 dp += len;
+                ctrl >>= 1;
             }
-            ctrl >>= 1;
         }
     }
     if dp == raw && sp == src.len() {
