@@ -189,7 +189,10 @@ fn the_buffer_is_reused_across_values_of_different_sizes() {
     let mut inf = Inflater::default();
     for data in [vec![7u8; 3000], b"xyz".to_vec(), vec![1u8; 50]] {
         let stream = compress(&data);
-        let v = inf.inflate(&datum(&stream, data.len(), 0)).unwrap().unwrap();
+        let v = inf
+            .inflate(&datum(&stream, data.len(), 0))
+            .unwrap()
+            .unwrap();
         assert_eq!(&v[4..], &data[..]);
     }
 }
