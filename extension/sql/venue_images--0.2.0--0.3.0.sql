@@ -760,13 +760,13 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_relation_wrapper';
 
--- extension/src/aggregates.rs:68
+-- extension/src/aggregates.rs:74
 -- venue_images::aggregates::venue_images_stats_transfn
 CREATE OR REPLACE FUNCTION "venue_images_stats_transfn"(
 	"state" internal, /* Option < Internal > */
 	"images" jsonb /* Option < RawJsonb > */
 ) RETURNS internal /* PgResult < Option < Internal > > */
-STABLE PARALLEL SAFE
+STABLE PARALLEL SAFE COST 100
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_stats_transfn_wrapper';
 
@@ -786,7 +786,7 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
 
--- extension/src/aggregates.rs:205
+-- extension/src/aggregates.rs:213
 -- venue_images::aggregates::venue_images_venue_list_transfn
 CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
 	"state" internal, /* Option < Internal > */
@@ -800,7 +800,7 @@ CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
 	"by_priority" bool, /* Option < bool > */
 	"with_error_types" bool /* Option < bool > */
 ) RETURNS internal /* PgResult < Option < Internal > > */
-STABLE PARALLEL SAFE
+STABLE PARALLEL SAFE COST 100
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
 

@@ -126,6 +126,17 @@ mod tests {
             ));
             assert_eq!(got, Some(format!("{vol}{par}")), "{f}");
         }
+        // The analytics' transition functions are costed as the per-row work they are, so
+        // the planner gives their aggregates the parallel plan that a bare scan gets.
+        for f in [
+            "venue_images_stats_transfn(internal,jsonb)",
+            "venue_images_venue_list_transfn(internal,bigint,text,bigint,jsonb,integer,boolean,integer,boolean,boolean)",
+        ] {
+            let cost = one::<f32>(&format!(
+                "SELECT procost FROM pg_proc WHERE oid = 'venue_images.{f}'::regprocedure"
+            ));
+            assert_eq!(cost, Some(100.0), "{f}");
+        }
     }
 
     #[pg_test]
