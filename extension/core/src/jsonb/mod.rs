@@ -155,6 +155,7 @@ impl<'a> Container<'a> {
     /// Reads the container that starts at `bytes[0]` and ends at `bytes.len()`.
     ///
     /// For a datum, pass the bytes after the varlena header.
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Malformed> {
         let header = read_u32(bytes, 0)?;
         let count = (header & JB_CMASK) as usize;
@@ -280,7 +281,7 @@ impl<'a> Container<'a> {
     }
 
     /// Decodes the child whose entry is `e`, occupying `[start, end)` of the data area.
-    #[inline]
+    #[inline(always)]
     fn child_of(&self, e: u32, start: usize, end: usize) -> Result<Value<'a>, Malformed> {
         let region = self
             .data
@@ -373,7 +374,7 @@ impl<'a> Container<'a> {
     /// remaining keys, then the values before it), reading each entry once: this is the
     /// per-element cost of every analytics scan, so it avoids `getJsonbOffset`'s
     /// backward walk and decides most key comparisons on the first byte.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: &str) -> Result<Option<Value<'a>>, Malformed> {
         if self.kind() != Kind::Object {
             return Ok(None);
@@ -481,6 +482,7 @@ pub struct Elements<'a> {
 impl<'a> Iterator for Elements<'a> {
     type Item = Result<Value<'a>, Malformed>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.index >= self.n {
             return None;
