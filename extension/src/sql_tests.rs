@@ -594,8 +594,14 @@ mod tests {
                FROM generate_series(1, 120) n"#);
         run("INSERT INTO t_pglz (id, v) SELECT 1000 + n, jsonb_build_array(repeat('x', n * 500)) FROM generate_series(1, 8) n");
         run("INSERT INTO t_pglz (id, v) SELECT 2000 + n, (SELECT jsonb_agg(md5(g::text || n)) FROM generate_series(1, n * 20) g) FROM generate_series(1, 8) n");
-        run("SET LOCAL default_toast_compression = 'lz4'");
-        run("INSERT INTO t_pglz (id, v) SELECT 3000 + n, jsonb_build_array(repeat('y', n * 900)) FROM generate_series(1, 4) n");
+        // lz4 where the server was built with it (Debian's 15 is; the 18 wheel is not).
+        let lz4 = one::<bool>(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+        ) == Some(true);
+        if lz4 {
+            run("SET LOCAL default_toast_compression = 'lz4'");
+            run("INSERT INTO t_pglz (id, v) SELECT 3000 + n, jsonb_build_array(repeat('y', n * 900)) FROM generate_series(1, 4) n");
+        }
         assert!(
             one::<i64>("SELECT count(*) FROM t_pglz WHERE pg_column_compression(v) = 'pglz'")
                 .unwrap_or(0)
@@ -628,7 +634,7 @@ mod tests {
             }
             (rows, inflated)
         });
-        assert_eq!(rows, 140);
+        assert_eq!(rows, if lz4 { 140 } else { 136 });
         assert!(
             inflated >= 100,
             "only {inflated} values were compressed inline"
