@@ -786,7 +786,7 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
 
--- extension/src/aggregates.rs:213
+-- extension/src/aggregates.rs:210
 -- venue_images::aggregates::venue_images_venue_list_transfn
 CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
 	"state" internal, /* Option < Internal > */

@@ -83,11 +83,8 @@ fn venue_images_stats_transfn(
         None => unsafe { state_mut::<Stats>(Some(adopt(cx, Stats::new(settings::classifier())))) }
             .expect("adopted state"),
     };
-    match images {
-        // SAFETY: a non-null jsonb argument, valid for this call.
-        Some(raw) => unsafe { raw.with_bytes(|bytes| st.add(Some(bytes))) },
-        None => st.add(None),
-    }
+    // SAFETY: a jsonb argument, valid for this call.
+    unsafe { RawJsonb::with_opt(images, |bytes| st.add(bytes)) };
     Ok(internal(st))
 }
 
@@ -244,11 +241,8 @@ fn venue_images_venue_list_transfn(
         }
     };
     let name = name.map(str::as_bytes);
-    match images {
-        // SAFETY: a non-null jsonb argument, valid for this call.
-        Some(raw) => unsafe { raw.with_bytes(|bytes| list.add(id, name, city_id, Some(bytes))) },
-        None => list.add(id, name, city_id, None),
-    }
+    // SAFETY: a jsonb argument, valid for this call.
+    unsafe { RawJsonb::with_opt(images, |bytes| list.add(id, name, city_id, bytes)) };
     Ok(internal(list))
 }
 

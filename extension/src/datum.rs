@@ -174,6 +174,17 @@ impl RawJsonb {
         })
     }
 
+    /// [`RawJsonb::with_bytes`] of a nullable argument: `f(None)` for SQL NULL.
+    ///
+    /// # Safety
+    /// As for [`RawJsonb::with_bytes`].
+    pub unsafe fn with_opt<R>(value: Option<Self>, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match value {
+            Some(raw) => unsafe { raw.with_bytes(|bytes| f(Some(bytes))) },
+            None => f(None),
+        }
+    }
+
     /// The whole varlena, if it is compressed inline in its tuple (`VARATT_IS_4B_C`).
     ///
     /// # Safety
