@@ -579,12 +579,12 @@ mod tests {
         use crate::datum::{Jsonb, RawJsonb};
         use venue_images_core::pglz::Inflater;
         run("SET LOCAL default_toast_compression = 'pglz'");
-        run("CREATE TABLE t_pglz (id bigint, name varchar, city_id bigint, v jsonb)");
-        run("ALTER TABLE t_pglz ALTER COLUMN v SET STORAGE MAIN");
+        venues_table("t_pglz");
+        run("ALTER TABLE t_pglz ALTER COLUMN venue_images SET STORAGE MAIN");
         // Galleries of 1 to 120 images (repeated keys and URL prefixes), long runs,
         // and values too random to compress.
-        run(r#"INSERT INTO t_pglz (id, v)
-               SELECT n, (SELECT jsonb_agg(jsonb_build_object(
+        run(r#"INSERT INTO t_pglz (id, name, venue_images)
+               SELECT n, 'v', (SELECT jsonb_agg(jsonb_build_object(
                       'provider', 'google_places',
                       'provider_url', 'https://maps.example.com/photo?ref=' || md5((n * 1000 + g)::text),
                       'upload_status', CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'uploaded' END,
@@ -592,25 +592,27 @@ mod tests {
                       'n', g))
                  FROM generate_series(1, n) g)
                FROM generate_series(1, 120) n"#);
-        run("INSERT INTO t_pglz (id, v) SELECT 1000 + n, jsonb_build_array(repeat('x', n * 500)) FROM generate_series(1, 8) n");
-        run("INSERT INTO t_pglz (id, v) SELECT 2000 + n, (SELECT jsonb_agg(md5(g::text || n)) FROM generate_series(1, n * 20) g) FROM generate_series(1, 8) n");
+        run("INSERT INTO t_pglz (id, name, venue_images) SELECT 1000 + n, 'v', jsonb_build_array(repeat('x', n * 500)) FROM generate_series(1, 8) n");
+        run("INSERT INTO t_pglz (id, name, venue_images) SELECT 2000 + n, 'v', (SELECT jsonb_agg(md5(g::text || n)) FROM generate_series(1, n * 20) g) FROM generate_series(1, 8) n");
         // lz4 where the server was built with it (Debian's 15 is; the 18 wheel is not).
         let lz4 = one::<bool>(
             "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
         ) == Some(true);
         if lz4 {
             run("SET LOCAL default_toast_compression = 'lz4'");
-            run("INSERT INTO t_pglz (id, v) SELECT 3000 + n, jsonb_build_array(repeat('y', n * 900)) FROM generate_series(1, 4) n");
+            run("INSERT INTO t_pglz (id, name, venue_images) SELECT 3000 + n, 'v', jsonb_build_array(repeat('y', n * 900)) FROM generate_series(1, 4) n");
         }
         assert!(
-            one::<i64>("SELECT count(*) FROM t_pglz WHERE pg_column_compression(v) = 'pglz'")
-                .unwrap_or(0)
+            one::<i64>(
+                "SELECT count(*) FROM t_pglz WHERE pg_column_compression(venue_images) = 'pglz'"
+            )
+            .unwrap_or(0)
                 >= 100
         );
         let (rows, inflated) = Spi::connect(|client| {
             let (mut rows, mut inflated) = (0, 0);
             for row in client
-                .select("SELECT id, v FROM t_pglz", None, &[])
+                .select("SELECT id, venue_images FROM t_pglz", None, &[])
                 .unwrap()
             {
                 let id = row.get::<i64>(1).unwrap().unwrap();
@@ -639,8 +641,6 @@ mod tests {
             inflated >= 100,
             "only {inflated} values were compressed inline"
         );
-        run("SET LOCAL venue_images.venues_table = 't_pglz'");
-        run("ALTER TABLE t_pglz RENAME COLUMN v TO venue_images");
         assert_eq!(
             one::<i64>("SELECT total_failed_images FROM venue_image_summary_stats()"),
             one::<i64>(
