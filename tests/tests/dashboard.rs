@@ -439,8 +439,20 @@ fn assert_no_secret(what: &str, text: &str) {
 
 // ---- The tests -------------------------------------------------------------------------
 
+/// How long the whole browser walk may take. It takes about a minute; a Chromium or
+/// chromedriver that stops answering would otherwise hang the suite until CI's limit.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(600);
+
 #[tokio::test]
 async fn dashboard_in_a_browser() -> Result<()> {
+    tokio::time::timeout(BROWSER_DEADLINE, browser_walk())
+        .await
+        .with_context(|| {
+            format!("the browser walk did not finish within {BROWSER_DEADLINE:?} (Chromium hung?)")
+        })?
+}
+
+async fn browser_walk() -> Result<()> {
     let w = World::new("dash", ProviderConfig::default()).await?;
     recovery_data(&w).await?;
     let planted = plant(&w.db.pool).await?;
