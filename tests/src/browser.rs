@@ -152,16 +152,24 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         // The whole group: chromedriver and every browser process it started.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .stderr(Stdio::null())
-            .status();
+        let _ = kill_group(&self.child);
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
         let _ = std::fs::remove_file(self.profile.with_extension("chromedriver.log"));
     }
+}
+
+/// SIGKILL to the process group that `child` leads (it was spawned with
+/// `process_group(0)`), by the `killpg` system call.
+///
+/// Not by running `kill -KILL -<pgid>`: Debian 12's procps `kill` (4.0.2) reads a negative
+/// pid after a signal option as `-1`, and `kill(-1, SIGKILL)` as root ends every process
+/// on the machine (the CI run and PostgreSQL with it).
+pub fn kill_group(child: &Child) -> std::io::Result<()> {
+    let leader = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process_group(leader, rustix::process::Signal::KILL)?;
+    Ok(())
 }
 
 /// Where the dashboard tests save screenshots: `target/dashboard-screenshots/` of the
@@ -179,4 +187,33 @@ pub fn screenshot_dir() -> Result<PathBuf> {
 /// failed loads, CSP violations).
 pub fn is_error(entry: &Value) -> bool {
     entry["level"].as_str() == Some("SEVERE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper_group() -> Child {
+        Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("spawning sleep")
+    }
+
+    #[test]
+    fn kill_group_ends_that_group_and_nothing_else() {
+        let mut group = sleeper_group();
+        // Another group, as the test runner, PostgreSQL and CI are.
+        let mut bystander = sleeper_group();
+        kill_group(&group).expect("killpg");
+        let status = group.wait().expect("reaping the group's leader");
+        assert!(!status.success(), "the leader was killed: {status:?}");
+        assert!(
+            bystander.try_wait().expect("polling").is_none(),
+            "a process outside the group must survive"
+        );
+        bystander.kill().ok();
+        bystander.wait().ok();
+    }
 }

@@ -60,16 +60,18 @@ impl Sidecar {
         self.child.id()
     }
 
-    /// Sends a signal (`KILL`, `TERM`).
+    /// Sends a signal (`KILL`, `TERM` or `INT`) to this process alone, by the `kill`
+    /// system call (see `browser::kill_group` for why not the `kill` program).
     pub fn signal(&self, sig: &str) -> Result<()> {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()?;
-        if !st.success() {
-            bail!("kill -{sig} {} failed", self.pid());
-        }
-        Ok(())
+        use rustix::process::{kill_process, Pid, Signal};
+        let signal = match sig {
+            "KILL" => Signal::KILL,
+            "TERM" => Signal::TERM,
+            "INT" => Signal::INT,
+            other => bail!("unknown signal {other}"),
+        };
+        kill_process(Pid::from_child(&self.child), signal)
+            .with_context(|| format!("kill -{sig} {}", self.pid()))
     }
 
     /// SIGKILL and reap.
