@@ -220,7 +220,7 @@ pub async fn run(admin_url: &str, s: &Scenario) -> Result<Measured> {
         .await?
         .text()
         .await?;
-    up.signal("TERM")?;
+    up.signal(sidecar::Signal::TERM)?;
     up.wait_for(Duration::from_secs(30)).await?;
 
     let uploaded: i64 = sqlx::query_scalar(

@@ -2,6 +2,9 @@
 //! chaos tests, the uploader benchmark).
 
 use anyhow::{bail, Context, Result};
+/// The signals `Sidecar::signal` sends.
+pub use rustix::process::Signal;
+use rustix::process::{kill_process, Pid};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -60,18 +63,11 @@ impl Sidecar {
         self.child.id()
     }
 
-    /// Sends a signal (`KILL`, `TERM` or `INT`) to this process alone, by the `kill`
-    /// system call (see `browser::kill_group` for why not the `kill` program).
-    pub fn signal(&self, sig: &str) -> Result<()> {
-        use rustix::process::{kill_process, Pid, Signal};
-        let signal = match sig {
-            "KILL" => Signal::KILL,
-            "TERM" => Signal::TERM,
-            "INT" => Signal::INT,
-            other => bail!("unknown signal {other}"),
-        };
-        kill_process(Pid::from_child(&self.child), signal)
-            .with_context(|| format!("kill -{sig} {}", self.pid()))
+    /// Sends a signal to this process alone, by the `kill` system call (see
+    /// `browser::kill_group` for why not the `kill` program).
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        kill_process(Pid::from_child(&self.child), sig)
+            .with_context(|| format!("kill -{sig:?} {}", self.pid()))
     }
 
     /// SIGKILL and reap.

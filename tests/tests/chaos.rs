@@ -224,7 +224,7 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     stop.store(true, Ordering::SeqCst);
     writer.await?;
     for u in ups.iter_mut() {
-        u.signal("TERM")?;
+        u.signal(sidecar::Signal::TERM)?;
     }
     for u in ups.iter_mut() {
         let st = u.wait_for(Duration::from_secs(40)).await?;

@@ -399,7 +399,7 @@ async fn the_sidecar_keeps_the_applications_writes_and_stops_cleanly() -> Result
     assert!(metrics.contains("google_places"), "{metrics}");
 
     // SIGTERM: a clean exit within the grace period.
-    up.signal("TERM")?;
+    up.signal(sidecar::Signal::TERM)?;
     let st = up.wait_for(Duration::from_secs(30)).await?;
     assert!(st.success(), "exit status {st}");
     assert_no_secrets(&w, &metrics).await?;
@@ -658,7 +658,7 @@ async fn a_sidecar_started_before_its_database_waits_for_it() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    up.signal("TERM")?;
+    up.signal(sidecar::Signal::TERM)?;
     let st = up.wait_for(Duration::from_secs(30)).await?;
     assert!(st.success(), "exit status {st}");
     proxy.abort();

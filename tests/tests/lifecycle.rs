@@ -129,7 +129,7 @@ async fn an_unreachable_provider_burns_no_attempts_and_recovers() -> Result<()> 
         assert_eq!(e["retry_count"], 1, "{e}");
     }
     assert_eq!(attempts_by_outcome(&w).await?, vec![("uploaded".into(), 6)]);
-    up.signal("TERM")?;
+    up.signal(sidecar::Signal::TERM)?;
     let st = up.wait_for(Duration::from_secs(30)).await?;
     assert!(st.success(), "{}", sidecar::tail(&up.log, 20));
     assert!(!w.logs().contains(GOOGLE_KEY));
@@ -282,7 +282,7 @@ async fn the_sidecar_wakes_when_the_next_image_is_due_not_at_the_poll() -> Resul
     .await?;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "woke after {took:?}");
-    up.signal("TERM")?;
+    up.signal(sidecar::Signal::TERM)?;
     up.wait_for(Duration::from_secs(30)).await?;
     w.finish().await
 }
@@ -300,8 +300,8 @@ async fn two_sidecars_run_exactly_one_scheduled_scan_per_firing() -> Result<()> 
     let mut a = w.spawn("sched-a", &every)?;
     let mut b = w.spawn("sched-b", &every)?;
     tokio::time::sleep(Duration::from_secs(14)).await;
-    a.signal("TERM")?;
-    b.signal("TERM")?;
+    a.signal(sidecar::Signal::TERM)?;
+    b.signal(sidecar::Signal::TERM)?;
     a.wait_for(Duration::from_secs(30)).await?;
     b.wait_for(Duration::from_secs(30)).await?;
     let starts: Vec<f64> = sqlx::query_scalar(
