@@ -1,28 +1,47 @@
 //! Secrets out of every string the project stores, logs or shows: API keys, tokens and
-//! signatures (Google's `key=`), and credentials in URLs. One rule, used by the extension
-//! (queue tables, attempt log, error messages) and by the uploader (logs, metrics,
-//! write-back messages, which add literal secrets such as the ImageKit private key).
+//! signatures (Google's `key=`, signed-URL parameters), credentials in URLs and
+//! `Authorization` headers. One rule, used by the extension (queue tables, attempt log,
+//! error messages) and by the uploader (logs, metrics, write-back messages, dashboard
+//! pages, which add literal secrets such as the ImageKit private key).
 //!
 //! The rule never tries to find where a URL ends (commas and parentheses are legal in
 //! URLs, and messages wrap URLs in parentheses), so it works the same on a bare URL, on
-//! a reqwest error message and on any free text:
+//! a reqwest error message, on JSON, on a header line and on any free text:
 //!
-//! 1. **Secret `name=value` pairs, anywhere.** For every `=`, the name is the run of
-//!    characters before it back to whitespace or one of `? & ; # " ' < > ( ) { } , / \ | =`
-//!    (so after `?`, `&`, `;`, a fragment `#`, or in free text). It is percent-decoded
-//!    and compared case-insensitively with `-` and `_` ignored (see [`is_secret_name`]).
-//!    A secret value runs to whitespace, `& ; # " ' < > ) ] }` or the end of the text and
-//!    becomes `REDACTED`; the name is kept as written.
-//! 2. **Credentials in an authority.** After a scheme-like `xxx:` and one or more `/` or
+//! 1. **Secret pairs, anywhere:** a name, a separator `=` or `:` (spaces or tabs may
+//!    stand around it), a value.
+//!    - The **name** is the run of characters before the separator back to whitespace
+//!      or one of `? & ; # " ' < > ( ) { } , / \ | =` (and `:` for a `:` pair), so after
+//!      `?`, `&`, `;`, a fragment `#`, or in free text; or, when the separator follows a
+//!      quote, the quoted string (`"api_key": ...`, `'token': ...`). It is
+//!      percent-decoded and compared case-insensitively with `-` and `_` ignored (see
+//!      [`is_secret_name`]). Signed-URL parameters (`s`, `ik-s`, `hdnts`, `hdnea`,
+//!      `policy`) are secret before `=` only: before a `:` they are ordinary words.
+//!      `::` (paths, IPv6) is no separator.
+//!    - A **quoted value** (`"…"` or `'…'`, backslash escapes honoured) is the text up to
+//!      the closing quote, or to the end of the text when there is none.
+//!    - An **unquoted value** runs to whitespace, `& ; # " ' < > ) ] }` or the end of the
+//!      text; after a `:` also to `,` (JSON, header lists); a `{` or `[` after a `:` is
+//!      a structure, not a value (its own pairs are redacted one by one).
+//!    - After an `Authorization` name (`Proxy-Authorization` too), a known scheme
+//!      (`Bearer`, `Basic`, `Digest`, ...) is kept and what follows it is the value;
+//!      after a `:` the value runs to the end of the line (a header's value).
+//!
+//!    The value becomes `REDACTED`; the name, the separator and the quotes are kept.
+//! 2. **Bearer tokens, anywhere:** the word `Bearer` (any case) followed by spaces and a
+//!    token: the token becomes `REDACTED`.
+//! 3. **Credentials in an authority.** After a scheme-like `xxx:` and one or more `/` or
 //!    `\`, the authority runs to the next `/`, `\`, `?`, `#` or whitespace; if it holds an
 //!    `@`, everything up to and including its last `@` is dropped.
-//! 3. Everything else is kept byte for byte.
+//! 4. Everything else is kept byte for byte.
 //!
-//! The passes run as authority, pairs, authority (a redacted value can end an authority
-//! that used to stop at a `/` inside the value), which makes redaction idempotent. Only
-//! ASCII delimiters are ever cut at, so every cut is on a char boundary; nothing panics.
+//! One round runs authority, pairs, bearer tokens, authority (a redacted value can end an
+//! authority that used to stop at a `/` inside the value); rounds repeat until one
+//! changes nothing, which makes redaction idempotent. Only ASCII delimiters are ever cut
+//! at, so every cut is on a char boundary; nothing panics.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// What a secret value becomes.
 const REDACTED: &str = "REDACTED";
@@ -38,6 +57,7 @@ const SECRET_NAMES: &[&str] = &[
     "idtoken",
     "auth",
     "authorization",
+    "proxyauthorization",
     "signature",
     "sig",
     "clientsecret",
@@ -46,6 +66,8 @@ const SECRET_NAMES: &[&str] = &[
     "passwd",
     "pwd",
     "secret",
+    "jwt",
+    "hmac",
     "xamzsignature",
     "xamzcredential",
     "xamzsecuritytoken",
@@ -53,6 +75,11 @@ const SECRET_NAMES: &[&str] = &[
     "xgoogcredential",
     "googleaccessid",
 ];
+
+/// Signed-URL parameters (lower-case, `-` and `_` removed): ImageKit's `ik-s`, imgix's
+/// `s`, Akamai's `hdnts` / `hdnea` tokens, CloudFront's `Policy`. Secret as `name=value`
+/// only: as words before a `:` (`policy: ...`, `5 s: ...`) they are ordinary text.
+const SIGNED_URL_NAMES: &[&str] = &["s", "iks", "hdnts", "hdnea", "policy"];
 
 /// Name endings that make a parameter secret (`-` and `_` removed): `apiKey`,
 /// `session_token`, `x-goog-credential`, `db_password`, ...
@@ -66,7 +93,40 @@ const SECRET_SUFFIXES: &[&str] = &[
     "password",
     "credential",
     "credentials",
+    "authorization",
+    "jwt",
+    "hmac",
 ];
+
+/// HTTP authentication schemes kept before a redacted credential (lower-case).
+const AUTH_SCHEMES: &[&str] = &[
+    "basic",
+    "bearer",
+    "digest",
+    "token",
+    "negotiate",
+    "ntlm",
+    "apikey",
+    "oauth",
+    "dpop",
+    "hawk",
+    "hoba",
+    "mutual",
+    "vapid",
+    "privatetoken",
+    "aws4-hmac-sha256",
+    "scram-sha-1",
+    "scram-sha-256",
+];
+
+/// Which separator a pair has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sep {
+    /// `name=value`: query strings, forms, free text.
+    Equals,
+    /// `name: value`: JSON, headers, YAML.
+    Colon,
+}
 
 /// Is `name` (as written before an `=`) the name of a secret?
 ///
@@ -74,9 +134,14 @@ const SECRET_SUFFIXES: &[&str] = &[
 /// split into words at every character that is not a letter, digit, `-` or `_`. The last
 /// non-empty word decides (`api_key`, `cfg.apiKey`, `user[api_key]`); in a bracketed
 /// name any word does (`key[0]`). A word is secret when, with `-` and `_` removed, it is
-/// one of the known names or ends like one (`key`, `token`, `secret`, `signature`,
-/// `password`, `credential`).
+/// one of the known names (signed-URL parameters such as `ik-s`, `s`, `hdnts` and
+/// `policy` included) or ends like one (`key`, `token`, `secret`, `signature`,
+/// `password`, `credential`, `authorization`, `jwt`, `hmac`).
 pub fn is_secret_name(name: &str) -> bool {
+    secret_name(name, Sep::Equals)
+}
+
+fn secret_name(name: &str, sep: Sep) -> bool {
     let decoded = percent_decode_fully(name.as_bytes());
     let words: Vec<Vec<u8>> = decoded
         .split(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
@@ -88,16 +153,28 @@ pub fn is_secret_name(name: &str) -> bool {
         })
         .filter(|w| !w.is_empty())
         .collect();
+    let secret = |w: &Vec<u8>| is_secret_word(w, sep);
     if decoded.contains(&b'[') {
-        words.iter().any(|w| is_secret_word(w))
+        words.iter().any(secret)
     } else {
-        words.last().is_some_and(|w| is_secret_word(w))
+        words.last().is_some_and(secret)
     }
 }
 
-fn is_secret_word(w: &[u8]) -> bool {
+fn is_secret_word(w: &[u8], sep: Sep) -> bool {
     SECRET_NAMES.iter().any(|n| w == n.as_bytes())
         || SECRET_SUFFIXES.iter().any(|s| w.ends_with(s.as_bytes()))
+        || (sep == Sep::Equals && SIGNED_URL_NAMES.iter().any(|n| w == n.as_bytes()))
+}
+
+/// Whether a (secret) name is an `Authorization` header's.
+fn is_authorization(name: &str) -> bool {
+    let w: Vec<u8> = percent_decode_fully(name.as_bytes())
+        .into_iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    w.ends_with(b"authorization")
 }
 
 /// Percent-decodes until nothing changes; malformed or truncated escapes stay as they are.
@@ -130,7 +207,7 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Characters that end a name when scanning back from its `=`.
+/// Characters that end a name when scanning back from its separator.
 fn ends_name(c: char) -> bool {
     c.is_whitespace()
         || matches!(
@@ -154,13 +231,18 @@ fn ends_name(c: char) -> bool {
         )
 }
 
-/// Characters that end a value.
+/// Characters that end an unquoted value.
 fn ends_value(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
             '&' | ';' | '#' | '"' | '\'' | '<' | '>' | ')' | ']' | '}'
         )
+}
+
+/// Spaces and tabs, which may stand around a separator (not line ends).
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
 }
 
 /// Characters that may precede the `:` of a scheme.
@@ -172,33 +254,120 @@ fn is_slash(b: u8) -> bool {
     b == b'/' || b == b'\\'
 }
 
-/// Rule 1: the values of secret `name=value` pairs become `REDACTED`.
+/// The name before the separator at `sep_at`: a quoted string right before it (blanks
+/// between allowed), or the run of characters back to a name delimiter.
+fn name_before(text: &str, sep_at: usize, sep: Sep) -> Option<Range<usize>> {
+    let b = text.as_bytes();
+    let mut end = sep_at;
+    while end > 0 && is_blank(b[end - 1]) {
+        end -= 1;
+    }
+    let last = *b.get(end.checked_sub(1)?)?;
+    if last == b'"' || last == b'\'' {
+        let close = end - 1;
+        let open = text[..close].rfind(last as char)?;
+        return Some(open + 1..close);
+    }
+    let start = text[..end]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| ends_name(c) || (sep == Sep::Colon && c == ':'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    Some(start..end)
+}
+
+/// Where the credential after a known authentication scheme starts (`Bearer abc` → the
+/// `a`), if `text[at..]` starts with a scheme, blanks and something more.
+fn after_scheme(text: &str, at: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let word_end = at
+        + b[at..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
+            .count();
+    let word = text[at..word_end].to_ascii_lowercase();
+    if !AUTH_SCHEMES.contains(&word.as_str()) {
+        return None;
+    }
+    let next = word_end + b[word_end..].iter().take_while(|c| is_blank(**c)).count();
+    let more = b.get(next).is_some_and(|c| !c.is_ascii_whitespace());
+    (next > word_end && more).then_some(next)
+}
+
+/// The secret part of the value that starts after the separator (at `from`), if any.
+fn value_after(text: &str, from: usize, sep: Sep, authorization: bool) -> Option<Range<usize>> {
+    let b = text.as_bytes();
+    let mut at = from;
+    while at < b.len() && is_blank(b[at]) {
+        at += 1;
+    }
+    let first = *b.get(at)?;
+    if first == b'"' || first == b'\'' {
+        let start = at + 1;
+        let mut i = start;
+        while i < b.len() && b[i] != first {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        let end = i.min(b.len());
+        return (end > start).then_some(start..end);
+    }
+    if sep == Sep::Colon && (first == b'{' || first == b'[') {
+        return None;
+    }
+    let mut start = at;
+    if authorization {
+        start = after_scheme(text, at).unwrap_or(at);
+        if sep == Sep::Colon {
+            // A header's value: the rest of the line.
+            let end = text[start..]
+                .find(['\n', '\r'])
+                .map_or(text.len(), |p| start + p);
+            return (end > start).then_some(start..end);
+        }
+    }
+    let end = text[start..]
+        .find(|c: char| ends_value(c) || (sep == Sep::Colon && c == ','))
+        .map_or(text.len(), |p| start + p);
+    (end > start).then_some(start..end)
+}
+
+/// Rule 1: the values of secret `name=value` and `name: value` pairs become `REDACTED`.
 fn redact_pairs(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
     let mut out = String::new();
     let mut copied = 0; // text[..copied] is already in `out`
-    let mut from = 0; // where to look for the next '='
-    while let Some(off) = text[from..].find('=') {
-        let eq = from + off;
-        let name_start = text[..eq]
-            .char_indices()
-            .rev()
-            .find(|&(_, c)| ends_name(c))
-            .map_or(0, |(i, c)| i + c.len_utf8());
-        let value_start = eq + 1;
-        let value_end = text[value_start..]
-            .find(ends_value)
-            .map_or(text.len(), |p| value_start + p);
-        let value = &text[value_start..value_end];
-        if value.is_empty() || !is_secret_name(&text[name_start..eq]) {
-            from = value_start;
+    let mut i = 0;
+    while i < b.len() {
+        let sep = match b[i] {
+            b'=' => Sep::Equals,
+            b':' => Sep::Colon,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if sep == Sep::Colon && ((i > 0 && b[i - 1] == b':') || b.get(i + 1) == Some(&b':')) {
+            i += 1;
             continue;
         }
-        if value != REDACTED {
-            out.push_str(&text[copied..value_start]);
+        let value = name_before(text, i, sep).and_then(|n| {
+            let name = &text[n];
+            if secret_name(name, sep) {
+                value_after(text, i + 1, sep, is_authorization(name))
+            } else {
+                None
+            }
+        });
+        let Some(v) = value else {
+            i += 1;
+            continue;
+        };
+        if &text[v.clone()] != REDACTED {
+            out.push_str(&text[copied..v.start]);
             out.push_str(REDACTED);
-            copied = value_end;
+            copied = v.end;
         }
-        from = value_end;
+        i = v.end.max(i + 1);
     }
     if copied == 0 {
         return Cow::Borrowed(text);
@@ -207,7 +376,43 @@ fn redact_pairs(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Rule 2: `user:password@` out of every authority (up to the last `@`).
+/// Rule 2: the token after the word `Bearer` becomes `REDACTED`.
+fn redact_bearer(text: &str) -> Cow<'_, str> {
+    // ASCII lower-casing keeps every byte where it was.
+    let lower = text.to_ascii_lowercase();
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(p) = lower[from..].find("bearer") {
+        let at = from + p;
+        from = at + "bearer".len();
+        if at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_') {
+            continue;
+        }
+        let start = from + b[from..].iter().take_while(|c| is_blank(**c)).count();
+        if start == from {
+            continue;
+        }
+        let end = text[start..]
+            .find(|c: char| ends_value(c) || c == ',')
+            .map_or(text.len(), |q| start + q);
+        if end == start || &text[start..end] == REDACTED {
+            continue;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(REDACTED);
+        copied = end;
+        from = end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// Rule 3: `user:password@` out of every authority (up to the last `@`).
 fn strip_userinfo(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
     let mut out = String::new();
@@ -246,12 +451,31 @@ fn strip_userinfo(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The text with every secret redacted (see the module documentation for the rule).
-/// Works on any text: URLs, reqwest error messages, messages from uploaders.
-pub fn redact_text(text: &str) -> String {
+/// Rounds at most: one is all most texts need, a second confirms; the bound only guards
+/// against a pathological text.
+const MAX_ROUNDS: usize = 16;
+
+/// One round of the rule; `None` when it changes nothing.
+fn round(text: &str) -> Option<String> {
     let t = strip_userinfo(text);
     let t = redact_pairs(&t);
-    strip_userinfo(&t).into_owned()
+    let t = redact_bearer(&t);
+    let t = strip_userinfo(&t);
+    (t.as_ref() != text).then(|| t.into_owned())
+}
+
+/// The text with every secret redacted (see the module documentation for the rule).
+/// Works on any text: URLs, reqwest error messages, JSON, header lines, messages from
+/// uploaders.
+pub fn redact_text(text: &str) -> String {
+    let mut cur = text.to_string();
+    for _ in 0..MAX_ROUNDS {
+        match round(&cur) {
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    cur
 }
 
 /// The URL with secret parameter values replaced by `REDACTED` and `user:pass@`

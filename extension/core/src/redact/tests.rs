@@ -270,6 +270,180 @@ fn never_panics_on_odd_input() {
     assert_eq!(r("https://ü:ß@höst/päth"), "https://höst/päth");
 }
 
+#[test]
+fn json_and_quoted_values() {
+    for (t, want) in [
+        (
+            r#"{"api_key": "AIzaSECRET", "n": 1}"#,
+            r#"{"api_key": "REDACTED", "n": 1}"#,
+        ),
+        (
+            r#"{"key":"SECRET","url":"https://h/p"}"#,
+            r#"{"key":"REDACTED","url":"https://h/p"}"#,
+        ),
+        (r#"{"password" : "a b, c"}"#, r#"{"password" : "REDACTED"}"#),
+        (r#"{"token": "a\"b SECRET"}"#, r#"{"token": "REDACTED"}"#),
+        (
+            r#"{"client_secret": 12345, "x": 2}"#,
+            r#"{"client_secret": REDACTED, "x": 2}"#,
+        ),
+        (r#"{'apiKey': 'SECRET'}"#, r#"{'apiKey': 'REDACTED'}"#),
+        (
+            r#"Some({"authorization": "Bearer SECRET"})"#,
+            r#"Some({"authorization": "REDACTED"})"#,
+        ),
+        // rust Debug and logfmt
+        (
+            r#"Config { api_key: "SECRET", url: "https://h" }"#,
+            r#"Config { api_key: "REDACTED", url: "https://h" }"#,
+        ),
+        (
+            r#"msg="upload" api_key="SECRET" n=1"#,
+            r#"msg="upload" api_key="REDACTED" n=1"#,
+        ),
+        // cut short: to the end of the text
+        (r#"{"key": "SECRET"#, r#"{"key": "REDACTED"#),
+        // blanks around '='
+        ("key = SECRET rest", "key = REDACTED rest"),
+        ("key= SECRET", "key= REDACTED"),
+    ] {
+        assert_eq!(r(t), want, "{t}");
+    }
+    // Structures are not values: their own pairs are redacted.
+    let t = r#"{"secrets": {"token": "SECRET"}, "keys": ["a"]}"#;
+    assert_eq!(r(t), r#"{"secrets": {"token": "REDACTED"}, "keys": ["a"]}"#);
+    // Names and values that are not secrets stay.
+    for t in [
+        r#"{"url": "https://h/p", "provider": "google_places", "n": 1}"#,
+        r#"{"token_type": "bearer-ish", "keyword": "x"}"#,
+        r#"{"key": ""}"#,
+    ] {
+        assert_eq!(r(t), t);
+    }
+}
+
+#[test]
+fn headers_and_yaml() {
+    for (t, want) in [
+        ("x-api-key: SECRET", "x-api-key: REDACTED"),
+        ("X-Api-Key:SECRET\nHost: h", "X-Api-Key:REDACTED\nHost: h"),
+        (
+            "api_key: SECRET\nname: Blue Note",
+            "api_key: REDACTED\nname: Blue Note",
+        ),
+        ("  password: 'p a s s'\n", "  password: 'REDACTED'\n"),
+        (
+            "invalid key: AIzaSECRET supplied",
+            "invalid key: REDACTED supplied",
+        ),
+        ("key: SECRET, other: 1", "key: REDACTED, other: 1"),
+        // Authorization: the scheme stays, the rest of the line goes.
+        (
+            "Authorization: Bearer SECRET",
+            "Authorization: Bearer REDACTED",
+        ),
+        (
+            "authorization: bearer SECRET trailing\nnext",
+            "authorization: bearer REDACTED\nnext",
+        ),
+        (
+            "Authorization: Basic dXNlcjpwYXNz",
+            "Authorization: Basic REDACTED",
+        ),
+        (
+            "Proxy-Authorization: Digest username=\"u\", response=\"r\"",
+            "Proxy-Authorization: Digest REDACTED",
+        ),
+        ("Authorization: SECRET more", "Authorization: REDACTED"),
+        (
+            "Authorization:\tToken SECRET",
+            "Authorization:\tToken REDACTED",
+        ),
+        (
+            "authorization=Bearer SECRET&x=1",
+            "authorization=Bearer REDACTED&x=1",
+        ),
+        // a bare bearer token, anywhere
+        ("sent Bearer SECRET to h", "sent Bearer REDACTED to h"),
+        ("(BEARER\tSECRET)", "(BEARER\tREDACTED)"),
+    ] {
+        assert_eq!(r(t), want, "{t}");
+    }
+    // Colons that are no separators, and words that are secret before '=' only.
+    for t in [
+        "HTTP 403: Forbidden",
+        "at 12:30:00 UTC",
+        "fe80::1 and venue_images::key::x",
+        "retry policy: exponential",
+        "timed out after 5 s: retrying",
+        "https://ik.imagekit.io/demo/tr:w-300/x.jpg",
+        "markers=color:red|label:A",
+        "a bearer",
+        "unbearer x",
+        "Authorization: Bearer REDACTED",
+    ] {
+        assert_eq!(r(t), t);
+    }
+}
+
+#[test]
+fn signed_url_parameters() {
+    for (t, want) in [
+        (
+            "https://ik.imagekit.io/demo/tr:w-300/x.jpg?ik-t=1700000000&ik-s=9f8e7d6c",
+            "https://ik.imagekit.io/demo/tr:w-300/x.jpg?ik-t=1700000000&ik-s=REDACTED",
+        ),
+        (
+            "https://acme.imgix.net/a.jpg?w=400&s=0f1e2d3c4b5a",
+            "https://acme.imgix.net/a.jpg?w=400&s=REDACTED",
+        ),
+        (
+            "https://cdn.example/v.jpg?hdnts=exp=1700000000~acl=/*~hmac=abcdef0123",
+            "https://cdn.example/v.jpg?hdnts=REDACTED",
+        ),
+        (
+            "https://cdn.example/v.jpg?hdnea=st=1~exp=2~hmac=abc&x=1",
+            "https://cdn.example/v.jpg?hdnea=REDACTED&x=1",
+        ),
+        (
+            "https://cdn.example/v.jpg?__token__=exp=1~hmac=abc",
+            "https://cdn.example/v.jpg?__token__=REDACTED",
+        ),
+        (
+            "https://h/v.jpg?x=1&hmac=abc",
+            "https://h/v.jpg?x=1&hmac=REDACTED",
+        ),
+        (
+            "https://h/v.jpg?jwt=eyJhbGciOi.eyJzdWIi.sig",
+            "https://h/v.jpg?jwt=REDACTED",
+        ),
+        (
+            "https://d1.cloudfront.net/v.jpg?Policy=eyJTdGF0&Signature=abc~&Key-Pair-Id=K2",
+            "https://d1.cloudfront.net/v.jpg?Policy=REDACTED&Signature=REDACTED&Key-Pair-Id=K2",
+        ),
+    ] {
+        assert_eq!(r(t), want, "{t}");
+    }
+    for name in [
+        "ik-s",
+        "IK-S",
+        "ik_s",
+        "s",
+        "S",
+        "hmac",
+        "hdnts",
+        "hdnea",
+        "jwt",
+        "policy",
+        "access_jwt",
+    ] {
+        assert!(is_secret_name(name), "{name}");
+    }
+    for name in ["ik-t", "size", "sig_version_x", "w", "ss"] {
+        assert!(!is_secret_name(name), "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Properties
 
@@ -363,7 +537,29 @@ enum Spot {
     User(&'static str),
     /// `name=token` in the free text around the URL.
     FreeText,
+    /// `"name": "token"` (JSON, Debug output, Python): with this quote, blanks around the
+    /// colon or not, an escaped quote inside the value or not.
+    Quoted(char, bool, bool),
+    /// `name: token` on a line of its own (a header, YAML).
+    Header,
+    /// `Authorization: <scheme> token` on a line of its own, or `Bearer token` anywhere.
+    Authorization(&'static str),
+    /// A signed-URL parameter (`ik-s=`, `s=`, `hdnts=exp=..~hmac=..`) at this index.
+    Signed(&'static str, usize),
 }
+
+/// Signed-URL parameters as CDNs write them (`{}` is the secret).
+const SIGNED_WRITTEN: &[&str] = &[
+    "ik-s={}",
+    "s={}",
+    "hmac={}",
+    "hdnts=exp=1700000000~acl=/*~hmac={}",
+    "hdnea=st=1~exp=2~hmac={}",
+    "jwt={}",
+    "Policy={}",
+    "policy={}",
+    "IK-S={}",
+];
 
 fn spot() -> impl Strategy<Value = Spot> {
     let sep = select(&["://", ":/", ":\\\\", ":\\", "://///"][..]);
@@ -373,6 +569,12 @@ fn spot() -> impl Strategy<Value = Spot> {
         1 => (sep.clone(), any::<bool>()).prop_map(|(s, at)| Spot::Password(s, at)),
         1 => sep.prop_map(Spot::User),
         1 => Just(Spot::FreeText),
+        2 => (select(&['"', '\''][..]), any::<bool>(), any::<bool>())
+            .prop_map(|(q, blanks, escaped)| Spot::Quoted(q, blanks, escaped)),
+        1 => Just(Spot::Header),
+        1 => select(&["Bearer", "bearer", "Basic", "Token", "Digest", "", "bare"][..])
+            .prop_map(Spot::Authorization),
+        2 => (select(SIGNED_WRITTEN), 0usize..6).prop_map(|(n, i)| Spot::Signed(n, i)),
     ]
 }
 
@@ -411,8 +613,8 @@ impl Case {
             token, name, sep, ..
         } = self;
         let mut params: Vec<String> = self.plain.iter().map(|p| p.to_string()).collect();
-        let (mut scheme_sep, mut userinfo, mut fragment, mut free) =
-            ("://", String::new(), String::new(), None);
+        let (mut scheme_sep, mut userinfo, mut fragment, mut free, mut own_line) =
+            ("://", String::new(), String::new(), None, None);
         match &self.spot {
             Spot::Query(i) => {
                 let i = (*i).min(params.len());
@@ -437,6 +639,26 @@ impl Case {
                 userinfo = format!("{token}@");
             }
             Spot::FreeText => free = Some(format!("{name}={token}")),
+            Spot::Quoted(q, blanks, escaped) => {
+                let b = if *blanks { " " } else { "" };
+                let e = if *escaped {
+                    format!("a\\{q}b ")
+                } else {
+                    String::new()
+                };
+                free = Some(format!(
+                    "{{{q}{name}{q}{b}:{b}{q}{e}{token}{q}, {q}n{q}: 1}}"
+                ));
+            }
+            Spot::Header => own_line = Some(format!("{name}: {token}")),
+            Spot::Authorization("bare") => free = Some(format!("Bearer {token}")),
+            Spot::Authorization(scheme) => {
+                own_line = Some(format!("Authorization: {scheme} {token}"))
+            }
+            Spot::Signed(p, i) => {
+                let i = (*i).min(params.len());
+                params.insert(i, p.replace("{}", token));
+            }
         }
         let query = if params.is_empty() {
             String::new()
@@ -456,9 +678,13 @@ impl Case {
             6 => format!("{{\"url\":\"{url}\"}}"),
             _ => format!("{url}, retrying"),
         };
-        match free {
+        let msg = match free {
             None => msg,
             Some(kv) => format!("invalid {kv} supplied; {msg}; also ({kv}) and {kv}"),
+        };
+        match own_line {
+            None => msg,
+            Some(line) => format!("{msg}\n{line}\r\nsee above"),
         }
     }
 }
@@ -485,14 +711,16 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
-    /// Text without '=' and '@' has nothing to redact.
+    /// Text without '=', ':' and '@' (so without pairs or userinfo), and without the
+    /// word bearer, has nothing to redact.
     #[test]
     fn text_without_pairs_or_userinfo_is_unchanged(
         t in prop_oneof![
-            "[^=@]{0,80}",
-            "[a-zA-Z0-9:/\\\\?#&;%.,()\\[\\]{}\"'<> é€-]{0,80}",
+            "[^=@:]{0,80}",
+            "[a-zA-Z0-9/\\\\?#&;%.,()\\[\\]{}\"'<> é€-]{0,80}",
         ]
     ) {
+        prop_assume!(!t.to_ascii_lowercase().contains("bearer"));
         prop_assert_eq!(redact_text(&t), t);
     }
 
@@ -503,6 +731,7 @@ proptest! {
             any::<String>(),
             "[a-zA-Z0-9:/\\\\?#&;%=@.,()\\[\\]{}\"'<> é-]{0,80}",
             "(https?(://|:/|:\\\\)|key=|%6[bB]ey=|token=|@|/|\\]|&|[a-z0-9]{1,4}|REDACTED|=| ){0,24}",
+            "(\"|'|key|token|Authorization|Bearer|Basic|: |:|=|\\\\|\\{|\\[|,|\n|[a-z0-9]{1,4}|REDACTED| |\t){0,24}",
         ]
     ) {
         let once = redact_text(&t);
