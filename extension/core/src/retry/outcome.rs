@@ -82,10 +82,263 @@ fn printable(s: &str) -> bool {
     !s.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
+/// Characters no stored URL or path may hold: quotes and angle brackets (they end an HTML
+/// attribute), the backslash (a path separator to some parsers), and the others URL
+/// parsers or HTML treat differently (`` ` { } | ^ ``).
+const UNSAFE: &[u8] = b"\"'<>\\`{}|^";
+
+/// Why a URL (or path) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlProblem {
+    NotHttp,
+    Characters,
+    Escape,
+    Credentials,
+    Host,
+    Port,
+    EmptySegment,
+    DotSegment,
+    EncodedSeparator,
+}
+
+impl UrlProblem {
+    fn message(self, what: &str) -> String {
+        let why = match self {
+            UrlProblem::NotHttp => "must be an http or https URL",
+            UrlProblem::Characters => {
+                "must be printable ASCII without spaces, quotes, angle brackets, backslashes or any of ` { } | ^"
+            }
+            UrlProblem::Escape => "has a malformed percent escape (% not followed by two hex digits)",
+            UrlProblem::Credentials => "must not carry credentials (user@host)",
+            UrlProblem::Host => {
+                "must have a host: a DNS name, a dotted-decimal IPv4 address or a bracketed IPv6 address"
+            }
+            UrlProblem::Port => "has a bad port (1-65535)",
+            UrlProblem::EmptySegment => "must not have empty path segments (//)",
+            UrlProblem::DotSegment => "must not have . or .. path segments (also percent-encoded)",
+            UrlProblem::EncodedSeparator => {
+                "must not have percent-encoded slashes, backslashes or control characters in its path"
+            }
+        };
+        format!("{what} {why}")
+    }
+}
+
+/// An http(s) URL taken apart, after checks that make every URL parser read it the same
+/// way: the scheme, the host (lower case), the port (the default one when absent) and
+/// the path's segments, percent-decoded (a trailing `/` gives a last empty segment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HttpUrl {
+    https: bool,
+    host: String,
+    port: u16,
+    segments: Vec<Vec<u8>>,
+    /// Whether a `?` or `#` follows the path.
+    has_query_or_fragment: bool,
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// `s` with every `%XX` decoded (malformed escapes were refused before).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Decoded until nothing changes, so that `%252e` (decoded twice by some servers) is `.`.
+fn percent_decode_fully(s: &[u8]) -> Vec<u8> {
+    let mut cur = s.to_vec();
+    loop {
+        let next = percent_decode(&cur);
+        if next == cur {
+            return cur;
+        }
+        cur = next;
+    }
+}
+
+/// Printable ASCII without [`UNSAFE`] characters, and every `%` starts an escape.
+fn check_characters(s: &str) -> Result<(), UrlProblem> {
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if !(0x21..=0x7e).contains(&c) || UNSAFE.contains(&c) {
+            return Err(UrlProblem::Characters);
+        }
+        if c == b'%'
+            && !(b.get(i + 1).copied().and_then(hex).is_some()
+                && b.get(i + 2).copied().and_then(hex).is_some())
+        {
+            return Err(UrlProblem::Escape);
+        }
+    }
+    Ok(())
+}
+
+/// The segments of an absolute path (`/a/b` → `a`, `b`), decoded; refuses empty segments
+/// but the last, dot segments and encoded separators or control characters.
+fn path_segments(path: &str) -> Result<Vec<Vec<u8>>, UrlProblem> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let raw: Vec<&str> = path.split('/').collect();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, seg) in raw.iter().enumerate() {
+        if seg.is_empty() && i + 1 < raw.len() {
+            return Err(UrlProblem::EmptySegment);
+        }
+        let decoded = percent_decode_fully(seg.as_bytes());
+        if decoded
+            .iter()
+            .any(|&c| c == b'/' || c == b'\\' || c < 0x20 || c == 0x7f)
+        {
+            return Err(UrlProblem::EncodedSeparator);
+        }
+        // `..;x` is `..` to servers that drop path parameters.
+        let bare = decoded.split(|&c| c == b';').next().unwrap_or(&[]);
+        if bare == b"." || bare == b".." {
+            return Err(UrlProblem::DotSegment);
+        }
+        out.push(decoded);
+    }
+    Ok(out)
+}
+
+/// A DNS name, a canonical dotted-decimal IPv4 address, or `[IPv6]`; lower-cased.
+fn check_host(host: &str) -> Result<String, UrlProblem> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or(UrlProblem::Host)?;
+        let ok = inner.contains(':')
+            && inner
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+        return if ok {
+            Ok(host.to_ascii_lowercase())
+        } else {
+            Err(UrlProblem::Host)
+        };
+    }
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    {
+        return Err(UrlProblem::Host);
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.iter().any(|l| l.is_empty() || l.len() > 63) {
+        return Err(UrlProblem::Host);
+    }
+    // A last label that starts with a digit makes WHATWG parsers read an IPv4 address
+    // (in decimal, octal or hex, in 1 to 4 parts): accept the canonical form only.
+    let last = labels.last().copied().unwrap_or("");
+    if last.starts_with(|c: char| c.is_ascii_digit()) {
+        let canonical = labels.len() == 4
+            && labels.iter().all(|l| {
+                l.len() <= 3
+                    && l.bytes().all(|c| c.is_ascii_digit())
+                    && (l.len() == 1 || !l.starts_with('0'))
+                    && l.parse::<u16>().is_ok_and(|n| n <= 255)
+            });
+        if !canonical {
+            return Err(UrlProblem::Host);
+        }
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+impl HttpUrl {
+    /// Parses and checks `url` (see [`HttpUrl`]).
+    fn parse(url: &str) -> Result<HttpUrl, UrlProblem> {
+        let has = |n: usize, p: &str| url.get(..n).is_some_and(|s| s.eq_ignore_ascii_case(p));
+        let (https, rest) = if has(8, "https://") {
+            (true, &url[8..])
+        } else if has(7, "http://") {
+            (false, &url[7..])
+        } else {
+            return Err(UrlProblem::NotHttp);
+        };
+        check_characters(url)?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, after) = rest.split_at(authority_end);
+        if authority.contains('@') {
+            return Err(UrlProblem::Credentials);
+        }
+        let (host, port) = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => {
+                (&authority[..i], Some(&authority[i + 1..]))
+            }
+            _ => (authority, None),
+        };
+        let host = check_host(host)?;
+        let port = match port {
+            None => {
+                if https {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => {
+                if p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(UrlProblem::Port);
+                }
+                match p.parse::<u16>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(UrlProblem::Port),
+                }
+            }
+        };
+        let path_end = after.find(['?', '#']).unwrap_or(after.len());
+        let segments = path_segments(&after[..path_end])?;
+        Ok(HttpUrl {
+            https,
+            host,
+            port,
+            segments,
+            has_query_or_fragment: path_end < after.len(),
+        })
+    }
+
+    /// Whether this URL is at `prefix` or under it: same scheme, host and port, and the
+    /// prefix's path segments are the first of this one's.
+    fn is_under(&self, prefix: &HttpUrl) -> bool {
+        let mut want: &[Vec<u8>] = &prefix.segments;
+        if let Some((last, init)) = want.split_last() {
+            if last.is_empty() {
+                want = init;
+            }
+        }
+        self.https == prefix.https
+            && self.host == prefix.host
+            && self.port == prefix.port
+            && self.segments.len() >= want.len()
+            && self.segments[..want.len()] == *want
+    }
+}
+
 impl<'a> Reported<'a> {
-    /// A success, checked: `url` is an absolute http(s) URL of at most 2048 bytes without
-    /// spaces or control characters, starting with `url_prefix` when one is configured;
-    /// `imagekit_path` starts with `/`; `file_id` is short and printable.
+    /// A success, checked: `url` is an absolute http(s) URL of at most 2048 bytes that
+    /// every URL parser reads the same way (printable ASCII without quotes, angle
+    /// brackets, backslashes or `` ` { } | ^ ``; well-formed percent escapes; no
+    /// credentials; a DNS name, canonical IPv4 or bracketed IPv6 host; no empty, `.` or
+    /// `..` path segments, percent-encoded ones included; no encoded `/` or `\`), and,
+    /// when `url_prefix` is configured, under it: same scheme, host (any case) and port
+    /// (the default one when absent), and the prefix's path segments first.
+    /// `imagekit_path` starts with `/` and obeys the same character and segment rules;
+    /// `file_id` is short and printable.
     pub fn uploaded(
         url: &'a str,
         imagekit_path: &'a str,
@@ -99,18 +352,22 @@ impl<'a> Reported<'a> {
                 crate::redact::redact_text(&url.chars().take(40).collect::<String>())
             )));
         }
-        let rest = url.find("://").map(|i| &url[i + 3..]).unwrap_or("");
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = authority.rsplit('@').next().unwrap_or("");
-        if url.len() > 2048 || !printable(url) || host.is_empty() || host.starts_with(':') {
-            return Err(bad(
-                "url must be at most 2048 bytes, with a host and without spaces or control characters",
-            ));
+        if url.len() > 2048 {
+            return Err(bad("url must be at most 2048 bytes"));
         }
+        let parsed = HttpUrl::parse(url).map_err(|p| bad(p.message("url")))?;
         if let Some(prefix) = url_prefix.filter(|p| !p.is_empty()) {
-            if !url.starts_with(prefix) {
+            let prefix_url = match HttpUrl::parse(prefix) {
+                Ok(p) if !p.has_query_or_fragment => p,
+                _ => {
+                    return Err(bad(
+                        "venue_images.imagekit_url_prefix is not a valid prefix (an http or https URL with a path, without query or fragment): no upload can be recorded until a superuser fixes it",
+                    ))
+                }
+            };
+            if !parsed.is_under(&prefix_url) {
                 return Err(bad(format!(
-                    "url must start with {prefix} (venue_images.imagekit_url_prefix)"
+                    "url must be under {prefix} (venue_images.imagekit_url_prefix): same scheme, host and port, and a path below the prefix's"
                 )));
             }
         }
@@ -122,6 +379,9 @@ impl<'a> Reported<'a> {
                 "imagekit_path must start with / and be at most 1024 bytes without spaces or control characters",
             ));
         }
+        check_characters(imagekit_path)
+            .and_then(|()| path_segments(imagekit_path).map(|_| ()))
+            .map_err(|p| bad(p.message("imagekit_path")))?;
         if let Some(id) = file_id {
             if id.len() > 200 || !printable(id) {
                 return Err(bad(
@@ -260,3 +520,6 @@ impl OutcomeRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
