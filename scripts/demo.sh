@@ -58,6 +58,7 @@ info "admin:    $ADMIN_URL"
 
 UPLOADER=./target/release/venue-image-uploader
 export VENUE_UPLOADER_ALLOW_LOOPBACK=true        # the fakes listen on 127.0.0.1
+export VENUE_UPLOADER_INSECURE_IMAGEKIT_LOOPBACK=true   # the fake ImageKit speaks http
 
 step "venue-image-uploader rates (as the admin: shared provider rates)"
 DATABASE_URL=$ADMIN_URL $UPLOADER rates '*=40' google_places=10

@@ -149,6 +149,8 @@ pub fn env(database_url: &str, upload_url: &str, private_key: &str) -> Vec<(Stri
         ("IMAGEKIT_UPLOAD_URL", upload_url),
         ("IMAGEKIT_PRIVATE_KEY", private_key),
         ("VENUE_UPLOADER_ALLOW_LOOPBACK", "true"),
+        // The fake ImageKit speaks http on 127.0.0.1.
+        ("VENUE_UPLOADER_INSECURE_IMAGEKIT_LOOPBACK", "true"),
         ("VENUE_UPLOADER_LOG_FORMAT", "json"),
         ("VENUE_UPLOADER_LOG", "info"),
     ]

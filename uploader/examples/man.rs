@@ -106,8 +106,15 @@ fn exit_meaning(exit: Exit) -> &'static str {
 const ENVIRONMENT_AND_FILES: &str = r#".SH ENVIRONMENT
 Every option can also be set through the environment variable named under it;
 \fBDATABASE_URL\fR and \fBIMAGEKIT_PRIVATE_KEY\fR are the two every sidecar needs.
-Secrets (the private key, passwords in URLs, \fBkey=\fR values of provider URLs) are never
-logged.
+.TP
+.B IMAGEKIT_PRIVATE_KEY
+The ImageKit private API key, for \fBrun\fR, \fBonce\fR, \fBretry\fR and \fBcheck\fR.
+There is no option for the key itself (\fBps\fR shows command lines to every user of the
+host): set this variable, or name a file holding the key with
+\fB\-\-imagekit\-private\-key\-file\fR (\fBIMAGEKIT_PRIVATE_KEY_FILE\fR), not both.
+.PP
+Secrets (the private key, passwords in URLs, \fBkey=\fR values and signatures of provider
+URLs, tokens) are never logged.
 .SH FILES
 .TP
 .I /etc/venue-image-uploader/env

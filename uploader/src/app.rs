@@ -1,6 +1,8 @@
 //! The commands behind the CLI.
 
-use crate::cli::{Cli, Command, ImageKitArgs, LogFormat, RunArgs, WorkerArgs};
+use crate::cli::{
+    Cli, Command, ImageKitArgs, ImageKitSettingsError, LogFormat, RunArgs, WorkerArgs,
+};
 use crate::clock::Clock;
 use crate::exit::Exit;
 use crate::fetch::{FetchConfig, Fetcher};
@@ -33,6 +35,23 @@ impl AppError {
         AppError {
             message: redact_text(&message.into(), &[]),
             exit: Exit::Failure,
+        }
+    }
+
+    /// A usage error (exit status 2): settings refused before anything starts.
+    pub fn usage(message: impl Into<String>) -> Self {
+        AppError {
+            message: redact_text(&message.into(), &[]),
+            exit: Exit::Usage,
+        }
+    }
+}
+
+impl From<ImageKitSettingsError> for AppError {
+    fn from(e: ImageKitSettingsError) -> Self {
+        match e {
+            ImageKitSettingsError::Usage(m) => AppError::usage(m),
+            ImageKitSettingsError::Config(m) => AppError::new(m),
         }
     }
 }
@@ -101,13 +120,8 @@ fn worker_id(args: &WorkerArgs) -> String {
 }
 
 fn imagekit(args: &ImageKitArgs) -> Result<ImageKit, AppError> {
-    let key = args
-        .imagekit_private_key
-        .clone()
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            AppError::new("IMAGEKIT_PRIVATE_KEY is not set (or pass --imagekit-private-key)")
-        })?;
+    args.check()?;
+    let key = args.private_key()?;
     ImageKit::new(ImageKitConfig {
         upload_url: args.imagekit_upload_url.clone(),
         private_key: key,
@@ -233,8 +247,34 @@ fn listen(queue: Queue, wake: Arc<Notify>, shutdown: Shutdown) {
     });
 }
 
+/// The ImageKit settings a command uses, if any.
+fn imagekit_args(command: &Command) -> Option<&ImageKitArgs> {
+    match command {
+        Command::Run(a) => Some(&a.worker.imagekit),
+        Command::Once(a) | Command::Retry { worker: a, .. } => Some(&a.imagekit),
+        Command::Check {
+            imagekit,
+            skip_imagekit: false,
+        } => Some(imagekit),
+        _ => None,
+    }
+}
+
+/// Refuses, before anything starts, ImageKit settings that can never be used: an
+/// endpoint that would send the key in clear, the key given twice.
+pub fn check_settings(cli: &Cli) -> Result<(), AppError> {
+    if let Some(ik) = imagekit_args(&cli.command) {
+        ik.check()?;
+        if let Err(ImageKitSettingsError::Usage(m)) = ik.private_key() {
+            return Err(AppError::usage(m));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a command; returns the exit status.
 pub async fn main(cli: Cli) -> Result<Exit, AppError> {
+    check_settings(&cli)?;
     match &cli.command {
         Command::Run(args) => run(&cli, args).await,
         Command::Once(args) => drain(&cli, args, None).await,
@@ -451,8 +491,8 @@ async fn run_worker(
 }
 
 async fn drain(cli: &Cli, args: &WorkerArgs, venue: Option<i64>) -> Result<Exit, AppError> {
-    let queue = connect(cli, Some(args)).await?;
     let services = services(args)?;
+    let queue = connect(cli, Some(args)).await?;
     let cfg = worker_config(args, venue, true);
     let due: i64 = queue
         .depth(venue)

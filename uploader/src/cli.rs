@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const ABOUT: &str =
@@ -44,8 +45,10 @@ Examples:
   venue-image-uploader resume --provider google_places
   venue-image-uploader force-retry --venue 123
 
-Environment: DATABASE_URL, IMAGEKIT_PRIVATE_KEY, and VENUE_UPLOADER_* for every other flag
-(see each flag). Logs go to stderr; RUST_LOG-style filters in VENUE_UPLOADER_LOG.";
+Environment: DATABASE_URL, IMAGEKIT_PRIVATE_KEY (or IMAGEKIT_PRIVATE_KEY_FILE), and
+VENUE_UPLOADER_* for every other flag (see each flag). The private key is never a flag: a
+command line is visible to every user of the host. Logs go to stderr; RUST_LOG-style filters
+in VENUE_UPLOADER_LOG.";
 
 /// `venue-image-uploader`.
 #[derive(Parser, Debug)]
@@ -198,20 +201,34 @@ pub struct DashboardArgs {
     pub admin_database_url: Option<String>,
 }
 
+/// The environment variable that holds the ImageKit private key. It is the one setting
+/// read outside clap ([`ImageKitArgs::private_key`]): a key must never be a flag, since
+/// `ps` shows every process's command line to every user of the host.
+pub const PRIVATE_KEY_ENV: &str = "IMAGEKIT_PRIVATE_KEY";
+
 /// ImageKit options.
 #[derive(Args, Debug, Clone)]
 pub struct ImageKitArgs {
-    /// ImageKit private API key (never logged).
-    #[arg(long, env = "IMAGEKIT_PRIVATE_KEY", hide_env_values = true)]
-    pub imagekit_private_key: Option<String>,
+    /// File holding the ImageKit private API key (surrounding whitespace is ignored). Or
+    /// set IMAGEKIT_PRIVATE_KEY; there is no flag for the key itself, because `ps` shows
+    /// command lines to every user of the host. Never logged.
+    #[arg(long, env = "IMAGEKIT_PRIVATE_KEY_FILE")]
+    pub imagekit_private_key_file: Option<PathBuf>,
 
-    /// ImageKit upload endpoint.
+    /// ImageKit upload endpoint: https only (the private key is sent with every request),
+    /// except for --insecure-imagekit-loopback.
     #[arg(
         long,
         env = "IMAGEKIT_UPLOAD_URL",
         default_value = "https://upload.imagekit.io/api/v1/files/upload"
     )]
     pub imagekit_upload_url: String,
+
+    /// Accept an http:// upload endpoint on a loopback host (127.0.0.0/8, ::1, localhost),
+    /// for tests and the demo against a local fake ImageKit: the private key then crosses
+    /// the connection in clear. Any other http:// endpoint is refused at start-up.
+    #[arg(long, env = "VENUE_UPLOADER_INSECURE_IMAGEKIT_LOOPBACK")]
+    pub insecure_imagekit_loopback: bool,
 
     /// ImageKit request timeout, seconds.
     #[arg(long, env = "VENUE_UPLOADER_UPLOAD_TIMEOUT", default_value_t = 60)]
@@ -302,6 +319,102 @@ pub struct WorkerArgs {
     pub outage_charge_after: u64,
 }
 
+/// Why the ImageKit settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageKitSettingsError {
+    /// A usage error: settings that contradict each other or are refused outright.
+    #[error("{0}")]
+    Usage(String),
+    /// The key is missing or its file cannot be read.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ImageKitArgs {
+    /// Checks what can be checked without the key: the upload endpoint is https, or http
+    /// to a loopback host with `--insecure-imagekit-loopback`.
+    pub fn check(&self) -> Result<(), ImageKitSettingsError> {
+        check_upload_url(&self.imagekit_upload_url, self.insecure_imagekit_loopback)
+            .map_err(ImageKitSettingsError::Usage)
+    }
+
+    /// The private key: from `--imagekit-private-key-file`, or from `IMAGEKIT_PRIVATE_KEY`
+    /// (one of them; both is a usage error).
+    pub fn private_key(&self) -> Result<String, ImageKitSettingsError> {
+        resolve_private_key(
+            self.imagekit_private_key_file.as_deref(),
+            std::env::var(PRIVATE_KEY_ENV).ok(),
+        )
+    }
+}
+
+/// The private key from a file or the environment's value (see
+/// [`ImageKitArgs::private_key`]).
+pub fn resolve_private_key(
+    file: Option<&Path>,
+    env: Option<String>,
+) -> Result<String, ImageKitSettingsError> {
+    let env = env.filter(|k| !k.trim().is_empty());
+    match (file, env) {
+        (Some(_), Some(_)) => Err(ImageKitSettingsError::Usage(format!(
+            "both {PRIVATE_KEY_ENV} and --imagekit-private-key-file are set: keep one"
+        ))),
+        (Some(path), None) => {
+            let raw = std::fs::read_to_string(path).map_err(|e| {
+                ImageKitSettingsError::Config(format!(
+                    "ImageKit private key file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let key = raw.trim();
+            if key.is_empty() {
+                return Err(ImageKitSettingsError::Config(format!(
+                    "ImageKit private key file {} is empty",
+                    path.display()
+                )));
+            }
+            Ok(key.to_string())
+        }
+        (None, Some(key)) => Ok(key.trim().to_string()),
+        (None, None) => Err(ImageKitSettingsError::Config(format!(
+            "{PRIVATE_KEY_ENV} is not set (or pass --imagekit-private-key-file)"
+        ))),
+    }
+}
+
+/// The upload endpoint must be https: HTTP Basic sends the private key with every
+/// request. `http://` is accepted only for a loopback host and only with
+/// `insecure_loopback` (`--insecure-imagekit-loopback`).
+pub fn check_upload_url(raw: &str, insecure_loopback: bool) -> Result<(), String> {
+    let shown = crate::redact::redact_url(raw);
+    let url = url::Url::parse(raw)
+        .map_err(|e| format!("--imagekit-upload-url {shown:?} is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "--imagekit-upload-url {shown:?} must not carry credentials"
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if insecure_loopback && loopback => Ok(()),
+        "http" if insecure_loopback => Err(format!(
+            "--insecure-imagekit-loopback allows http:// only to a loopback host (127.0.0.0/8, ::1, localhost), not {shown:?}: use https"
+        )),
+        "http" => Err(format!(
+            "--imagekit-upload-url {shown:?} would send the ImageKit private key in clear: use https (http:// is accepted only for a local fake ImageKit on a loopback host, with --insecure-imagekit-loopback)"
+        )),
+        _ => Err(format!(
+            "--imagekit-upload-url {shown:?} must be an https URL with a host"
+        )),
+    }
+}
+
 /// `provider=rate`, or `provider=default` (the built-in rate).
 pub fn parse_rate_setting(s: &str) -> Result<(String, Option<f64>), String> {
     if let Some((p, "default")) = s.split_once('=').map(|(p, r)| (p, r.trim())) {
@@ -359,6 +472,171 @@ mod tests {
         assert!(parse_rate("x").is_err());
         assert!(parse_rate("x=0").is_err());
         assert!(parse_rate("=3").is_err());
+    }
+
+    #[test]
+    fn the_private_key_is_never_a_flag() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["venue-image-uploader"]
+                    .iter()
+                    .chain(args)
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for cmd in [
+            &["run"][..],
+            &["once"],
+            &["retry", "--venue", "1"],
+            &["check"],
+        ] {
+            let mut args = cmd.to_vec();
+            args.extend(["--imagekit-private-key", "private_SECRET"]);
+            let e = parse(&args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{cmd:?}");
+            let mut args = cmd.to_vec();
+            args.extend(["--imagekit-private-key-file", "/run/secrets/ik"]);
+            assert!(parse(&args).is_ok(), "{cmd:?}");
+        }
+        // Nothing in --help offers to take the key on the command line.
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("run")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("--imagekit-private-key-file"), "{help}");
+        assert!(!help.contains("--imagekit-private-key "), "{help}");
+        assert!(!help.contains("--imagekit-private-key <"), "{help}");
+    }
+
+    #[test]
+    fn the_private_key_comes_from_a_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("vi-ik-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, "  private_from_file\n").unwrap();
+        assert_eq!(
+            resolve_private_key(Some(&file), None).unwrap(),
+            "private_from_file"
+        );
+        assert_eq!(
+            resolve_private_key(None, Some("private_from_env".into())).unwrap(),
+            "private_from_env"
+        );
+        assert!(matches!(
+            resolve_private_key(Some(&file), Some("private_from_env".into())),
+            Err(ImageKitSettingsError::Usage(_))
+        ));
+        assert!(matches!(
+            resolve_private_key(None, None),
+            Err(ImageKitSettingsError::Config(m)) if m.contains("IMAGEKIT_PRIVATE_KEY")
+        ));
+        assert!(matches!(
+            resolve_private_key(None, Some("  ".into())),
+            Err(ImageKitSettingsError::Config(_))
+        ));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(matches!(
+            resolve_private_key(Some(&file), None),
+            Err(ImageKitSettingsError::Config(m)) if m.contains("empty")
+        ));
+        let missing = dir.join("missing");
+        assert!(matches!(
+            resolve_private_key(Some(&missing), None),
+            Err(ImageKitSettingsError::Config(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn http_upload_urls_only_to_loopback_and_only_when_asked() {
+        for url in [
+            "https://upload.imagekit.io/api/v1/files/upload",
+            "https://127.0.0.1:8443/upload",
+        ] {
+            assert_eq!(check_upload_url(url, false), Ok(()), "{url}");
+            assert_eq!(check_upload_url(url, true), Ok(()), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:41231/api/v1/files/upload",
+            "http://127.8.9.10/x",
+            "http://[::1]:41231/x",
+            "http://localhost:41231/x",
+            "http://LOCALHOST/x",
+        ] {
+            let e = check_upload_url(url, false).unwrap_err();
+            assert!(e.contains("in clear"), "{url}: {e}");
+            assert_eq!(check_upload_url(url, true), Ok(()), "{url}");
+        }
+        for url in [
+            "http://upload.imagekit.io/api/v1/files/upload",
+            "http://10.0.0.5/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://localhost.evil.example/x",
+            "http://127.0.0.1.nip.io/x",
+        ] {
+            assert!(check_upload_url(url, false).is_err(), "{url}");
+            let e = check_upload_url(url, true).unwrap_err();
+            assert!(e.contains("loopback"), "{url}: {e}");
+        }
+        for url in [
+            "ftp://upload.imagekit.io/x",
+            "upload.imagekit.io/x",
+            "https://private_k3y:@upload.imagekit.io/x",
+            "",
+        ] {
+            let e = check_upload_url(url, true).unwrap_err();
+            assert!(!e.contains("private_k3y"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_http_upload_url_is_a_usage_error_at_start_up() {
+        for args in [
+            &[
+                "once",
+                "--imagekit-upload-url",
+                "http://upload.imagekit.io/x",
+            ][..],
+            &[
+                "run",
+                "--imagekit-upload-url",
+                "http://upload.imagekit.io/x",
+            ],
+            &[
+                "retry",
+                "--venue",
+                "1",
+                "--imagekit-upload-url",
+                "http://10.0.0.5/x",
+                "--insecure-imagekit-loopback",
+            ],
+            &["check", "--imagekit-upload-url", "http://127.0.0.1:9/x"],
+        ] {
+            let cli = Cli::try_parse_from(
+                ["venue-image-uploader"]
+                    .iter()
+                    .chain(args)
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let e = crate::app::check_settings(&cli).unwrap_err();
+            assert_eq!(e.exit, crate::exit::Exit::Usage, "{args:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "venue-image-uploader",
+            "check",
+            "--skip-imagekit",
+            "--imagekit-upload-url",
+            "http://upload.imagekit.io/x",
+        ])
+        .unwrap();
+        assert!(
+            crate::app::check_settings(&cli).is_ok(),
+            "a check that skips ImageKit does not use its URL"
+        );
     }
 
     #[test]
