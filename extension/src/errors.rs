@@ -3,6 +3,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 use venue_images_core::image::ImageError;
+use venue_images_core::jsonb::TooDeep;
 
 /// Errors of the extension's SQL functions.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub enum VenueError {
     NotReady(String),
     /// A write on a server in recovery, a hot standby (25006).
     ReadOnly(String),
+    /// A jsonb value is nested deeper than the core copies level by level (54001,
+    /// `statement_too_complex`: PostgreSQL's class for "stack depth limit exceeded").
+    TooDeep(TooDeep),
     /// An internal query failed (38000).
     Spi(String),
 }
@@ -44,6 +48,7 @@ impl std::fmt::Display for VenueError {
             VenueError::InvalidParameter(m) => f.write_str(m),
             VenueError::NullArgument(name) => write!(f, "{name} must not be NULL"),
             VenueError::Image(e) => write!(f, "{e}"),
+            VenueError::TooDeep(t) => write!(f, "{t}"),
             VenueError::BadSetting { name, problem } => write!(f, "setting {name} {problem}"),
             VenueError::UndefinedTable(m)
             | VenueError::UndefinedColumn(m)
@@ -67,6 +72,9 @@ impl VenueError {
             VenueError::Image(ImageError::Malformed(_)) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             VenueError::Image(ImageError::TooLarge(_)) => {
                 PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
+            }
+            VenueError::TooDeep(_) | VenueError::Image(ImageError::TooDeep(_)) => {
+                PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX
             }
             VenueError::Image(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             VenueError::UndefinedTable(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -99,7 +107,16 @@ impl VenueError {
 
 impl From<ImageError> for VenueError {
     fn from(e: ImageError) -> Self {
-        VenueError::Image(e)
+        match e {
+            ImageError::TooDeep(t) => VenueError::TooDeep(t),
+            e => VenueError::Image(e),
+        }
+    }
+}
+
+impl From<TooDeep> for VenueError {
+    fn from(t: TooDeep) -> Self {
+        VenueError::TooDeep(t)
     }
 }
 

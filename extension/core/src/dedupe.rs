@@ -7,11 +7,17 @@
 //! key, and non-object elements, are kept as they are. The result is ordered by
 //! `quality_score` descending; ties keep input order, a group standing where its first
 //! member stood. Untouched elements are copied byte for byte, so unknown keys survive.
+//!
+//! `quality_score` and `retry_count` are compared exactly, as PostgreSQL's `numeric`
+//! compares them ([`Numeric::cmp_exact`]): never through `f64`, whose 17 digits make
+//! `3.0000000000000000001` equal to `3`. An absent (or null) `quality_score` counts as 0,
+//! an absent `retry_count` as 0; a numeric string `retry_count` counts as its number.
 
 use crate::image::{require_array, Image, ImageError, Status};
-use crate::jsonb::{patch_object, Container, Node, Value};
+use crate::jsonb::{patch_object, Container, Node, Number, Numeric, Value};
 use crate::timestamp::parse_iso8601_micros;
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 /// The outcome of a dedupe.
@@ -26,15 +32,28 @@ struct Info<'a> {
     value: Value<'a>,
     key: Option<&'a [u8]>,
     rank: Status,
-    quality: f64,
+    /// `quality_score` (0 when absent).
+    quality: Numeric<'a>,
     fetched: i64,
-    retry: Option<(f64, Value<'a>)>,
+    /// `retry_count` as a number, and as written.
+    retry: Option<(Number<'a>, Value<'a>)>,
+}
+
+impl Info<'_> {
+    /// `retry_count`, 0 when absent.
+    fn retry_number(&self) -> Numeric<'_> {
+        match &self.retry {
+            Some((n, _)) => n.numeric(),
+            None => Numeric::ZERO,
+        }
+    }
 }
 
 struct Group {
     winner: usize,
     members: usize,
-    max_retry: Option<(f64, usize)>,
+    /// The element with the group's highest `retry_count` (the first of equal ones).
+    max_retry: Option<usize>,
 }
 
 fn non_empty(b: Option<&[u8]>) -> Option<&[u8]> {
@@ -47,7 +66,7 @@ fn info<'a>(index: usize, value: Value<'a>) -> Result<Info<'a>, ImageError> {
             value,
             key: None,
             rank: Status::Other,
-            quality: 0.0,
+            quality: Numeric::ZERO,
             fetched: 0,
             retry: None,
         });
@@ -57,22 +76,18 @@ fn info<'a>(index: usize, value: Value<'a>) -> Result<Info<'a>, ImageError> {
     let url = img.str_bytes("url")?;
     let key = non_empty(provider_url).or(non_empty(url));
     let rank = img.status()?;
-    let quality = img
-        .number("quality_score")?
-        .map(|n| n.to_f64())
-        .filter(|q| !q.is_nan())
-        .unwrap_or(0.0);
+    let quality = img.number("quality_score")?.unwrap_or(Numeric::ZERO);
     let fetched = img
         .str_bytes("fetched_at")?
         .and_then(|b| std::str::from_utf8(b).ok())
         .and_then(parse_iso8601_micros)
         .unwrap_or(0);
     let retry = match obj.get("retry_count")? {
-        Some(v @ Value::Numeric(n)) => Some((n.to_f64(), v)),
+        Some(v @ Value::Numeric(n)) => Some((Number::Stored(n), v)),
         None | Some(Value::Null) => None,
         // A numeric string counts as its number (the same rule as the queue's); the
         // winner keeps the value as it was written.
-        Some(v @ Value::String(_)) => Some((img.retry_count()?, v)),
+        Some(v @ Value::String(_)) => img.retry_number()?.map(|n| (n, v)),
         Some(v) => {
             return Err(ImageError::WrongType {
                 index,
@@ -94,9 +109,11 @@ fn info<'a>(index: usize, value: Value<'a>) -> Result<Info<'a>, ImageError> {
 
 /// Is `a` a strictly better group winner than `b`? (Ties keep the earlier element.)
 fn better(a: &Info<'_>, b: &Info<'_>) -> bool {
-    (a.rank, a.quality, a.fetched)
-        .partial_cmp(&(b.rank, b.quality, b.fetched))
-        .is_some_and(|o| o == std::cmp::Ordering::Greater)
+    a.rank
+        .cmp(&b.rank)
+        .then_with(|| a.quality.cmp_exact(&b.quality))
+        .then_with(|| a.fetched.cmp(&b.fetched))
+        == Ordering::Greater
 }
 
 fn dedupe_values<'a>(values: Vec<Value<'a>>) -> Result<(Vec<Node<'a>>, bool), ImageError> {
@@ -114,7 +131,7 @@ fn dedupe_values<'a>(values: Vec<Value<'a>>) -> Result<(Vec<Node<'a>>, bool), Im
             slots.push(Err(i));
             continue;
         };
-        let retry = inf.retry.as_ref().map(|(r, _)| (*r, i));
+        let retry = inf.retry.is_some().then_some(i);
         match by_key.get(key) {
             Some(&g) => {
                 let grp = &mut groups[g];
@@ -122,10 +139,12 @@ fn dedupe_values<'a>(values: Vec<Value<'a>>) -> Result<(Vec<Node<'a>>, bool), Im
                 if better(inf, &infos[grp.winner]) {
                     grp.winner = i;
                 }
-                if let Some((r, _)) = retry {
-                    if grp.max_retry.is_none_or(|(m, _)| r > m) {
-                        grp.max_retry = retry;
-                    }
+                if retry.is_some()
+                    && grp.max_retry.is_none_or(|m| {
+                        inf.retry_number().cmp_exact(&infos[m].retry_number()) == Ordering::Greater
+                    })
+                {
+                    grp.max_retry = retry;
                 }
             }
             None => {
@@ -140,19 +159,26 @@ fn dedupe_values<'a>(values: Vec<Value<'a>>) -> Result<(Vec<Node<'a>>, bool), Im
         }
     }
     let mut changed = slots.len() != infos.len();
-    let mut out: Vec<(f64, Node<'a>)> = Vec::with_capacity(slots.len());
+    let mut out: Vec<(Numeric<'a>, Node<'a>)> = Vec::with_capacity(slots.len());
     for slot in &slots {
         match *slot {
             Err(i) => out.push((infos[i].quality, Node::Raw(infos[i].value))),
             Ok(g) => {
                 let grp = &groups[g];
                 let w = &infos[grp.winner];
-                let winner_retry = w.retry.as_ref().map(|(r, _)| *r).unwrap_or(0.0);
-                let node = match grp.max_retry {
-                    Some((m, from)) if m > winner_retry && from != grp.winner => {
+                // The group's highest `retry_count`, when it is above the winner's own.
+                let raise = grp
+                    .max_retry
+                    .filter(|&from| from != grp.winner)
+                    .and_then(|from| {
+                        let (_, written) = infos[from].retry.as_ref()?;
+                        let higher = infos[from].retry_number().cmp_exact(&w.retry_number())
+                            == Ordering::Greater;
+                        higher.then_some(*written)
+                    });
+                let node = match (raise, w.value.as_object()) {
+                    (Some(max_value), Some(obj)) => {
                         changed = true;
-                        let obj = w.value.as_object().expect("keyed elements are objects");
-                        let max_value = infos[from].retry.as_ref().expect("has retry").1;
                         patch_object(
                             obj,
                             vec![(Cow::Borrowed(&b"retry_count"[..]), Node::Raw(max_value))],
@@ -169,10 +195,12 @@ fn dedupe_values<'a>(values: Vec<Value<'a>>) -> Result<(Vec<Node<'a>>, bool), Im
         }
     }
     // Stable sort by quality descending.
-    let sorted = out.windows(2).all(|p| p[0].0 >= p[1].0);
+    let sorted = out
+        .windows(2)
+        .all(|p| p[0].0.cmp_exact(&p[1].0) != Ordering::Less);
     if !sorted {
         changed = true;
-        out.sort_by(|a, b| b.0.total_cmp(&a.0));
+        out.sort_by(|a, b| b.0.cmp_exact(&a.0));
     }
     Ok((out.into_iter().map(|(_, n)| n).collect(), changed))
 }

@@ -3,7 +3,7 @@
 //! [`ImageError`] (SQLSTATE 22023 in SQL), never silently ignored. `null` counts as absent.
 
 use crate::classify::{Classifier, ErrorClass};
-use crate::jsonb::{Container, Kind, Malformed, Numeric, Value};
+use crate::jsonb::{Container, Kind, Malformed, Number, Numeric, TooDeep, Value};
 
 /// Bad input to a per-value function.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,8 @@ pub enum ImageError {
     Malformed(Malformed),
     /// The result cannot be stored as jsonb.
     TooLarge(&'static str),
+    /// The value is nested too deeply to be copied level by level (SQLSTATE 54001).
+    TooDeep(TooDeep),
 }
 
 impl std::fmt::Display for ImageError {
@@ -47,11 +49,18 @@ impl std::fmt::Display for ImageError {
             ),
             ImageError::Malformed(m) => write!(f, "{m}"),
             ImageError::TooLarge(m) => f.write_str(m),
+            ImageError::TooDeep(t) => write!(f, "{t}"),
         }
     }
 }
 
 impl std::error::Error for ImageError {}
+
+impl From<TooDeep> for ImageError {
+    fn from(t: TooDeep) -> Self {
+        ImageError::TooDeep(t)
+    }
+}
 
 impl From<Malformed> for ImageError {
     fn from(m: Malformed) -> Self {
@@ -168,16 +177,18 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// `retry_count` (absent = 0). A numeric string (`"2"`, as JavaScript or Elixir
-    /// writers may produce) is read as its number; any other type is an error.
-    pub fn retry_count(&self) -> Result<f64, ImageError> {
+    /// `retry_count`, exactly as written (`None` when absent or null). A numeric string
+    /// (`"2"`, as JavaScript or Elixir writers may produce) is read as its number, the
+    /// way `numeric_in` reads it; any other type, or a string that is not a finite
+    /// number, is an error.
+    pub fn retry_number(&self) -> Result<Option<Number<'a>>, ImageError> {
         match self.obj.get("retry_count")? {
-            None | Some(Value::Null) => Ok(0.0),
-            Some(Value::Numeric(n)) => Ok(n.to_f64()),
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Numeric(n)) => Ok(Some(Number::Stored(n))),
             Some(Value::String(b)) => std::str::from_utf8(b)
                 .ok()
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|f| f.is_finite())
+                .and_then(Number::parse)
+                .map(Some)
                 .ok_or(ImageError::WrongType {
                     index: self.index,
                     key: "retry_count",
@@ -188,16 +199,13 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// `retry_count` as a whole number of attempts: floored, at least 0, saturating.
+    /// `retry_count` as a whole number of attempts, the rule every decision uses:
+    /// `greatest(0, floor(retry_count))`, computed exactly on the decimal value (as
+    /// `floor((img->>'retry_count')::numeric)` would be) and saturated to `i64`; absent
+    /// or null is 0. So `2.9999999999999999999` is 2 attempts (below a maximum of 3:
+    /// still retryable), and `floor(x) >= max` holds exactly when `x >= max`.
     pub fn attempts(&self) -> Result<i64, ImageError> {
-        let f = self.retry_count()?.floor();
-        Ok(if f <= 0.0 {
-            0
-        } else if f >= i64::MAX as f64 {
-            i64::MAX
-        } else {
-            f as i64
-        })
+        Ok(self.retry_number()?.map_or(0, |n| n.floor_i64().max(0)))
     }
 }
 
@@ -263,7 +271,7 @@ pub fn summarize(
             ErrorClass::Unknown => {}
         }
         if status == Status::Failed {
-            img.retry_count()?;
+            img.retry_number()?;
             // The queue's own rule (a source URL is needed too): see `crate::retry`.
             let queued = crate::retry::read_element(img.index, img.obj).is_ok_and(|e| {
                 crate::retry::state_of(classifier, max_retries, &e) == crate::retry::State::Queued
@@ -315,6 +323,48 @@ mod tests {
                 retryable: 1
             }
         );
+    }
+
+    /// Issue 17: `retry_count` is floored exactly, as
+    /// `greatest(0, floor((img->>'retry_count')::numeric))` is in SQL.
+    #[test]
+    fn retry_count_is_floored_exactly() {
+        let retryable = |rc: &str| {
+            let b = bytes(&format!(
+                r#"[{{"upload_status":"failed","error_details":{{"error_type":"rate_limited"}},
+                     "provider_url":"https://p/1","retry_count":{rc}}}]"#
+            ));
+            let c = parse_varlena(&b).unwrap();
+            let s = summarize(c, &Classifier::builtin(), 3).unwrap();
+            let obj = c.array_get(0).unwrap().unwrap().as_object().unwrap();
+            let attempts = Image { index: 0, obj }.attempts().unwrap();
+            (s.retryable, attempts)
+        };
+        for (rc, want) in [
+            ("2.9999999999999999999", (1, 2)),
+            ("\"2.9999999999999999999\"", (1, 2)),
+            (" \" 2.9999999999999999999 \"", (1, 2)),
+            ("2", (1, 2)),
+            ("3", (0, 3)),
+            ("3.0000000000000000001", (0, 3)),
+            ("\"3\"", (0, 3)),
+            ("-5", (1, 0)),
+            ("-0.5", (1, 0)),
+            ("null", (1, 0)),
+            ("1e300", (0, i64::MAX)),
+            ("\"1e300\"", (0, i64::MAX)),
+            ("1e-300", (1, 0)),
+        ] {
+            assert_eq!(retryable(rc), want, "retry_count {rc}");
+        }
+        // A string that is not a finite number is refused, as before.
+        for rc in ["\"NaN\"", "\"Infinity\"", "\"abc\"", "\"\"", "\"1e\""] {
+            let b = bytes(&format!(
+                r#"[{{"upload_status":"failed","retry_count":{rc}}}]"#
+            ));
+            let e = summarize(parse_varlena(&b).unwrap(), &Classifier::builtin(), 3).unwrap_err();
+            assert!(e.to_string().contains("retry_count"), "{rc}: {e}");
+        }
     }
 
     #[test]

@@ -24,6 +24,12 @@ const SLACK: usize = 16;
 
 /// Values larger than this are left to PostgreSQL (the buffer is kept for reuse, so its
 /// size is bounded).
+///
+/// With the default 8 kB pages no inline value comes near it: a heap tuple holds at most
+/// 8,160 bytes, and pglz's densest stream (3 bytes and a control bit per 273 bytes)
+/// inflates that to about 710 kB. It is kept because pages of 16 or 32 kB (a build
+/// option) hold streams that inflate past 1 MiB, and because the raw size comes from the
+/// datum's own header, which may say up to 1 GB; it is tested at its boundary.
 pub const MAX_RAW: usize = 1 << 20;
 
 /// `VARHDRSZ_COMPRESSED`: the 4-byte header and the size-and-method word.
@@ -117,6 +123,12 @@ fn copy_back(dst: &mut [u8], dp: usize, off: usize, len: usize) {
 }
 
 /// A reusable buffer that inflates inline pglz-compressed varlenas.
+///
+/// The buffer is never cleared between values: the decoder writes every output byte
+/// before it reads it (literals come from the stream, back-references read only bytes
+/// this value already produced), so what an earlier value left behind never shows. A
+/// property test fills the buffer with garbage before each value and compares with a
+/// fresh decoder and with PostgreSQL's loop.
 #[derive(Default)]
 pub struct Inflater {
     buf: Vec<u8>,

@@ -35,7 +35,9 @@
 
 use crate::classify::{Classifier, ErrorClass};
 use crate::image::{require_array, Image, ImageError, Status};
-use crate::jsonb::{encode_decimal, patch_object, Container, Node, Value};
+use crate::jsonb::{
+    encode_decimal, patch_object, Container, Elements, Kind, Node, Pairs, TooDeep, Value, MAX_DEPTH,
+};
 use crate::scores::failure_rate_tenths;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
@@ -990,34 +992,90 @@ pub fn replace_elements<'a>(
     Ok(Node::Array(items))
 }
 
+/// A container being copied by [`redacted_copy`].
+enum Redacting<'a> {
+    Array(Elements<'a>, Vec<Node<'static>>),
+    /// The pairs so far, and the key of the value being copied.
+    Object(Pairs<'a>, Vec<(Cow<'static, [u8]>, Node<'static>)>, Vec<u8>),
+}
+
 /// A copy of a value with every string (keys aside) redacted, for logs that keep a
 /// removed element: secrets can sit in any key (`url`, `original_tigris_url`, ...).
+///
+/// The copy is built level by level, so a value nested deeper than
+/// [`MAX_DEPTH`](crate::jsonb::MAX_DEPTH) levels is refused with
+/// [`ImageError::TooDeep`]; the walk itself is iterative (its open containers are on a
+/// heap stack), so it never overflows the machine stack, whatever the input.
 pub fn redacted_copy(v: Value<'_>) -> Result<Node<'static>, ImageError> {
-    Ok(match v {
-        Value::String(b) => Node::str(redact_text(&String::from_utf8_lossy(b))),
-        Value::Container(c) if c.is_array() => {
-            let mut items = Vec::with_capacity(c.len());
-            for e in c.elements() {
-                items.push(redacted_copy(e?)?);
+    let mut open: Vec<Redacting<'_>> = Vec::new();
+    let mut next = Some(v);
+    loop {
+        let mut done = None;
+        if let Some(v) = next.take() {
+            match v {
+                Value::String(b) => {
+                    done = Some(Node::str(redact_text(&String::from_utf8_lossy(b))))
+                }
+                Value::Numeric(n) => done = Some(Node::Num(Cow::Owned(n.raw_bytes().to_vec()))),
+                Value::Bool(b) => done = Some(Node::Bool(b)),
+                Value::Null => done = Some(Node::Null),
+                Value::Container(c) if c.kind() == Kind::Scalar => {
+                    // A top-level scalar: its value (never a container).
+                    done = Some(match c.scalar()? {
+                        Some(Value::Container(_)) | None => Node::Null,
+                        Some(s) => {
+                            next = Some(s);
+                            continue;
+                        }
+                    });
+                }
+                Value::Container(c) => {
+                    if open.len() >= MAX_DEPTH {
+                        return Err(ImageError::TooDeep(TooDeep::MAX));
+                    }
+                    open.push(if c.is_array() {
+                        Redacting::Array(c.elements(), Vec::with_capacity(c.len()))
+                    } else {
+                        Redacting::Object(c.pairs(), Vec::with_capacity(c.len()), Vec::new())
+                    });
+                }
             }
-            Node::Array(items)
         }
-        Value::Container(c) if c.is_object() => {
-            let mut pairs = Vec::with_capacity(c.len());
-            for p in c.pairs() {
-                let (k, v) = p?;
-                pairs.push((Cow::Owned(k.to_vec()), redacted_copy(v)?));
+        // Hand the copy to its container, then find the next value to copy, closing
+        // the containers that are done.
+        loop {
+            let Some(top) = open.last_mut() else {
+                return Ok(done.unwrap_or(Node::Null));
+            };
+            match top {
+                Redacting::Array(elements, items) => {
+                    if let Some(d) = done.take() {
+                        items.push(d);
+                    }
+                    if let Some(e) = elements.next() {
+                        next = Some(e?);
+                        break;
+                    }
+                }
+                Redacting::Object(pairs, out, key) => {
+                    if let Some(d) = done.take() {
+                        out.push((Cow::Owned(std::mem::take(key)), d));
+                    }
+                    if let Some(p) = pairs.next() {
+                        let (k, v) = p?;
+                        *key = k.to_vec();
+                        next = Some(v);
+                        break;
+                    }
+                }
             }
-            Node::Object(pairs)
+            done = match open.pop() {
+                Some(Redacting::Array(_, items)) => Some(Node::Array(items)),
+                Some(Redacting::Object(_, pairs, _)) => Some(Node::Object(pairs)),
+                None => None,
+            };
         }
-        Value::Container(c) => match c.scalar()? {
-            Some(s) => redacted_copy(s)?,
-            None => Node::Null,
-        },
-        Value::Numeric(n) => Node::Num(Cow::Owned(n.raw_bytes().to_vec())),
-        Value::Bool(b) => Node::Bool(b),
-        Value::Null => Node::Null,
-    })
+    }
 }
 
 /// The array without its `permanently_failed` images (or only the copies whose identity

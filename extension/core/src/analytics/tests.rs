@@ -199,3 +199,38 @@ proptest! {
         let _ = VenueList::decode(&bytes, Classifier::builtin());
     }
 }
+
+/// Depth: the scans print a non-string `provider` or `error_type` as `->>` does, at any
+/// depth (PostgreSQL prints them too), on a 256 KiB stack.
+/// Attack class: Resource exhaustion (../shared/spec/attack-classes.md).
+#[test]
+fn deep_keys_are_printed_like_the_arrow_operator() {
+    use crate::jsonb::deep::{arrays_text, nested_arrays, on_small_stack};
+    use crate::jsonb::{parse_varlena, Node, Value};
+    use std::borrow::Cow;
+    on_small_stack(|| {
+        let d = 12_001;
+        let deep = nested_arrays(d);
+        let dv = Value::Container(parse_varlena(&deep).unwrap());
+        let row = encode(&Node::Array(vec![
+            Node::Raw(dv),
+            Node::Object(vec![
+                (Cow::Borrowed(&b"upload_status"[..]), Node::str("failed")),
+                (Cow::Borrowed(&b"provider"[..]), Node::Raw(dv)),
+                (
+                    Cow::Borrowed(&b"error_details"[..]),
+                    Node::Object(vec![(Cow::Borrowed(&b"error_type"[..]), Node::Raw(dv))]),
+                ),
+            ]),
+        ]))
+        .unwrap();
+        let mut s = Stats::new(Classifier::builtin());
+        s.add(Some(&row));
+        let rows = s.scanner.breakdown_rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].provider.as_deref(), Some(arrays_text(d).as_str()));
+        assert_eq!(rows[0].error_type.as_deref(), Some(arrays_text(d).as_str()));
+        assert_eq!(rows[0].count, 1);
+        assert_eq!(s.scanner.health.non_object_elements, 1);
+    });
+}

@@ -1,5 +1,5 @@
 use super::*;
-use crate::jsonb::{encode, parse_json, parse_varlena, to_json_text};
+use crate::jsonb::{encode, parse_json, parse_varlena, to_json_text, value_to_text};
 use proptest::prelude::*;
 
 fn bytes(json: &str) -> Vec<u8> {
@@ -304,4 +304,174 @@ proptest! {
         let once = run(&json);
         prop_assert_eq!(run(&once), once);
     }
+}
+
+/// Depth: dedupe and merge copy elements (and the keys they do not read) byte for byte,
+/// so 10,000-deep values pass through, on a 256 KiB stack.
+/// Attack class: Resource exhaustion (../shared/spec/attack-classes.md).
+#[test]
+fn deep_elements_pass_through_dedupe_and_merge() {
+    use crate::jsonb::deep::{nested_arrays, nested_objects, on_small_stack};
+    on_small_stack(|| {
+        let (deep, deep_obj) = (nested_arrays(10_000), nested_objects(10_000));
+        let dv = Value::Container(parse_varlena(&deep).unwrap());
+        let dov = Value::Container(parse_varlena(&deep_obj).unwrap());
+        let with_junk = |json: &str| {
+            let Node::Object(mut pairs) = parse_json(json).unwrap() else {
+                panic!("an object")
+            };
+            pairs.push((Cow::Borrowed(&b"junk"[..]), Node::Raw(dov)));
+            Node::Object(pairs)
+        };
+        let arr = encode(&Node::Array(vec![
+            Node::Raw(dv),
+            with_junk(r#"{"url":"a","retry_count":5}"#),
+            with_junk(r#"{"url":"a","quality_score":1,"upload_status":"uploaded"}"#),
+        ]))
+        .unwrap();
+        let c = parse_varlena(&arr).unwrap();
+        let Deduped::Rewritten(node) = dedupe(c).unwrap() else {
+            panic!("the copies of `a` are merged")
+        };
+        let out = encode(&node).unwrap();
+        let oc = parse_varlena(&out).unwrap();
+        assert_eq!(oc.len(), 2);
+        let won = oc.array_get(0).unwrap().unwrap().as_object().unwrap();
+        assert_eq!(
+            won.get("upload_status").unwrap().unwrap().as_str(),
+            Some("uploaded")
+        );
+        assert_eq!(
+            won.get("retry_count")
+                .unwrap()
+                .map(|v| value_to_text(&v).unwrap()),
+            Some("5".to_string())
+        );
+        let Some(Value::Container(junk)) = won.get("junk").unwrap() else {
+            panic!("junk kept")
+        };
+        assert_eq!(junk.raw_bytes(), &deep_obj[4..]);
+        let kept = oc.array_get(1).unwrap().unwrap().as_array().unwrap();
+        assert_eq!(kept.raw_bytes(), &deep[4..]);
+        // An already clean array holding only a deep element is returned as it is.
+        assert!(matches!(
+            dedupe(parse_varlena(&deep).unwrap()).unwrap(),
+            Deduped::Unchanged
+        ));
+        // merge: both sides' elements (the deep array's one element is 9,999 deep), the
+        // image first (quality 1), the rest verbatim in order.
+        let merged = merge(Some(parse_varlena(&deep).unwrap()), Some(c)).unwrap();
+        let out = encode(&merged).unwrap();
+        let oc = parse_varlena(&out).unwrap();
+        assert_eq!(oc.len(), 3);
+        assert!(oc.array_get(0).unwrap().unwrap().as_object().is_some());
+        let e = oc.array_get(1).unwrap().unwrap().as_array().unwrap();
+        assert_eq!(e.raw_bytes(), &deep[4 + 8..]);
+        let e = oc.array_get(2).unwrap().unwrap().as_array().unwrap();
+        assert_eq!(e.raw_bytes(), &deep[4..]);
+    });
+}
+
+/// Issue 17: `retry_count` and `quality_score` compare exactly, as `numeric` does.
+#[test]
+fn numbers_compare_exactly() {
+    // The group keeps its highest retry_count, even one f64 cannot tell from 3, and
+    // keeps it as written.
+    let out = run(r#"[
+        {"provider_url":"p","upload_status":"uploaded","retry_count":3},
+        {"provider_url":"p","upload_status":"failed","retry_count":3.0000000000000000001}
+    ]"#);
+    assert_eq!(
+        out,
+        canon(
+            r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":3.0000000000000000001}]"#
+        )
+    );
+    // Equal values written differently: the winner's own stands.
+    let out = run(r#"[
+        {"provider_url":"p","upload_status":"uploaded","retry_count":3.0},
+        {"provider_url":"p","upload_status":"failed","retry_count":"3"}
+    ]"#);
+    assert_eq!(
+        out,
+        canon(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":3.0}]"#)
+    );
+    // A numeric string above the winner's number.
+    let out = run(r#"[
+        {"provider_url":"p","upload_status":"uploaded","retry_count":2.9999999999999999999},
+        {"provider_url":"p","upload_status":"failed","retry_count":" 3 "}
+    ]"#);
+    assert_eq!(
+        out,
+        canon(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":" 3 "}]"#)
+    );
+    // Order: the longer quality score is the larger, whatever the input order.
+    let out = run(r#"[
+        {"url":"a","quality_score":0.12345678901234567890123},
+        {"url":"b","quality_score":0.123456789012345678901234567890}
+    ]"#);
+    assert_eq!(
+        out,
+        canon(
+            r#"[{"url":"b","quality_score":0.123456789012345678901234567890},
+                {"url":"a","quality_score":0.12345678901234567890123}]"#
+        )
+    );
+    // The group's winner, by the same comparison.
+    let out = run(r#"[
+        {"url":"a","upload_status":"failed","quality_score":0.12345678901234567890123,"n":1},
+        {"url":"a","upload_status":"failed","quality_score":0.123456789012345678901234567890,"n":2}
+    ]"#);
+    assert!(out.contains(r#""n": 2"#), "{out}");
+    // Equal values written differently tie: input order decides, nothing moves.
+    let b = bytes(
+        r#"[{"url":"a","quality_score":0.50},{"url":"b","quality_score":0.5},{"url":"c","quality_score":5e-1}]"#,
+    );
+    assert!(matches!(
+        dedupe(parse_varlena(&b).unwrap()).unwrap(),
+        Deduped::Unchanged
+    ));
+    // Negative and absent (0) scores.
+    let out = run(
+        r#"[{"url":"a","quality_score":-1e-30},{"url":"b"},{"url":"c","quality_score":1e-30}]"#,
+    );
+    assert_eq!(
+        out,
+        canon(
+            r#"[{"url":"c","quality_score":1e-30},{"url":"b"},{"url":"a","quality_score":-1e-30}]"#
+        )
+    );
+}
+
+/// NaN sorts above every number, as in `numeric` (jsonb_in never stores one, but the
+/// reader accepts it).
+#[test]
+fn a_nan_quality_sorts_first() {
+    let nan = crate::jsonb::numeric_nan_for_tests();
+    let arr = encode(&Node::Array(vec![
+        parse_json(r#"{"url":"a","quality_score":1e100}"#).unwrap(),
+        Node::Object(vec![
+            (Cow::Borrowed(&b"url"[..]), Node::str("b")),
+            (
+                Cow::Borrowed(&b"quality_score"[..]),
+                Node::Num(Cow::Owned(nan)),
+            ),
+        ]),
+    ]))
+    .unwrap();
+    let Deduped::Rewritten(node) = dedupe(parse_varlena(&arr).unwrap()).unwrap() else {
+        panic!("reordered")
+    };
+    let out = encode(&node).unwrap();
+    let first = parse_varlena(&out).unwrap().array_get(0).unwrap().unwrap();
+    assert_eq!(
+        first
+            .as_object()
+            .unwrap()
+            .get("url")
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        Some("b")
+    );
 }

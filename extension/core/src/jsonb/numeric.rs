@@ -2,6 +2,14 @@
 //!
 //! Digits are base 10000 (`NBASE`), each an `i16`; `weight` is the power of NBASE of the
 //! first digit. The short format packs sign, display scale and weight into one `u16`.
+//!
+//! Numbers that decide something (which copy of an image wins, whether an image may be
+//! retried) are compared and floored exactly, as PostgreSQL's `numeric` does it
+//! ([`Numeric::cmp_exact`], [`Numeric::floor_i64`], [`Number`]): an `f64` has 15 to 17
+//! significant digits, and `2.9999999999999999999` or `3.0000000000000000001` become `3`.
+//! [`Numeric::to_f64`] is for output only.
+
+use std::cmp::Ordering;
 
 const NUMERIC_SIGN_MASK: u16 = 0xC000;
 const NUMERIC_NEG: u16 = 0x4000;
@@ -44,6 +52,74 @@ impl std::fmt::Debug for Numeric<'_> {
     }
 }
 
+/// The `numeric` zero (`0`), as `numeric_in` stores it: a short header and no digits.
+const ZERO_VARLENA: [u8; 6] = {
+    let h = (6u32 << 2).to_ne_bytes();
+    let s = NUMERIC_SHORT.to_ne_bytes();
+    [h[0], h[1], h[2], h[3], s[0], s[1]]
+};
+
+/// A finite value with its leading and trailing zero digits stripped, and its digits
+/// clamped to `0..NBASE` (as [`Numeric::to_decimal_string`] prints corrupt ones); no
+/// digits means zero, whatever the sign bit says.
+struct Finite<'a> {
+    negative: bool,
+    /// Power of NBASE of the first digit (meaningless for zero).
+    weight: i32,
+    /// Base-NBASE digits, two native-endian bytes each.
+    digits: &'a [u8],
+}
+
+impl Finite<'_> {
+    fn is_zero(&self) -> bool {
+        self.digits.is_empty()
+    }
+
+    fn ndigits(&self) -> usize {
+        self.digits.len() / 2
+    }
+
+    /// Digit `i` (0 = the first), clamped like `to_decimal_string` does.
+    #[inline]
+    fn digit(&self, i: usize) -> i64 {
+        digit_at(self.digits, i)
+    }
+
+    /// Compares absolute values.
+    fn cmp_abs(&self, other: &Finite<'_>) -> Ordering {
+        match (self.is_zero(), other.is_zero()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            (false, false) => {}
+        }
+        // Both start with a non-zero digit: the larger weight is the larger value.
+        match self.weight.cmp(&other.weight) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+        // Same weight: digit by digit; with a common prefix, the one with more (non-zero,
+        // as trailing zeros are stripped) digits is larger.
+        let n = self.ndigits().min(other.ndigits());
+        for i in 0..n {
+            match self.digit(i).cmp(&other.digit(i)) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        self.ndigits().cmp(&other.ndigits())
+    }
+}
+
+#[inline]
+fn digit_at(digits: &[u8], i: usize) -> i64 {
+    let j = i * 2;
+    match digits.get(j..j + 2) {
+        Some(&[a, b]) => (i16::from_ne_bytes([a, b]) as i64).clamp(0, NBASE - 1),
+        _ => 0,
+    }
+}
+
 enum Decoded<'a> {
     NaN,
     PosInf,
@@ -82,6 +158,118 @@ impl<'a> Numeric<'a> {
     /// The whole varlena (for verbatim copies).
     pub fn raw_bytes(&self) -> &'a [u8] {
         self.raw
+    }
+
+    /// Zero, the value an absent number counts as.
+    pub const ZERO: Numeric<'static> = Numeric {
+        raw: &ZERO_VARLENA,
+        hdr: 4,
+    };
+
+    /// The value, finite and normalised, or which special it is.
+    fn finite(&self) -> Result<Finite<'a>, Special> {
+        match self.decode() {
+            Decoded::NaN => Err(Special::NaN),
+            Decoded::PosInf => Err(Special::PosInf),
+            Decoded::NegInf => Err(Special::NegInf),
+            Decoded::Finite {
+                negative,
+                weight,
+                digits,
+                ..
+            } => {
+                let mut digits = digits;
+                let mut weight = weight;
+                // Leading zero digits (PostgreSQL never stores them; corrupt or foreign
+                // values may) lower the weight; trailing ones change nothing.
+                while digits.len() >= 2 && digit_at(digits, 0) == 0 {
+                    digits = &digits[2..];
+                    weight -= 1;
+                }
+                while digits.len() >= 2 && digit_at(digits, digits.len() / 2 - 1) == 0 {
+                    digits = &digits[..digits.len() - 2];
+                }
+                Ok(Finite {
+                    negative,
+                    weight,
+                    digits,
+                })
+            }
+        }
+    }
+
+    /// Compares two numbers exactly as PostgreSQL's `numeric` does (`cmp_numerics`):
+    /// by value, so `2.50`, `2.5` and `25e-1` are equal, and so are `0`, `-0` and
+    /// `0.000`; `-Infinity` is below every finite value, `Infinity` above, and `NaN` above
+    /// everything (equal to itself), which makes this a total order.
+    ///
+    /// It reads the stored base-10000 digits in place: no allocation, no text. Two
+    /// identical varlenas (the common case of equal small numbers) are equal at once.
+    pub fn cmp_exact(&self, other: &Numeric<'_>) -> Ordering {
+        if self.raw == other.raw {
+            return Ordering::Equal;
+        }
+        let (a, b) = match (self.finite(), other.finite()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(x), Err(y)) => return x.rank().cmp(&y.rank()),
+            // A finite value sits between -Infinity (rank 0) and Infinity (rank 2).
+            (Err(x), Ok(_)) => return x.rank().cmp(&1),
+            (Ok(_), Err(y)) => return 1.cmp(&y.rank()),
+        };
+        let sign = |f: &Finite<'_>| -> i8 {
+            if f.is_zero() {
+                0
+            } else if f.negative {
+                -1
+            } else {
+                1
+            }
+        };
+        match sign(&a).cmp(&sign(&b)) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+        if sign(&a) < 0 {
+            b.cmp_abs(&a)
+        } else {
+            a.cmp_abs(&b)
+        }
+    }
+
+    /// The largest integer not above the value (`floor`), saturated to the `i64` range:
+    /// `Infinity` and `NaN` (which sorts above every number) give `i64::MAX`,
+    /// `-Infinity` gives `i64::MIN`. Exact for any number of digits.
+    pub fn floor_i64(&self) -> i64 {
+        let f = match self.finite() {
+            Ok(f) => f,
+            Err(Special::NegInf) => return i64::MIN,
+            Err(Special::PosInf | Special::NaN) => return i64::MAX,
+        };
+        if f.is_zero() {
+            return 0;
+        }
+        if f.weight < 0 {
+            // 0 < |value| < 1.
+            return if f.negative { -1 } else { 0 };
+        }
+        if f.weight > 4 {
+            // |value| >= 10000^5 = 10^20 > i64::MAX.
+            return if f.negative { i64::MIN } else { i64::MAX };
+        }
+        // The integer part: digits 0..=weight (missing ones are zeros); at most 10^20,
+        // which fits an i128. Any digit after them is a fraction.
+        let w = f.weight as usize;
+        let mut int: i128 = 0;
+        for i in 0..=w {
+            int = int * NBASE as i128 + f.digit(i) as i128;
+        }
+        let fraction = f.ndigits() > w + 1;
+        let floor = if f.negative {
+            -int - i128::from(fraction)
+        } else {
+            int
+        };
+        floor.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     fn decode(&self) -> Decoded<'a> {
@@ -188,7 +376,9 @@ impl<'a> Numeric<'a> {
         out
     }
 
-    /// The value as the nearest `f64` (specials map to NaN/±inf).
+    /// The value as the nearest `f64` (specials map to NaN/±inf), for output only: never
+    /// compare or floor it to decide something (use [`Numeric::cmp_exact`] and
+    /// [`Numeric::floor_i64`]).
     pub fn to_f64(&self) -> f64 {
         match self.decode() {
             Decoded::NaN => f64::NAN,
@@ -233,6 +423,70 @@ impl<'a> Numeric<'a> {
             k += 1;
         }
         Some(if negative { -acc } else { acc })
+    }
+}
+
+/// Which special value a numeric is.
+#[derive(Clone, Copy)]
+enum Special {
+    NaN,
+    PosInf,
+    NegInf,
+}
+
+impl Special {
+    /// Place among the values: -Infinity (0) < finite (1) < Infinity (2) < NaN (3).
+    fn rank(self) -> u8 {
+        match self {
+            Special::NegInf => 0,
+            Special::PosInf => 2,
+            Special::NaN => 3,
+        }
+    }
+}
+
+/// A number that decides something, read exactly: a stored `numeric`, or a numeric
+/// string (`"2"`, as some writers store `retry_count`) read as `numeric_in` reads it
+/// (but `NaN` and `Infinity` are not numbers here).
+#[derive(Clone)]
+pub enum Number<'a> {
+    /// A jsonb number, borrowed.
+    Stored(Numeric<'a>),
+    /// Decimal text, encoded by [`encode_decimal`] (a complete varlena, 4-byte header).
+    Parsed(Vec<u8>),
+}
+
+impl std::fmt::Debug for Number<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.numeric())
+    }
+}
+
+impl<'a> Number<'a> {
+    /// Decimal text (surrounding whitespace allowed; JSON number syntax, plus a leading
+    /// `+`, `.5` and `5.` as `numeric_in` accepts them); `None` when it is not a finite
+    /// number.
+    pub fn parse(text: &str) -> Option<Number<'static>> {
+        encode_decimal(text.trim()).ok().map(Number::Parsed)
+    }
+
+    /// The value as a borrowed numeric.
+    pub fn numeric(&self) -> Numeric<'_> {
+        match self {
+            Number::Stored(n) => *n,
+            // `encode_decimal` writes a 4-byte header and exactly `len` bytes.
+            Number::Parsed(bytes) => Numeric { raw: bytes, hdr: 4 },
+        }
+    }
+
+    /// [`Numeric::cmp_exact`].
+    pub fn cmp_exact(&self, other: &Number<'_>) -> Ordering {
+        self.numeric().cmp_exact(&other.numeric())
+    }
+
+    /// [`Numeric::floor_i64`].
+    pub fn floor_i64(&self) -> i64 {
+        self.numeric().floor_i64()
     }
 }
 
@@ -387,8 +641,35 @@ pub fn encode_decimal(s: &str) -> Result<Vec<u8>, NumericError> {
 /// Encodes NaN (`to_jsonb('NaN'::numeric)` never yields one, but the reader accepts it).
 #[cfg(test)]
 pub(crate) fn encode_nan() -> Vec<u8> {
+    encode_special(NUMERIC_NAN)
+}
+
+/// Encodes `Infinity` (`negative = false`) or `-Infinity`, which jsonb never stores either.
+#[cfg(test)]
+pub(crate) fn encode_infinity(negative: bool) -> Vec<u8> {
+    encode_special(if negative { NUMERIC_NINF } else { NUMERIC_PINF })
+}
+
+#[cfg(test)]
+fn encode_special(header: u16) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(6u32 << 2).to_ne_bytes());
-    out.extend_from_slice(&NUMERIC_NAN.to_ne_bytes());
+    out.extend_from_slice(&header.to_ne_bytes());
+    out
+}
+
+/// A numeric in PostgreSQL's long format (`weight` as given, no stripping), for tests of
+/// values `numeric_in` never stores: leading or trailing zero digits, a negative zero.
+#[cfg(test)]
+pub(crate) fn encode_long(negative: bool, weight: i16, digits: &[i16]) -> Vec<u8> {
+    let total = 8 + digits.len() * 2;
+    let mut out = Vec::new();
+    out.extend_from_slice(&((total as u32) << 2).to_ne_bytes());
+    let sign = if negative { NUMERIC_NEG } else { 0 };
+    out.extend_from_slice(&sign.to_ne_bytes());
+    out.extend_from_slice(&weight.to_ne_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_ne_bytes());
+    }
     out
 }

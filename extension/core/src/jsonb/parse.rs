@@ -4,7 +4,7 @@
 //! PostgreSQL's `jsonb_in` accepts (RFC 8259 JSON, no `\u0000`).
 
 use super::numeric::encode_decimal;
-use super::Node;
+use super::{Node, MAX_DEPTH};
 use std::borrow::Cow;
 
 /// Why JSON text was rejected.
@@ -25,11 +25,13 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Parses one JSON value (surrounding whitespace allowed).
+///
+/// Containers nested deeper than [`MAX_DEPTH`] are refused ("nesting too deep"); the
+/// parser itself is iterative, so it uses the same machine stack at any depth.
 pub fn parse_json(text: &str) -> Result<Node<'static>, ParseError> {
     let mut p = Parser {
         s: text.as_bytes(),
         i: 0,
-        depth: 0,
     };
     p.ws();
     let v = p.value()?;
@@ -43,10 +45,14 @@ pub fn parse_json(text: &str) -> Result<Node<'static>, ParseError> {
 struct Parser<'s> {
     s: &'s [u8],
     i: usize,
-    depth: usize,
 }
 
-const MAX_DEPTH: usize = 1000;
+/// A container being parsed.
+enum Open {
+    Array(Vec<Node<'static>>),
+    /// The pairs so far, and the key of the value being parsed.
+    Object(Vec<(Cow<'static, [u8]>, Node<'static>)>, Vec<u8>),
+}
 
 impl Parser<'_> {
     fn err(&self, what: &'static str) -> ParseError {
@@ -68,86 +74,95 @@ impl Parser<'_> {
         }
     }
 
+    /// One value at `self.i`, containers included: the open containers live on a heap
+    /// stack instead of the machine stack.
     fn value(&mut self) -> Result<Node<'static>, ParseError> {
-        match self.s.get(self.i) {
-            None => Err(self.err("unexpected end")),
-            Some(b'{') => self.object(),
-            Some(b'[') => self.array(),
-            Some(b'"') => Ok(Node::Str(Cow::Owned(self.string()?.into_bytes()))),
-            Some(b't') if self.eat(b"true") => Ok(Node::Bool(true)),
-            Some(b'f') if self.eat(b"false") => Ok(Node::Bool(false)),
-            Some(b'n') if self.eat(b"null") => Ok(Node::Null),
-            Some(c) if *c == b'-' || c.is_ascii_digit() => self.number(),
-            Some(_) => Err(self.err("unexpected character")),
-        }
-    }
-
-    fn enter(&mut self) -> Result<(), ParseError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.err("nesting too deep"));
-        }
-        Ok(())
-    }
-
-    fn array(&mut self) -> Result<Node<'static>, ParseError> {
-        self.enter()?;
-        self.i += 1;
-        let mut items = Vec::new();
-        self.ws();
-        if self.eat(b"]") {
-            self.depth -= 1;
-            return Ok(Node::Array(items));
-        }
+        let mut open: Vec<Open> = Vec::new();
         loop {
-            self.ws();
-            items.push(self.value()?);
-            self.ws();
-            if self.eat(b",") {
-                continue;
+            // A value starts here: a scalar, an empty container, or an opening bracket.
+            let mut done = match self.s.get(self.i) {
+                None => return Err(self.err("unexpected end")),
+                Some(b'{') | Some(b'[') => {
+                    if open.len() >= MAX_DEPTH {
+                        return Err(self.err("nesting too deep"));
+                    }
+                    let array = self.s[self.i] == b'[';
+                    self.i += 1;
+                    self.ws();
+                    if array {
+                        if self.eat(b"]") {
+                            Node::Array(Vec::new())
+                        } else {
+                            open.push(Open::Array(Vec::new()));
+                            self.ws();
+                            continue;
+                        }
+                    } else if self.eat(b"}") {
+                        Node::Object(Vec::new())
+                    } else {
+                        let key = self.key()?;
+                        open.push(Open::Object(Vec::new(), key));
+                        continue;
+                    }
+                }
+                Some(b'"') => Node::Str(Cow::Owned(self.string()?.into_bytes())),
+                Some(b't') if self.eat(b"true") => Node::Bool(true),
+                Some(b'f') if self.eat(b"false") => Node::Bool(false),
+                Some(b'n') if self.eat(b"null") => Node::Null,
+                Some(c) if *c == b'-' || c.is_ascii_digit() => self.number()?,
+                Some(_) => return Err(self.err("unexpected character")),
+            };
+            // Hand the value to its container; close containers that end here.
+            loop {
+                let Some(top) = open.last_mut() else {
+                    return Ok(done);
+                };
+                match top {
+                    Open::Array(items) => {
+                        items.push(done);
+                        self.ws();
+                        if self.eat(b",") {
+                            self.ws();
+                            break;
+                        }
+                        if !self.eat(b"]") {
+                            return Err(self.err("expected , or ]"));
+                        }
+                    }
+                    Open::Object(pairs, key) => {
+                        pairs.push((Cow::Owned(std::mem::take(key)), done));
+                        self.ws();
+                        if self.eat(b",") {
+                            *key = self.key()?;
+                            break;
+                        }
+                        if !self.eat(b"}") {
+                            return Err(self.err("expected , or }"));
+                        }
+                    }
+                }
+                done = match open.pop() {
+                    Some(Open::Array(items)) => Node::Array(items),
+                    Some(Open::Object(pairs, _)) => Node::Object(pairs),
+                    None => return Err(self.err("internal: no open container")),
+                };
             }
-            if self.eat(b"]") {
-                break;
-            }
-            return Err(self.err("expected , or ]"));
         }
-        self.depth -= 1;
-        Ok(Node::Array(items))
     }
 
-    fn object(&mut self) -> Result<Node<'static>, ParseError> {
-        self.enter()?;
-        self.i += 1;
-        let mut pairs = Vec::new();
+    /// An object key and its colon, whitespace around them skipped.
+    fn key(&mut self) -> Result<Vec<u8>, ParseError> {
         self.ws();
-        if self.eat(b"}") {
-            self.depth -= 1;
-            return Ok(Node::Object(pairs));
+        if self.s.get(self.i) != Some(&b'"') {
+            return Err(self.err("expected object key"));
         }
-        loop {
-            self.ws();
-            if self.s.get(self.i) != Some(&b'"') {
-                return Err(self.err("expected object key"));
-            }
-            let k = self.string()?;
-            self.ws();
-            if !self.eat(b":") {
-                return Err(self.err("expected :"));
-            }
-            self.ws();
-            let v = self.value()?;
-            pairs.push((Cow::Owned(k.into_bytes()), v));
-            self.ws();
-            if self.eat(b",") {
-                continue;
-            }
-            if self.eat(b"}") {
-                break;
-            }
-            return Err(self.err("expected , or }"));
+        let k = self.string()?;
+        self.ws();
+        if !self.eat(b":") {
+            return Err(self.err("expected :"));
         }
-        self.depth -= 1;
-        Ok(Node::Object(pairs))
+        self.ws();
+        Ok(k.into_bytes())
     }
 
     fn hex4(&mut self) -> Result<u32, ParseError> {

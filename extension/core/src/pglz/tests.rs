@@ -196,3 +196,128 @@ fn the_buffer_is_reused_across_values_of_different_sizes() {
         assert_eq!(&v[4..], &data[..]);
     }
 }
+
+/// The stream of `n` copies of `byte`: one literal, then back-references of the longest
+/// kind (273 bytes for 3 bytes of stream), the densest stream pglz has.
+fn run_of(byte: u8, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut made = 0usize;
+    let mut items: Vec<Vec<u8>> = Vec::new();
+    if n > 0 {
+        items.push(vec![byte]);
+        made = 1;
+    }
+    while made < n {
+        let len = (n - made).min(273);
+        if len < 3 {
+            items.extend(std::iter::repeat_n(vec![byte], len));
+        } else if len < 18 {
+            items.push(vec![(len - 3) as u8, 1]);
+        } else {
+            items.push(vec![0x0f, 1, (len - 18) as u8]);
+        }
+        made += len;
+    }
+    for group in items.chunks(8) {
+        let ctrl =
+            group.iter().enumerate().fold(
+                0u8,
+                |c, (bit, item)| if item.len() > 1 { c | 1 << bit } else { c },
+            );
+        out.push(ctrl);
+        for item in group {
+            out.extend_from_slice(item);
+        }
+    }
+    out
+}
+
+/// Fills the decoder's buffer with `garbage` (any length, any bytes), as if earlier rows
+/// had left it there.
+fn dirty(garbage: &[u8]) -> Inflater {
+    Inflater {
+        buf: garbage.to_vec(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// The buffer is reused from row to row and never cleared: whatever is left in it,
+    /// each value inflates to what a fresh decoder and the reference give (corrupt
+    /// streams included).
+    #[test]
+    fn leftovers_in_the_reused_buffer_never_show(
+        values in proptest::collection::vec((jsonish(), any::<bool>(), any::<usize>(), any::<u8>()), 1..6),
+        garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..6000), 6),
+    ) {
+        let mut reused = Inflater::default();
+        for (k, (data, damage, at, b)) in values.iter().enumerate() {
+            let mut stream = compress(data);
+            if *damage && !stream.is_empty() {
+                let i = at % stream.len();
+                stream[i] = *b;
+            }
+            let d = datum(&stream, data.len(), 0);
+            let want = reference(&stream, data.len());
+            let fresh = Inflater::default().inflate(&d).map(|o| o.map(|v| v[4..].to_vec()));
+            prop_assert_eq!(&fresh, &want.clone().map(Some));
+            // A decoder that has just inflated other values, and one full of garbage.
+            let again = reused.inflate(&d).map(|o| o.map(|v| v[4..].to_vec()));
+            prop_assert_eq!(&again, &fresh);
+            let mut dirty = dirty(&garbage[k % garbage.len()]);
+            let got = dirty.inflate(&d).map(|o| o.map(|v| v[4..].to_vec()));
+            prop_assert_eq!(&got, &fresh);
+            // Overwrite what the reused decoder holds with garbage before the next row.
+            let g = &garbage[(k + 1) % garbage.len()];
+            let n = reused.buf.len().min(g.len());
+            reused.buf[..n].copy_from_slice(&g[..n]);
+        }
+    }
+}
+
+/// The 1 MiB fallback stays, and is tested: values inflating to more than [`MAX_RAW`]
+/// are left to PostgreSQL, so the buffer kept from row to row never grows past it.
+///
+/// Inline values cannot reach it with the default 8 kB pages: a heap tuple holds at most
+/// 8,160 bytes, and the densest stream (a run, below) needs more than that for 1 MiB.
+/// They can with 16 or 32 kB pages (a build option): 32 kB of stream inflate to about
+/// 2.8 MB. And the raw size is read from the datum's header, which says up to 1 GB.
+#[test]
+fn values_up_to_max_raw_inflate_and_larger_ones_are_left_to_postgres() {
+    assert!(
+        run_of(b'x', MAX_RAW).len() > 8160,
+        "no 8 kB page holds 1 MiB inline"
+    );
+    assert!(run_of(b'x', MAX_RAW).len() < 32_000, "a 32 kB page can");
+
+    let mut inf = Inflater::default();
+    let at_limit = run_of(b'x', MAX_RAW);
+    let v = inf
+        .inflate(&datum(&at_limit, MAX_RAW, 0))
+        .unwrap()
+        .expect("MAX_RAW bytes are inflated here");
+    assert_eq!(v.len(), MAX_RAW + 4);
+    assert!(v[4..].iter().all(|&b| b == b'x'));
+    assert_eq!(reference(&at_limit, MAX_RAW).unwrap().len(), MAX_RAW);
+    let kept = inf.buf.len();
+    assert_eq!(kept, MAX_RAW + 4 + SLACK);
+
+    // One byte more: a valid stream, left to PostgreSQL; the buffer does not grow.
+    let over = run_of(b'y', MAX_RAW + 1);
+    assert_eq!(reference(&over, MAX_RAW + 1).unwrap().len(), MAX_RAW + 1);
+    assert_eq!(inf.inflate(&datum(&over, MAX_RAW + 1, 0)), Ok(None));
+    assert_eq!(inf.buf.len(), kept);
+    // The raw size a header may claim (30 bits): left to PostgreSQL, nothing allocated.
+    let mut fresh = Inflater::default();
+    assert_eq!(fresh.inflate(&datum(&over, 0x3FFF_FFFF, 0)), Ok(None));
+    assert!(fresh.buf.is_empty());
+    // And the same decoder still inflates small values afterwards.
+    let small = compress(b"{\"a\": 1}");
+    assert_eq!(
+        inf.inflate(&datum(&small, 8, 0))
+            .unwrap()
+            .map(|v| v[4..].to_vec()),
+        Some(b"{\"a\": 1}".to_vec())
+    );
+}

@@ -632,3 +632,171 @@ proptest! {
         }
     }
 }
+
+/// Depth: the queue's walks never look into values they copy verbatim, and the one copy
+/// built level by level (`redacted_copy`) refuses more than `MAX_DEPTH` levels with a
+/// typed error; all of it on a 256 KiB stack.
+/// Attack class: Resource exhaustion (../shared/spec/attack-classes.md).
+mod depth {
+    use super::*;
+    use crate::jsonb::deep::{nested_arrays, nested_objects, on_small_stack};
+    use crate::jsonb::{TooDeep, MAX_DEPTH};
+
+    /// `depth` levels of `{"a": …}` around an object holding a secret URL.
+    fn secret_at(depth: usize) -> String {
+        format!(
+            "{}{{\"u\": \"{G}\"}}{}",
+            "{\"a\": ".repeat(depth - 1),
+            "}".repeat(depth - 1)
+        )
+    }
+
+    #[test]
+    fn redacted_copy_at_and_below_the_limit_copies_everything() {
+        on_small_stack(|| {
+            for d in [1, 2, MAX_DEPTH - 1, MAX_DEPTH] {
+                for b in [nested_arrays(d), nested_objects(d)] {
+                    let c = parse_varlena(&b).unwrap();
+                    let copy = redacted_copy(Value::Container(c)).unwrap();
+                    assert_eq!(encode(&copy).unwrap(), b, "depth {d}");
+                }
+                let b = bytes(&secret_at(d));
+                let copy = redacted_copy(Value::Container(parse_varlena(&b).unwrap())).unwrap();
+                let text = text_of(&copy);
+                assert!(!text.contains("SECRET123"), "depth {d}");
+                assert!(text.contains("photo_reference=AAA"), "depth {d}");
+            }
+        });
+    }
+
+    #[test]
+    fn redacted_copy_refuses_deeper_values_with_a_typed_error() {
+        on_small_stack(|| {
+            for d in [MAX_DEPTH + 1, 10_000, 12_001, 100_000] {
+                for b in [nested_arrays(d), nested_objects(d)] {
+                    let c = parse_varlena(&b).unwrap();
+                    let e = redacted_copy(Value::Container(c)).unwrap_err();
+                    assert_eq!(e, ImageError::TooDeep(TooDeep { limit: MAX_DEPTH }));
+                    assert_eq!(e.to_string(), "jsonb value nested deeper than 1000 levels");
+                }
+            }
+        });
+    }
+
+    /// An array with a 10,000-deep element next to image elements (one of which holds a
+    /// 10,000-deep key of its own).
+    fn venue_with_deep_neighbours(deep: &[u8], deep_obj: &[u8], status: &str) -> Vec<u8> {
+        let deep = Value::Container(parse_varlena(deep).unwrap());
+        let deep_obj = Value::Container(parse_varlena(deep_obj).unwrap());
+        let Node::Object(mut pairs) = parse_json(&format!(
+            r#"{{"provider_url":"{G}","upload_status":"{status}","retry_count":1,
+                 "error_details":{{"error_type":"rate_limited"}}}}"#
+        ))
+        .unwrap() else {
+            panic!("an object")
+        };
+        pairs.push((Cow::Borrowed(&b"junk"[..]), Node::Raw(deep_obj)));
+        let image = Node::Object(pairs);
+        let other = parse_json(
+            r#"{"provider_url":"https://x/b.jpg","upload_status":"failed","error_details":{"error_type":"not_found"}}"#,
+        )
+        .unwrap();
+        encode(&Node::Array(vec![Node::Raw(deep), image, other])).unwrap()
+    }
+
+    #[test]
+    fn write_back_next_to_deep_elements_works() {
+        on_small_stack(|| {
+            let (deep, deep_obj) = (nested_arrays(10_000), nested_objects(10_000));
+            let b = venue_with_deep_neighbours(&deep, &deep_obj, "failed");
+            let arr = parse_varlena(&b).unwrap();
+            let p = Policy::default();
+            let h = url_hash(G);
+            let plan = p.plan(arr).unwrap();
+            assert_eq!(plan.queue.len(), 1);
+            assert_eq!(
+                p.claim_target(arr, &h, false).unwrap().unwrap().retry_count,
+                1
+            );
+            let ok = Reported::uploaded("https://ik.imagekit.io/d/x.jpg", "/v/x.jpg", None, None)
+                .unwrap();
+            let fail = Reported::failed("rate_limited", Some(429), "slow", None).unwrap();
+            for reported in [ok, fail] {
+                let a = p.apply(arr, &h, false, &reported, NOW, 1.0).unwrap();
+                assert_eq!(a.retry_count, Some(2));
+                let out = encode(&replace_elements(arr, a.replacements).unwrap()).unwrap();
+                let oc = parse_varlena(&out).unwrap();
+                // The deep element and the deep key are copied byte for byte.
+                let first = oc.array_get(0).unwrap().unwrap().as_array().unwrap();
+                assert_eq!(first.raw_bytes(), &deep[4..]);
+                let img = oc.array_get(1).unwrap().unwrap().as_object().unwrap();
+                let Some(Value::Container(junk)) = img.get("junk").unwrap() else {
+                    panic!("junk kept")
+                };
+                assert_eq!(junk.raw_bytes(), &deep_obj[4..]);
+                assert_eq!(
+                    img.get("retry_count").unwrap().unwrap().type_name(),
+                    "number"
+                );
+                assert_eq!(
+                    oc.array_get(2)
+                        .unwrap()
+                        .unwrap()
+                        .as_object()
+                        .unwrap()
+                        .raw_bytes(),
+                    arr.array_get(2)
+                        .unwrap()
+                        .unwrap()
+                        .as_object()
+                        .unwrap()
+                        .raw_bytes()
+                );
+            }
+            // The scan's finalisation copies them the same way.
+            let fin = p.finalize(arr, &plan, NOW).unwrap().unwrap();
+            let out = encode(&fin).unwrap();
+            let oc = parse_varlena(&out).unwrap();
+            let first = oc.array_get(0).unwrap().unwrap().as_array().unwrap();
+            assert_eq!(first.raw_bytes(), &deep[4..]);
+            let other = oc.array_get(2).unwrap().unwrap().as_object().unwrap();
+            assert_eq!(
+                other.get("upload_status").unwrap().unwrap().as_str(),
+                Some("permanently_failed")
+            );
+            // And the summary reads past them.
+            let s = summarize(arr, &p.classifier, p.max_retries).unwrap();
+            assert_eq!((s.total, s.failed, s.retryable), (2, 2, 1));
+        });
+    }
+
+    #[test]
+    fn purge_next_to_deep_elements_keeps_them_and_refuses_a_deep_removed_copy() {
+        on_small_stack(|| {
+            let (deep, deep_obj) = (nested_arrays(10_000), nested_objects(10_000));
+            let b = venue_with_deep_neighbours(&deep, &deep_obj, "permanently_failed");
+            let arr = parse_varlena(&b).unwrap();
+            let (kept, removed) = purge_permanently_failed(arr, None).unwrap();
+            let out = encode(&kept).unwrap();
+            let oc = parse_varlena(&out).unwrap();
+            assert_eq!(oc.len(), 2);
+            let first = oc.array_get(0).unwrap().unwrap().as_array().unwrap();
+            assert_eq!(first.raw_bytes(), &deep[4..]);
+            // The removed element holds a 10,000-deep key: its redacted copy for the
+            // attempt log is refused (54001 in SQL), never a crash.
+            assert_eq!(removed.len(), 1);
+            assert_eq!(
+                redacted_copy(Value::Container(removed[0].obj)).unwrap_err(),
+                ImageError::TooDeep(TooDeep::MAX)
+            );
+            // At the limit, the removed copy is kept, redacted.
+            let d = MAX_DEPTH - 1; // the element itself is one level
+            let shallow = nested_objects(d);
+            let b = venue_with_deep_neighbours(&deep, &shallow, "permanently_failed");
+            let arr = parse_varlena(&b).unwrap();
+            let (_, removed) = purge_permanently_failed(arr, None).unwrap();
+            let copy = text_of(&redacted_copy(Value::Container(removed[0].obj)).unwrap());
+            assert!(!copy.contains("SECRET123"));
+        });
+    }
+}
