@@ -199,6 +199,19 @@ pub struct DashboardArgs {
         hide_env_values = true
     )]
     pub admin_database_url: Option<String>,
+
+    /// Another host name the dashboard answers to (repeat it, or separate with commas in
+    /// the variable): `name[:port]`, or `https://name[:port]` for the origin browsers see
+    /// behind a TLS proxy. It always answers to the listen address (and localhost:<port>
+    /// on loopback) and to the IP address a connection arrives on; any other Host gets
+    /// 421 (a defence against DNS rebinding), and a POST from another origin 403.
+    #[arg(
+        long = "allowed-host",
+        env = "VENUE_DASHBOARD_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_parser = crate::dashboard::guard::parse_allowed_host
+    )]
+    pub allowed_hosts: Vec<crate::dashboard::guard::AllowedHost>,
 }
 
 /// The environment variable that holds the ImageKit private key. It is the one setting

@@ -31,6 +31,21 @@ pub const LOGIN_BINDING: &str = "login";
 /// What binds the CSRF tokens of pages shown to a bearer request.
 pub const BEARER_BINDING: &str = "bearer";
 
+/// The shortest admin token the dashboard starts with, in characters.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Refuses a token shorter than [`MIN_TOKEN_CHARS`] (surrounding whitespace is not part
+/// of it).
+pub fn check_token_length(token: &str) -> Result<(), String> {
+    let n = token.trim().chars().count();
+    if n < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "the admin token has {n} characters, fewer than {MIN_TOKEN_CHARS}: use a long random one (for example: openssl rand -base64 32)"
+        ));
+    }
+    Ok(())
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The admin credential and its sessions.
@@ -105,7 +120,7 @@ impl Admin {
     }
 
     /// Reads the token from a file (surrounding whitespace and the final newline are not
-    /// part of it). Refuses an empty token.
+    /// part of it). Refuses an empty token, and one shorter than [`MIN_TOKEN_CHARS`].
     pub fn from_file(path: &std::path::Path) -> Result<Admin, String> {
         let raw = std::fs::read_to_string(path)
             .map_err(|e| format!("admin token file {}: {e}", path.display()))?;
@@ -113,6 +128,8 @@ impl Admin {
         if token.is_empty() {
             return Err(format!("admin token file {} is empty", path.display()));
         }
+        check_token_length(token)
+            .map_err(|e| format!("admin token file {}: {e}", path.display()))?;
         Ok(Admin::new(token))
     }
 
@@ -249,8 +266,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vi-dash-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("token");
-        std::fs::write(&p, "  abc123\n").unwrap();
-        assert!(Admin::from_file(&p).unwrap().token_matches("abc123"));
+        std::fs::write(&p, "  abc123-abc123-abc123\n").unwrap();
+        assert!(Admin::from_file(&p)
+            .unwrap()
+            .token_matches("abc123-abc123-abc123"));
+        std::fs::write(&p, "abc123\n").unwrap();
+        assert!(Admin::from_file(&p).unwrap_err().contains("fewer than 16"));
+        // Characters, not bytes: 15 two-byte characters are too short.
+        std::fs::write(&p, "é".repeat(15)).unwrap();
+        assert!(Admin::from_file(&p).is_err());
+        std::fs::write(&p, "é".repeat(16)).unwrap();
+        assert!(Admin::from_file(&p).is_ok());
         std::fs::write(&p, "\n").unwrap();
         assert!(Admin::from_file(&p).unwrap_err().contains("empty"));
         assert!(Admin::from_file(&dir.join("missing")).is_err());

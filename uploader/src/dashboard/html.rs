@@ -216,7 +216,7 @@ pub fn page(l: &Layout<'_>, body: &str) -> String {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{title} · venue_images</title>
 <link rel="stylesheet" href="/assets/dashboard.css?v={version}">
 <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">

@@ -8,21 +8,25 @@
 //!   viewers ([`cache`]); the queue, providers and last scan (the queue's own small
 //!   tables) and the recovery figures (the attempt log) are cached the same way; a
 //!   venue's page reads that venue only. Each page says how old its figures are.
-//! - **Security**: a strict Content-Security-Policy (`default-src 'none'`, the
-//!   stylesheet and the icon from this origin only), `nosniff`, no referrer, no framing,
-//!   `no-store`. Every string shown is redacted and escaped. Actions are POST forms
-//!   with a CSRF token, for requests that carry the admin token ([`auth`]), and run as
-//!   the admin login (`--admin-database-url`); without `--admin-token-file` there are
-//!   no actions at all.
+//! - **Security**: only the configured `Host` names are served and a `POST` must come
+//!   from one of them ([`guard`]: DNS rebinding, cross-site requests); wrong admin tokens
+//!   are rationed ([`throttle`]); a strict Content-Security-Policy (`default-src 'none'`,
+//!   the stylesheet and the icon from this origin only), `nosniff`, no referrer to other
+//!   sites, no framing, `no-store`. Every string shown is redacted and escaped. Actions
+//!   are POST forms with a CSRF token, for requests that carry the admin token
+//!   ([`auth`]), and run as the admin login (`--admin-database-url`); without
+//!   `--admin-token-file` there are no actions at all.
 //!
 //! [`data`] holds the SQL, [`pages`] the bodies, [`html`] and [`svg`] the building blocks.
 
 pub mod auth;
 pub mod cache;
 pub mod data;
+pub mod guard;
 pub mod html;
 pub mod pages;
 pub mod svg;
+pub mod throttle;
 
 use crate::app::{on_signals, AppError};
 use crate::cli::{Cli, DashboardArgs};
@@ -31,7 +35,7 @@ use crate::redact::redact_text;
 use crate::shutdown::{self, Shutdown};
 use auth::{Admin, Credential};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +44,7 @@ use axum::Router;
 use cache::{Cache, Snapshot};
 use chrono::{DateTime, Utc};
 use data::{Action, DbFailure, Done, Live, Overview, Range, Recovery};
+use guard::{AllowedHost, ClientIp, Gate, HostPolicy, Peer};
 use html::{esc, notice, time, Layout, Nav, Viewer};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -69,6 +74,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How long figures are cached.
     pub refresh: Duration,
+    /// Host names served besides the listen address (`--allowed-host`).
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// How many wrong admin tokens are answered.
+    pub limits: throttle::Limits,
 }
 
 /// The dashboard's state, shared by the handlers.
@@ -80,6 +89,8 @@ pub struct Dashboard {
     live: Cache<Live>,
     recovery: HashMap<Range, Cache<Recovery>>,
     refresh: Duration,
+    allowed_hosts: Vec<AllowedHost>,
+    throttle: throttle::Throttle,
     /// Venues' names and cities seen in search results, so that the venue pages linked
     /// from them need no name lookup (which scans the venues table's names).
     names: std::sync::Mutex<HashMap<i64, data::FoundVenue>>,
@@ -122,6 +133,9 @@ impl Dashboard {
                     .into(),
             );
         }
+        if let Some(t) = &config.admin_token {
+            auth::check_token_length(t)?;
+        }
         let reader = pool(&config.reader_url, 6)?;
         let admin = config.admin_token.as_deref().map(Admin::new);
         let admin_db = match (&admin, &config.admin_url) {
@@ -157,6 +171,8 @@ impl Dashboard {
             live,
             recovery,
             refresh,
+            allowed_hosts: config.allowed_hosts,
+            throttle: throttle::Throttle::new(config.limits),
             names: std::sync::Mutex::new(HashMap::new()),
         }))
     }
@@ -243,7 +259,7 @@ impl Dashboard {
         if let Some(e) = &s.refresh_error {
             out.push_str(&format!(
                 r#" · <span class="stale" title="{}">the last refresh failed; these figures are older</span>"#,
-                esc(e)
+                html::text(e)
             ));
         }
         out
@@ -251,17 +267,20 @@ impl Dashboard {
 }
 
 /// Serves the dashboard on `listen` until `shutdown`; returns the bound address and the
-/// server's task.
+/// server's task. It answers to the bound address (and `localhost` on loopback), the
+/// configured `--allowed-host` names and the IP literal a connection arrived on.
 pub async fn serve(
     d: Arc<Dashboard>,
     listen: SocketAddr,
     shutdown: Shutdown,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let app = router(d);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
+    let hosts = HostPolicy::new(bound, &d.allowed_hosts);
+    info!(hosts = %hosts.describe(), "dashboard: serving these host names (and the IP address a connection arrives on)");
+    let app = router(d, hosts);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
             .with_graceful_shutdown(async move { shutdown.triggered().await })
             .await
         {
@@ -271,8 +290,12 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-/// The routes.
-pub fn router(d: Arc<Dashboard>) -> Router {
+/// The routes, behind the [`guard`] for `hosts`.
+pub fn router(d: Arc<Dashboard>, hosts: HostPolicy) -> Router {
+    let gate = Arc::new(Gate {
+        dashboard: d.clone(),
+        hosts,
+    });
     Router::new()
         .route("/", get(overview_page))
         .route("/failures", get(failures_page))
@@ -299,6 +322,7 @@ pub fn router(d: Arc<Dashboard>) -> Router {
         .route("/favicon.ico", get(favicon))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn_with_state(gate, guard::gate))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(d)
 }
@@ -313,9 +337,11 @@ async fn security_headers(mut res: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // No referrer to other sites; same-origin requests keep theirs, and with it the
+    // `Origin` of a POST that the guard checks (under `no-referrer` it would be `null`).
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -772,27 +798,6 @@ fn form_fields(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-/// Whether a POST comes from a page of this dashboard (on top of the CSRF token and the
-/// SameSite=Strict cookie): `Sec-Fetch-Site`, which browsers send, must say same-origin;
-/// without it, an `Origin` header must name this host. (Under `Referrer-Policy:
-/// no-referrer` browsers send `Origin: null` even for a same-origin form, so `null`
-/// decides nothing; curl and scripts send neither header.)
-fn same_origin(headers: &HeaderMap) -> bool {
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-    if let Some(site) = get("sec-fetch-site") {
-        return site == "same-origin" || site == "none";
-    }
-    match get("origin") {
-        None | Some("null") => true,
-        Some(origin) => {
-            let origin = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            origin.is_some() && origin == get("host")
-        }
-    }
-}
-
 fn refused(d: &Dashboard, cred: &Credential, status: StatusCode, message: &str) -> Response {
     let mut r = error_page(d, cred, status, "Not allowed", message);
     if status == StatusCode::UNAUTHORIZED {
@@ -808,19 +813,16 @@ fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-async fn login(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(d): St,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let cred = d.credential(&headers);
     let Some(admin) = &d.admin else {
         return disabled(&d, &cred);
     };
-    if !same_origin(&headers) {
-        return refused(
-            &d,
-            &cred,
-            StatusCode::FORBIDDEN,
-            "Cross-site request refused.",
-        );
-    }
     let f = form_fields(&body);
     let csrf = f.get("csrf").map(String::as_str).unwrap_or("");
     if !admin.csrf_ok(auth::LOGIN_BINDING, "/login", csrf) {
@@ -832,14 +834,32 @@ async fn login(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
         );
     }
     let next = safe_next(f.get("next").map(String::as_str));
+    if let Err(wait) = d.throttle.check(ip) {
+        warn!(client = ?ip, "dashboard: admin log in refused unread (too many wrong tokens)");
+        return guard::too_many(
+            wait,
+            error_page(
+                &d,
+                &cred,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong tokens",
+                &format!(
+                    "Too many wrong admin tokens: try again in {} s.",
+                    guard::retry_after_secs(wait)
+                ),
+            ),
+        );
+    }
     let token = f.get("token").map(String::as_str).unwrap_or("");
     if !admin.token_matches(token) {
-        warn!("dashboard: admin log in refused (wrong token)");
+        d.throttle.failure(ip);
+        warn!(client = ?ip, "dashboard: admin log in refused (wrong token)");
         return with_status(
             login_form(&d, &Credential::None, admin, &next, true),
             StatusCode::UNAUTHORIZED,
         );
     }
+    d.throttle.success(ip);
     let id = admin.open_session();
     info!("dashboard: admin logged in");
     let mut r = redirect(&next);
@@ -854,7 +874,7 @@ async fn logout(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
     if let (Some(admin), Credential::Session(id)) = (&d.admin, &cred) {
         let f = form_fields(&body);
         let csrf = f.get("csrf").map(String::as_str).unwrap_or("");
-        if !same_origin(&headers) || !admin.csrf_ok(id, "/logout", csrf) {
+        if !admin.csrf_ok(id, "/logout", csrf) {
             return refused(
                 &d,
                 &cred,
@@ -891,14 +911,6 @@ impl Dashboard {
         let (Some(admin), Some(pool)) = (&self.admin, &self.admin_db) else {
             return disabled(self, &cred);
         };
-        if !same_origin(headers) {
-            return refused(
-                self,
-                &cred,
-                StatusCode::FORBIDDEN,
-                "Cross-site request refused.",
-            );
-        }
         let f = form_fields(body);
         let via = match &cred {
             Credential::None => {
@@ -1186,9 +1198,8 @@ pub async fn run(cli: &Cli, args: &DashboardArgs) -> Result<Exit, AppError> {
                     path.display()
                 )));
             }
-            if t.len() < 16 {
-                warn!("the admin token is short (under 16 characters): use a long random one");
-            }
+            auth::check_token_length(&t)
+                .map_err(|e| fail(format!("admin token file {}: {e}", path.display())))?;
             Some(t)
         }
         None => {
@@ -1203,6 +1214,8 @@ pub async fn run(cli: &Cli, args: &DashboardArgs) -> Result<Exit, AppError> {
         admin_url: args.admin_database_url.clone(),
         admin_token,
         refresh: Duration::from_secs(args.refresh),
+        allowed_hosts: args.allowed_hosts.clone(),
+        limits: throttle::Limits::default(),
     })
     .map_err(fail)?;
     let (trigger, shutdown) = shutdown::channel();

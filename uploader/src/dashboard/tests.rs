@@ -3,15 +3,30 @@
 //! `tests/tests/dashboard.rs`.)
 
 use super::*;
+use clap::Parser;
 use reqwest::redirect::Policy;
 
 /// A dashboard whose database is never reached by these tests (pools connect lazily).
 async fn start(token: Option<&str>) -> (String, crate::shutdown::Trigger) {
+    start_with(token, &[], throttle::Limits::default()).await
+}
+
+/// [`start`] with more host names and other throttle limits.
+async fn start_with(
+    token: Option<&str>,
+    allowed_hosts: &[&str],
+    limits: throttle::Limits,
+) -> (String, crate::shutdown::Trigger) {
     let d = Dashboard::new(Config {
         reader_url: "postgres://nobody@127.0.0.1:1/none".into(),
         admin_url: token.map(|_| "postgres://nobody@127.0.0.1:1/none".into()),
         admin_token: token.map(String::from),
         refresh: Duration::from_secs(60),
+        allowed_hosts: allowed_hosts
+            .iter()
+            .map(|h| guard::parse_allowed_host(h).unwrap())
+            .collect(),
+        limits,
     })
     .unwrap();
     let (trigger, shutdown) = shutdown::channel();
@@ -73,7 +88,7 @@ async fn every_response_has_the_security_headers() {
         let h = r.headers();
         assert_eq!(h["content-security-policy"], CSP, "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert!(h.contains_key("cache-control"), "{path}");
     }
@@ -278,36 +293,331 @@ fn a_token_file_without_an_admin_login_is_refused() {
         admin_url: None,
         admin_token: Some("t".into()),
         refresh: Duration::from_secs(60),
+        allowed_hosts: Vec::new(),
+        limits: throttle::Limits::default(),
     })
     .err()
     .unwrap();
     assert!(e.contains("--admin-database-url"), "{e}");
 }
 
-#[test]
-fn same_origin_checks() {
-    let mut h = HeaderMap::new();
-    assert!(
-        same_origin(&h),
-        "curl and other clients send neither header"
+// ---- Security review findings 6 and 7 ------------------------------------------------
+
+const TOKEN: &str = "the-admin-token-123";
+
+/// The port of a base URL (`http://127.0.0.1:PORT`).
+fn port(base: &str) -> &str {
+    base.rsplit(':').next().unwrap()
+}
+
+/// A client whose connections come from `ip` (127.0.0.0/8 is all loopback on Linux).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .local_address(Some(ip.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rebinding_page_gets_421_everywhere() {
+    let (base, _t) = start(Some(TOKEN)).await;
+    let evil = format!("evil.example:{}", port(&base));
+    for path in [
+        "/",
+        "/failures",
+        "/recovery?range=7d",
+        "/venues",
+        "/venues/1",
+        "/api/overview",
+        "/api/recovery?range=24h",
+        "/api/venues/1",
+        "/login",
+        "/healthz",
+        "/assets/dashboard.css",
+        "/no-such-page",
+    ] {
+        let r = client()
+            .get(format!("{base}{path}"))
+            .header("host", &evil)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 421, "{path}");
+        assert_eq!(r.headers()["content-security-policy"], CSP, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.len() < 200 && body.starts_with("421"),
+            "{path}: {body}"
+        );
+    }
+    // Its POSTs too, whatever they carry.
+    let r = client()
+        .post(format!("{base}/scan"))
+        .header("host", &evil)
+        .header("origin", format!("http://{evil}"))
+        .header("sec-fetch-site", "same-origin")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    // The names it does answer to.
+    for host in [
+        format!("127.0.0.1:{}", port(&base)),
+        format!("localhost:{}", port(&base)),
+        format!("LOCALHOST:{}", port(&base)),
+    ] {
+        let r = client()
+            .get(format!("{base}/assets/dashboard.css"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    for host in ["localhost", "127.0.0.1", "dash.example.com"] {
+        let r = client()
+            .get(format!("{base}/login"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 421, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn allowed_hosts_are_served() {
+    let (base, _t) = start_with(
+        Some(TOKEN),
+        &["dash.example.com", "https://dash.example.org"],
+        throttle::Limits::default(),
+    )
+    .await;
+    for host in [
+        "dash.example.com",
+        "dash.example.org",
+        "dash.example.org:443",
+    ] {
+        let r = client()
+            .get(format!("{base}/login"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    // Its origin is the https one: a POST from the http one is refused.
+    for (origin, status) in [
+        ("https://dash.example.org", 401),
+        ("http://dash.example.org", 403),
+    ] {
+        let r = client()
+            .post(format!("{base}/scan"))
+            .header("host", "dash.example.org")
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{origin}");
+    }
+}
+
+#[tokio::test]
+async fn posts_from_another_origin_are_refused() {
+    let (base, _t) = start(Some(TOKEN)).await;
+    let c = client();
+    let html = c
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html, "/login");
+    let login = |origin: Option<&str>, site: Option<&str>| {
+        let mut r = c.post(format!("{base}/login")).form(&[
+            ("csrf", csrf.as_str()),
+            ("token", TOKEN),
+            ("next", "/"),
+        ]);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(s) = site {
+            r = r.header("sec-fetch-site", s);
+        }
+        r.send()
+    };
+    for (origin, site) in [
+        (Some("null"), None),
+        (Some("null"), Some("same-origin")),
+        (Some("http://evil.example"), None),
+        (Some("http://evil.example"), Some("cross-site")),
+        (Some("https://127.0.0.1:1"), None),
+        (None, Some("cross-site")),
+        (None, Some("same-site")),
+    ] {
+        let r = login(origin, site).await.unwrap();
+        assert_eq!(r.status(), 403, "{origin:?} {site:?}");
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+    // What a browser sends for the dashboard's own form, and what curl sends.
+    let own = base.clone();
+    let r = login(Some(own.as_str()), Some("same-origin"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = login(None, None).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let r = login(
+        Some(&format!("http://localhost:{}", port(&base))),
+        Some("same-origin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn wrong_tokens_are_throttled_per_client_and_in_all() {
+    let limits = throttle::Limits {
+        client_burst: 3,
+        client_every: Duration::from_secs(3600),
+        global_burst: 5,
+        global_every: Duration::from_secs(3600),
+        exempt_loopback: false,
+        ..throttle::Limits::default()
+    };
+    let (base, _t) = start_with(Some(TOKEN), &[], limits).await;
+    // Input checked after the credential and before the database: 400 means "let in".
+    let pause = |c: &reqwest::Client, token: &str| {
+        c.post(format!("{base}/providers/pause"))
+            .bearer_auth(token)
+            .form(&[("provider", "here"), ("minutes", "0")])
+            .send()
+    };
+    let a = client_from("127.0.0.2");
+    for _ in 0..3 {
+        assert_eq!(
+            pause(&a, "wrong-token-0000000").await.unwrap().status(),
+            403
+        );
+    }
+    // Over its limit, the client is answered 429 even with the right token: it learns
+    // nothing about the tokens it tries.
+    let r = pause(&a, TOKEN).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
+    // A wrong bearer on a page, and the log-in form, are throttled alike.
+    let r = a
+        .get(format!("{base}/login"))
+        .bearer_auth("wrong-token-0000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let (status, cookie) = login_from(&a, &base, TOKEN).await;
+    assert_eq!(status, 429);
+    assert!(cookie.is_none());
+
+    // Another client with the right token is let in, and trusted from then on.
+    let b = client_from("127.0.0.3");
+    assert_eq!(pause(&b, TOKEN).await.unwrap().status(), 400);
+
+    // Two more wrong tokens from elsewhere spend the global budget (5).
+    for ip in ["127.0.0.4", "127.0.0.5"] {
+        let c = client_from(ip);
+        let (status, _) = login_from(&c, &base, "wrong-token-0000000").await;
+        assert_eq!(status, 401, "{ip}");
+    }
+    let newcomer = client_from("127.0.0.6");
+    assert_eq!(
+        pause(&newcomer, TOKEN).await.unwrap().status(),
+        429,
+        "a new client meets the global limit"
     );
-    h.insert("host", HeaderValue::from_static("127.0.0.1:8780"));
-    h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8780"));
-    h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-    assert!(same_origin(&h));
-    // What Chrome sends for a same-origin form under Referrer-Policy: no-referrer.
-    h.insert("origin", HeaderValue::from_static("null"));
-    assert!(same_origin(&h));
-    h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
-    assert!(!same_origin(&h));
-    h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-    assert!(!same_origin(&h));
-    // Without Sec-Fetch-Site (older browsers), the Origin decides.
-    h.remove("sec-fetch-site");
-    h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8781"));
-    assert!(!same_origin(&h));
-    h.insert("origin", HeaderValue::from_static("http://evil.example"));
-    assert!(!same_origin(&h));
-    h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8780"));
-    assert!(same_origin(&h));
+    assert_eq!(
+        pause(&b, TOKEN).await.unwrap().status(),
+        400,
+        "the trusted client is not locked out by others' failures"
+    );
+    // Requests without a token are not throttled.
+    let r = newcomer.get(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// [`login`] from a given client.
+async fn login_from(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> (reqwest::StatusCode, Option<String>) {
+    let html = c
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html, "/login");
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[("csrf", csrf.as_str()), ("token", token), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.status(), cookie)
+}
+
+#[tokio::test]
+async fn a_short_admin_token_is_refused_at_start() {
+    let e = Dashboard::new(Config {
+        reader_url: "postgres://x@127.0.0.1:1/x".into(),
+        admin_url: Some("postgres://x@127.0.0.1:1/x".into()),
+        admin_token: Some("fifteen-chars-x".into()),
+        refresh: Duration::from_secs(60),
+        allowed_hosts: Vec::new(),
+        limits: throttle::Limits::default(),
+    })
+    .err()
+    .unwrap();
+    assert!(e.contains("fewer than 16"), "{e}");
+    // The command, from a token file: a configuration error, before anything is served.
+    let dir = std::env::temp_dir().join(format!("vi-dash-short-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "short-token\n").unwrap();
+    let cli = crate::cli::Cli::try_parse_from([
+        "venue-image-uploader",
+        "--database-url",
+        "postgres://x@127.0.0.1:1/x",
+        "dashboard",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        file.to_str().unwrap(),
+        "--admin-database-url",
+        "postgres://x@127.0.0.1:1/x",
+    ])
+    .unwrap();
+    let crate::cli::Command::Dashboard(args) = &cli.command else {
+        unreachable!("parsed as dashboard")
+    };
+    let e = run(&cli, args).await.err().unwrap();
+    assert_eq!(e.exit, Exit::Failure);
+    assert!(e.message.contains("fewer than 16"), "{}", e.message);
+    let _ = std::fs::remove_dir_all(&dir);
 }
