@@ -107,13 +107,13 @@ pub fn flash(done: Option<&str>, q: &dyn Fn(&str) -> Option<String>) -> String {
         ),
         Some("pause") => format!(
             "Provider <strong>{}</strong> paused: no uploader downloads from it until the pause ends or you resume it.",
-            esc(&provider)
+            text(&provider)
         ),
         Some("resume") => {
             if n("n") > 0 {
-                format!("Provider <strong>{}</strong> resumed.", esc(&provider))
+                format!("Provider <strong>{}</strong> resumed.", text(&provider))
             } else {
-                format!("Provider <strong>{}</strong> was not paused.", esc(&provider))
+                format!("Provider <strong>{}</strong> was not paused.", text(&provider))
             }
         }
         Some("scan") => format!(
@@ -337,6 +337,8 @@ fn providers(
     }
     s.push_str("</tr></thead><tbody>");
     for p in list {
+        // Every trace of the name in the page (text, attributes, ids) is the redacted one.
+        let shown = crate::redact::redact_text(&p.provider, &[]);
         let star = p.provider == "*";
         let name = if star {
             r#"<strong>all providers</strong>&nbsp;<code>*</code>"#.to_string()
@@ -380,9 +382,12 @@ fn providers(
                 format!(r#"<div class="muted small">{rate_note}</div>"#)
             },
             opt_when(p.last_success_at, now, r#"<span class="muted">–</span>"#),
-            pid = esc(&p.provider),
+            pid = esc(&shown),
         );
-        if forms.enabled() {
+        if forms.enabled() && shown != p.provider {
+            // A form would have to carry the name unredacted: act on it from the CLI.
+            s.push_str(r#"<td class="actions"><span class="muted small">name redacted: use <code>venue-image-uploader resume</code> or SQL</span></td>"#);
+        } else if forms.enabled() {
             let paused = p.paused_until.is_some_and(|u| u > now);
             let provider_field = format!(
                 r#"<input type="hidden" name="provider" value="{}">"#,
@@ -394,7 +399,7 @@ fn providers(
             }
             let fields = format!(
                 r#"{provider_field}<label class="sr" for="pause-min-{id}">Pause for</label><select id="pause-min-{id}" name="minutes"><option value="15">15 min</option><option value="60" selected>1 hour</option><option value="360">6 hours</option><option value="1440">24 hours</option></select><label class="sr" for="pause-why-{id}">Reason</label><input id="pause-why-{id}" name="reason" maxlength="200" placeholder="reason (optional)">"#,
-                id = esc(&query_escape(&p.provider))
+                id = esc(&query_escape(&shown))
             );
             s.push_str(&forms.form(
                 "/providers/pause",
@@ -1257,6 +1262,53 @@ mod tests {
         );
     }
 
+    /// Security review finding 8: the overview's `data-provider` attribute (and every
+    /// other trace of a provider's name) was escaped but not redacted.
+    #[test]
+    fn provider_names_are_redacted_in_text_attributes_and_forms() {
+        let o = overview_fixture();
+        let admin = Admin::new("tok");
+        let names = [
+            "cdn?key=SECRET1",
+            r#"{"api_key": "SECRET2"}"#,
+            "Authorization: Bearer SECRET3",
+            "x-api-key: SECRET4",
+            "imgix?s=SECRET5",
+        ];
+        let status = |name: &str, paused: bool| ProviderStatus {
+            provider: name.to_string(),
+            per_second: Some(2.0),
+            default_rate: Some(false),
+            paused_until: paused.then(|| now() + chrono::Duration::hours(1)),
+            pause_reason: paused.then(|| "token=SECRET6".into()),
+            last_success_at: None,
+            updated_at: None,
+        };
+        let live = Live {
+            providers: names
+                .iter()
+                .map(|n| status(n, true))
+                .chain([status("google_places", false)])
+                .collect(),
+            ..Live::default()
+        };
+        for forms in [Forms::none(), Forms::new(Some(&admin), "s")] {
+            let html = overview(&o, &live, &forms, now(), now());
+            assert!(!html.contains("SECRET"), "{html}");
+            assert!(
+                html.contains(r#"data-provider="cdn?key=REDACTED""#),
+                "{html}"
+            );
+            assert!(html.contains(r#"data-provider="google_places""#), "{html}");
+        }
+        // A provider whose name needs no redaction keeps its action forms.
+        let html = overview(&o, &live, &Forms::new(Some(&admin), "s"), now(), now());
+        assert!(
+            html.contains(r#"name="provider" value="google_places""#),
+            "{html}"
+        );
+    }
+
     #[test]
     fn urls_are_redacted_shortened_in_the_middle_and_break_at_slashes() {
         let u = format!(
@@ -1272,6 +1324,10 @@ mod tests {
             shown.contains('…') && shown.ends_with("&amp;<wbr>key=REDACTED</code>"),
             "{shown}"
         );
+        // Signed-URL parameters too (ImageKit's ik-s, imgix's s, Akamai's tokens).
+        let html = short_url("https://ik.imagekit.io/acct/x.jpg?ik-t=1700000000&ik-s=SIGNATURE");
+        assert!(!html.contains("SIGNATURE"), "{html}");
+        assert!(html.contains("ik-s=REDACTED"), "{html}");
         let short = short_url("http://h/a<b>.png");
         assert!(short.ends_with(">h/<wbr>a&lt;b&gt;.png</code>"), "{short}");
     }
