@@ -15,12 +15,34 @@
 -- None of them can change retry policy (the venue_images.* settings are superuser-only),
 -- touch the venues table, or act as another role. The per-value functions
 -- (classification, scores, names, dedupe, merge, summary, redact) are everyone's.
+--
+-- Like every migration: one transaction, search_path pinned, every name qualified (see
+-- 001_enable_venue_images.sql). It first checks that venue_images is the extension's
+-- schema and a superuser's, so no grant below can reach an object someone planted.
+BEGIN;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+                     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+                     JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'venue_images'::pg_catalog.name
+                      AND n.nspname OPERATOR(pg_catalog.=) 'venue_images'::pg_catalog.name
+                      AND r.rolsuper) THEN
+        RAISE EXCEPTION 'the venue_images extension is not installed in its own schema venue_images'
+            USING ERRCODE = '55000',
+                  HINT = 'Apply sql/001_enable_venue_images.sql first (as a superuser).';
+    END IF;
+END
+$$;
+
 DO $$
 DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['venue_image_reader', 'venue_image_uploader', 'venue_image_admin'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
             BEGIN
                 EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
             EXCEPTION WHEN duplicate_object OR unique_violation THEN
@@ -92,3 +114,5 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_image_prune_attempts(interval),
     venue_images.venue_image_enqueue_venue(bigint)
 TO venue_image_admin;
+
+COMMIT;

@@ -15,7 +15,7 @@ use crate::aggregates::breakdown_node;
 use crate::datum::JsonbResult;
 use crate::errors::{Report, VenueError};
 use crate::settings;
-use crate::source::{self, VenueSource};
+use crate::source::VenueSource;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use venue_images_core::analytics::{decode_rows, Stats, VenueRow};
@@ -32,7 +32,7 @@ fn clamp(v: i64) -> i32 {
 /// workers ("Workers Launched: 0"), which would leave the analytics at the speed of one
 /// process while a bare scan of the table uses all of them.
 fn query_bytes(src: &VenueSource, sql: &str) -> Result<Vec<u8>, VenueError> {
-    let _as_owner = crate::owner::AsOwner::of(src);
+    let _as_owner = crate::owner::AsOwner::of(src)?;
     Ok(
         Spi::connect(|client| client.select(sql, None, &[])?.first().get_one::<Vec<u8>>())?
             .unwrap_or_default(),
@@ -110,7 +110,7 @@ fn venue_image_failure_breakdown() -> Result<
     >,
     ErrorReport,
 > {
-    let src = source::resolve().report()?;
+    let src = crate::plans::venue_source().report()?;
     let filter = src.failures_filter().report()?;
     let st = stats(&src, &filter).report()?;
     Ok(TableIterator::new(
@@ -130,7 +130,7 @@ fn venue_image_failure_breakdown() -> Result<
 ///
 /// Returned in materialize mode (see [`crate::srf`]): the list can hold most of the table.
 fn failure_list() -> Result<Vec<VenueRow>, VenueError> {
-    let src = source::resolve()?;
+    let src = crate::plans::venue_source()?;
     venue_list(
         &src,
         List {
@@ -240,7 +240,7 @@ fn venue_image_partial_failure_candidates(
 > {
     let min = check_non_negative("min_failures", min_failures).report()? as i64;
     let k = check_non_negative("max_rows", max_rows).report()?;
-    let src = source::resolve().report()?;
+    let src = crate::plans::venue_source().report()?;
     let rows = venue_list(
         &src,
         List {
@@ -294,7 +294,7 @@ fn venue_image_high_priority_venues(
     ErrorReport,
 > {
     let k = check_non_negative("max_rows", max_rows).report()?;
-    let src = source::resolve().report()?;
+    let src = crate::plans::venue_source().report()?;
     let rows = venue_list(
         &src,
         List {
@@ -345,7 +345,7 @@ fn venue_image_summary_stats() -> Result<
     >,
     ErrorReport,
 > {
-    let src = source::resolve().report()?;
+    let src = crate::plans::venue_source().report()?;
     let st = stats(&src, "").report()?;
     let mut top = st.scanner.breakdown_rows();
     top.truncate(5);
@@ -411,7 +411,7 @@ fn venue_node(v: &VenueRow) -> Node<'_> {
 fn venue_image_overview(max_rows: default!(i32, 50)) -> Result<JsonbResult, ErrorReport> {
     let run = || -> Result<JsonbResult, VenueError> {
         let k = check_non_negative("max_rows", max_rows)?;
-        let src = source::resolve()?;
+        let src = crate::plans::venue_source()?;
         let sql = format!(
             "SELECT venue_images.venue_images_stats({img}),
                     venue_images.venue_images_venue_list({id}, {name}, {city}, {img}, 1, false, {k}, true, false)
@@ -423,7 +423,7 @@ fn venue_image_overview(max_rows: default!(i32, 50)) -> Result<JsonbResult, Erro
             rel = src.relation,
         );
         let (stats, list) = {
-            let _as_owner = crate::owner::AsOwner::of(&src);
+            let _as_owner = crate::owner::AsOwner::of(&src)?;
             Spi::connect(|client| {
                 let row = client.select(&sql, None, &[])?.first();
                 Ok::<_, pgrx::spi::Error>((

@@ -9,7 +9,8 @@
 //! - [`analytics`]: table-level statistics, one pass over the venues table.
 //! - [`aggregates`]: the parallel-safe aggregates those statistics run on.
 //! - [`source`]: the configured venues relation, resolved against the catalog.
-//! - [`owner`]: statements on the venues table run as its owner.
+//! - [`owner`]: statements on the venues table run as its owner, in a security-restricted
+//!   operation whose settings are rolled back; other SQL of ours runs on a pinned path.
 //! - [`plans`]: per-backend caches of prepared statements and of the resolved relation.
 //! - [`queue`]: the retry queue: claims, leases, fenced write-back, scan, trigger.
 //! - [`datum`]: `jsonb` in and out without the text round trip.
@@ -42,6 +43,12 @@ pub mod values;
 /// Registers the settings and the transaction callbacks when the library loads.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // No Rust backtrace may reach a SQL client in an error's DETAIL (it names the files and
+    // functions of this build): pgrx attaches one whenever backtraces are enabled in the
+    // server's environment (RUST_BACKTRACE=1), and RUST_LIB_BACKTRACE takes precedence.
+    // SAFETY (edition 2024 wording): a backend is single-threaded, and this runs while the
+    // library loads, before any thread of ours exists.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     settings::register();
     queue::register_callbacks();
 }

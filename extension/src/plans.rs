@@ -38,7 +38,7 @@ pub fn require_current_version() -> Result<(), VenueError> {
         return Ok(());
     }
     let installed = select_one::<String>(
-        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'venue_images'",
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'venue_images'",
         &[],
     )?;
     match installed {

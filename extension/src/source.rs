@@ -16,6 +16,12 @@ pub struct VenueSource {
     pub oid: pg_sys::Oid,
     /// Its owner: statements on the relation run as this role (see [`crate::owner`]).
     pub owner: pg_sys::Oid,
+    /// Its schema's name, unquoted (the identity check of [`crate::owner::AsOwner`]).
+    pub schema_name: String,
+    /// Its name, unquoted.
+    pub relation_name: String,
+    /// Its `relkind` (`r`, `p`, `v`, `m` or `f`).
+    pub kind: u8,
     /// Select-list expressions: id (bigint), name (text), city (bigint), images (jsonb).
     pub id_expr: String,
     /// Name expression (`NULL::text` when the column is absent).
@@ -46,30 +52,42 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     // The name is resolved without any search path: `schema.table`, or `table` in
     // `public`. Temporary and TOAST schemas never qualify, so no session can substitute
     // a relation of its own (the definer functions write to this one).
-    let query = "
+    let query = r#"
         WITH name AS (SELECT pg_catalog.parse_ident($1) AS p)
         SELECT c.oid,
                pg_catalog.format('%I.%I', n.nspname, c.relname),
                c.relowner,
                (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $2
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
                (SELECT a.attnum FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $2
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped),
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $3
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attname = $4 AND a.attnum > 0 AND NOT a.attisdropped),
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $4
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attname = $5 AND a.attnum > 0 AND NOT a.attisdropped),
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $5
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.oid AND a.attname = $6 AND a.attnum > 0 AND NOT a.attisdropped)
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $6
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
+               n.nspname::pg_catalog.text,
+               c.relname::pg_catalog.text,
+               c.relkind::pg_catalog.text
           FROM name, pg_catalog.pg_class c
-          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE pg_catalog.cardinality(name.p) IN (1, 2)
-           AND c.relname = name.p[pg_catalog.cardinality(name.p)]
-           AND n.nspname = CASE WHEN pg_catalog.cardinality(name.p) = 2 THEN name.p[1] ELSE 'public' END
-           AND n.nspname !~ '^pg_(temp|toast)'
-           AND c.relkind IN ('r', 'p', 'v', 'm', 'f')";
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE (pg_catalog.cardinality(name.p) OPERATOR(pg_catalog.=) 1
+                OR pg_catalog.cardinality(name.p) OPERATOR(pg_catalog.=) 2)
+           AND c.relname OPERATOR(pg_catalog.=) name.p[pg_catalog.cardinality(name.p)]
+           AND n.nspname OPERATOR(pg_catalog.=)
+               CASE WHEN pg_catalog.cardinality(name.p) OPERATOR(pg_catalog.=) 2 THEN name.p[1]
+                    ELSE 'public' END
+           AND n.nspname OPERATOR(pg_catalog.!~) '^pg_(temp|toast)'
+           AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog."char"[])"#;
     let args: Vec<DatumWithOid> = vec![
         names.table.as_str().into(),
         names.images.as_str().into(),
@@ -78,46 +96,68 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         names.city.as_str().into(),
         names.slug.as_str().into(),
     ];
-    type Found = (
-        Option<pg_sys::Oid>,
-        Option<String>,
-        Option<pg_sys::Oid>,
-        Option<String>,
-        Option<i16>,
-        bool,
-        bool,
-        bool,
-        bool,
-    );
+    /// The catalog's answer: the relation and which configured columns it has.
+    struct Found {
+        oid: pg_sys::Oid,
+        relation: String,
+        owner: pg_sys::Oid,
+        images_type: Option<String>,
+        images_attnum: Option<i16>,
+        has_id: bool,
+        has_name: bool,
+        has_city: bool,
+        has_slug: bool,
+        schema_name: String,
+        relation_name: String,
+        kind: u8,
+    }
     let found: Option<Found> = Spi::connect(|client| {
         let table = client.select(query, Some(1), &args)?;
         if table.is_empty() {
             return Ok::<_, pgrx::spi::Error>(None);
         }
         let row = table.first();
-        Ok(Some((
+        let (Some(oid), Some(relation), Some(owner), Some(schema_name), Some(relation_name)) = (
             row.get::<pg_sys::Oid>(1)?,
             row.get::<String>(2)?,
             row.get::<pg_sys::Oid>(3)?,
-            row.get::<String>(4)?,
-            row.get::<i16>(5)?,
-            row.get::<bool>(6)?.unwrap_or(false),
-            row.get::<bool>(7)?.unwrap_or(false),
-            row.get::<bool>(8)?.unwrap_or(false),
-            row.get::<bool>(9)?.unwrap_or(false),
-        )))
+            row.get::<String>(10)?,
+            row.get::<String>(11)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Found {
+            oid,
+            relation,
+            owner,
+            images_type: row.get::<String>(4)?,
+            images_attnum: row.get::<i16>(5)?,
+            has_id: row.get::<bool>(6)?.unwrap_or(false),
+            has_name: row.get::<bool>(7)?.unwrap_or(false),
+            has_city: row.get::<bool>(8)?.unwrap_or(false),
+            has_slug: row.get::<bool>(9)?.unwrap_or(false),
+            schema_name,
+            relation_name,
+            kind: row
+                .get::<String>(12)?
+                .and_then(|k| k.bytes().next())
+                .unwrap_or(b'r'),
+        }))
     })?;
-    let Some((
-        Some(oid),
-        Some(relation),
-        Some(owner),
+    let Some(Found {
+        oid,
+        relation,
+        owner,
         images_type,
         images_attnum,
         has_id,
         has_name,
         has_city,
         has_slug,
-    )) = found
+        schema_name,
+        relation_name,
+        kind,
+    }) = found
     else {
         return Err(VenueError::UndefinedTable(format!(
             "relation \"{}\" does not exist (venue_images.venues_table; an unqualified name means public.{})",
@@ -127,7 +167,7 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     let images_column = quote_ident(&names.images);
     let images_expr = match images_type.as_deref() {
         Some("jsonb") => images_column.clone(),
-        Some("json") => format!("{images_column}::jsonb"),
+        Some("json") => format!("{images_column}::pg_catalog.jsonb"),
         Some(other) => {
             return Err(VenueError::WrongType(format!(
                 "column \"{}\" of {relation} has type {other}, expected jsonb (venue_images.images_column)",
@@ -152,10 +192,12 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         && match images_attnum {
             Some(attnum) => crate::plans::select_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-                   JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-                  WHERE i.indrelid = $1 AND am.amname = 'gin' AND i.indkey[0] = $2
-                    AND i.indnatts = 1 AND i.indpred IS NULL AND i.indisvalid)",
+                   JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+                   JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) ic.relam
+                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1
+                    AND am.amname OPERATOR(pg_catalog.=) 'gin'
+                    AND i.indkey[0] OPERATOR(pg_catalog.=) $2
+                    AND i.indnatts OPERATOR(pg_catalog.=) 1 AND i.indpred IS NULL AND i.indisvalid)",
                 &[oid.into(), attnum.into()],
             )?
             .unwrap_or(false),
@@ -164,21 +206,24 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     Ok(VenueSource {
         oid,
         owner,
-        id_expr: format!("{id_column}::bigint"),
+        schema_name,
+        relation_name,
+        kind,
+        id_expr: format!("{id_column}::pg_catalog.int8"),
         name_expr: if has_name {
-            format!("{}::text", quote_ident(&names.name))
+            format!("{}::pg_catalog.text", quote_ident(&names.name))
         } else {
-            "NULL::text".into()
+            "NULL::pg_catalog.text".into()
         },
         city_expr: if has_city {
-            format!("{}::bigint", quote_ident(&names.city))
+            format!("{}::pg_catalog.int8", quote_ident(&names.city))
         } else {
-            "NULL::bigint".into()
+            "NULL::pg_catalog.int8".into()
         },
         slug_expr: if has_slug {
-            format!("{}::text", quote_ident(&names.slug))
+            format!("{}::pg_catalog.text", quote_ident(&names.slug))
         } else {
-            "NULL::text".into()
+            "NULL::pg_catalog.text".into()
         },
         images_expr,
         images_column,
@@ -194,8 +239,8 @@ impl VenueSource {
     /// containment test the GIN index answers.
     fn failures_predicate(&self) -> String {
         format!(
-            "({c} @> '[{{\"upload_status\": \"failed\"}}]'::jsonb \
-             OR {c} @> '[{{\"upload_status\": \"permanently_failed\"}}]'::jsonb)",
+            "({c} OPERATOR(pg_catalog.@>) '[{{\"upload_status\": \"failed\"}}]'::pg_catalog.jsonb \
+             OR {c} OPERATOR(pg_catalog.@>) '[{{\"upload_status\": \"permanently_failed\"}}]'::pg_catalog.jsonb)",
             c = self.images_column
         )
     }
@@ -214,7 +259,7 @@ impl VenueSource {
             return Ok(format!(" WHERE {}", self.failures_predicate()));
         }
         let reltuples = crate::plans::select_one::<f32>(
-            "SELECT reltuples FROM pg_catalog.pg_class WHERE oid = $1",
+            "SELECT reltuples FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
             &[self.oid.into()],
         )?
         .unwrap_or(-1.0) as f64;
@@ -228,13 +273,17 @@ impl VenueSource {
         } else {
             100.0
         };
-        let _as_owner = crate::owner::AsOwner::of(self);
-        let share = crate::plans::select_one::<f64>(&format!(
-            "SELECT (pg_catalog.count(*) FILTER (WHERE {pred}))::float8 / greatest(pg_catalog.count(*), 1)
-               FROM {rel} TABLESAMPLE SYSTEM ({pct}) REPEATABLE (2008)",
-            pred = self.failures_predicate(),
-            rel = self.relation,
-        ), &[])?
+        let _as_owner = crate::owner::AsOwner::of(self)?;
+        let share = crate::plans::select_one::<f64>(
+            &format!(
+                "SELECT (pg_catalog.count(*) FILTER (WHERE {pred}))::pg_catalog.float8
+                    OPERATOR(pg_catalog./) greatest(pg_catalog.count(*), 1)
+               FROM {rel} TABLESAMPLE pg_catalog.system ({pct}) REPEATABLE (2008)",
+                pred = self.failures_predicate(),
+                rel = self.relation,
+            ),
+            &[],
+        )?
         .unwrap_or(1.0);
         Ok(if share < threshold {
             format!(" WHERE {}", self.failures_predicate())

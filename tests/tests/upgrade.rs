@@ -75,7 +75,7 @@ async fn upgraded_catalog_equals_a_fresh_install() -> Result<()> {
             .await?;
     assert!(want.len() > 40, "{want:#?}");
 
-    for from in ["0.1.0", "0.2.0"] {
+    for from in ["0.1.0", "0.2.0", "0.3.0"] {
         let (name, url) = bare_database(&format!("upgrade_{}", from.replace('.', "_"))).await?;
         let mut c = PgConnection::connect(&url).await?;
         db::upgrade_from(&mut c, from).await?;
@@ -161,7 +161,7 @@ async fn an_upgrade_from_0_2_0_keeps_every_job_attempt_and_provider_setting() ->
     .await?;
     assert_eq!(
         (schema.as_str(), version.as_str()),
-        ("venue_images", "0.3.0")
+        ("venue_images", env!("CARGO_PKG_VERSION"))
     );
     let left_behind: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'venue_image%'",

@@ -405,15 +405,52 @@ impl AttemptOutcome {
         }
     }
 
+    /// The value with this stored spelling.
+    pub fn parse(s: &str) -> Option<AttemptOutcome> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// Where the retry report counts this outcome (`None`: not counted).
+    pub fn report_group(self) -> Option<ReportGroup> {
+        match self {
+            AttemptOutcome::Uploaded => Some(ReportGroup::Recovered),
+            AttemptOutcome::Failed | AttemptOutcome::Review => Some(ReportGroup::FailedAgain),
+            AttemptOutcome::PermanentlyFailed => Some(ReportGroup::PermanentFailure),
+            AttemptOutcome::Finalized => Some(ReportGroup::Finalized),
+            AttemptOutcome::Superseded | AttemptOutcome::Forced | AttemptOutcome::Purged => None,
+        }
+    }
+
     /// Was this an attempt (a download and upload were tried)?
     pub fn is_attempt(self) -> bool {
-        matches!(
-            self,
-            AttemptOutcome::Uploaded
-                | AttemptOutcome::Failed
-                | AttemptOutcome::Review
-                | AttemptOutcome::PermanentlyFailed
-        )
+        self.report_group()
+            .is_some_and(|g| g != ReportGroup::Finalized)
+    }
+}
+
+/// The retry report's groups of attempt-log outcomes (`venue_image_retry_report`,
+/// `venue_image_recovery_timeline`): every group but `Finalized` is an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportGroup {
+    /// The attempt uploaded the image.
+    Recovered,
+    /// The attempt failed; the image is queued again or left for review.
+    FailedAgain,
+    /// The attempt made the image `permanently_failed`.
+    PermanentFailure,
+    /// The scan made a `failed` image `permanently_failed` (not an attempt).
+    Finalized,
+}
+
+impl ReportGroup {
+    /// The SQL spelling (what `venue_image_outcome_group` returns).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportGroup::Recovered => "recovered",
+            ReportGroup::FailedAgain => "failed_again",
+            ReportGroup::PermanentFailure => "permanent_failure",
+            ReportGroup::Finalized => "finalized",
+        }
     }
 }
 

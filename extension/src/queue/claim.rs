@@ -1,7 +1,11 @@
 //! `venue_image_claim`: leases the highest-priority due images to one worker, with
 //! `not_before` slots that keep every provider's rate across all uploaders together.
+//!
+//! Every operator is written `OPERATOR(pg_catalog.op)` (see `owner.rs`); all such
+//! operators share one precedence and associate to the left, so mixed expressions are
+//! parenthesised.
 
-use super::{log_attempts, require_jsonb, Attempt, JOB_CLAIMABLE};
+use super::{log_attempts, require_jsonb, Attempt};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
 use crate::plans;
@@ -10,7 +14,6 @@ use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use venue_images_core::jsonb::parse_varlena;
 use venue_images_core::naming;
 use venue_images_core::retry::{AttemptOutcome, UrlHash};
@@ -27,45 +30,56 @@ use venue_images_core::retry::{AttemptOutcome, UrlHash};
 /// within the horizon, so no worker hoards images it could not start before its lease
 /// ran out, and its slots are `(1 + margin) / rate` apart, so jitter on the way to the
 /// provider cannot put more than `rate` requests into one second.
-const CLAIM_TEMPLATE: &str = r#"
+const CLAIM: &str = r#"
 WITH rates AS MATERIALIZED (
     SELECT p.provider,
-           coalesce(p.per_second,
-                    (SELECT d.per_second FROM venue_images.venue_image_providers d WHERE d.provider = '*'),
-                    venue_images.venue_image_default_rate(p.provider)) AS rate
+           venue_images.venue_image_effective_rate(
+               p.provider, p.per_second,
+               (SELECT d.per_second FROM venue_images.venue_image_providers d
+                 WHERE d.provider OPERATOR(pg_catalog.=) '*')) AS rate
       FROM venue_images.venue_image_providers p
-     WHERE p.provider <> '*'
-       AND coalesce(p.paused_until, '-infinity') <= now()
+     WHERE p.provider OPERATOR(pg_catalog.<>) '*'
+       AND coalesce(p.paused_until, '-infinity') OPERATOR(pg_catalog.<=) pg_catalog.now()
        AND NOT EXISTS (SELECT 1 FROM venue_images.venue_image_providers g
-                        WHERE g.provider = '*' AND g.paused_until > now())
+                        WHERE g.provider OPERATOR(pg_catalog.=) '*'
+                          AND g.paused_until OPERATOR(pg_catalog.>) pg_catalog.now())
 ), paced AS MATERIALIZED (
-    SELECT p.provider, greatest(now(), p.next_slot_at) AS base
+    SELECT p.provider, greatest(pg_catalog.now(), p.next_slot_at) AS base
       FROM venue_images.venue_image_providers p
-     WHERE p.provider IN (SELECT provider FROM rates WHERE rate <> 'Infinity')
+     WHERE p.provider OPERATOR(pg_catalog.=) ANY (
+               SELECT r.provider FROM rates r
+                WHERE r.rate OPERATOR(pg_catalog.<>) 'Infinity'::pg_catalog.float8)
      ORDER BY p.provider
        FOR UPDATE OF p SKIP LOCKED
 ), budgets AS MATERIALIZED (
-    SELECT r.provider, r.rate / (1 + $6::float8) AS rate, pc.base,
-           CASE WHEN pc.base > now() + make_interval(secs => $4) THEN 0
-                ELSE least($2::int, 1 + floor(extract(epoch FROM
-                       now() + make_interval(secs => $4) - pc.base) * r.rate / (1 + $6::float8))::int)
+    SELECT r.provider, r.rate OPERATOR(pg_catalog./) (1 OPERATOR(pg_catalog.+) $6::pg_catalog.float8) AS rate,
+           pc.base,
+           CASE WHEN pc.base OPERATOR(pg_catalog.>)
+                     (pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $4))
+                THEN 0
+                ELSE least($2::int, 1 OPERATOR(pg_catalog.+) pg_catalog.floor(
+                       extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.+)
+                               pg_catalog.make_interval(secs => $4) OPERATOR(pg_catalog.-) pc.base)
+                       OPERATOR(pg_catalog.*) r.rate
+                       OPERATOR(pg_catalog./) (1 OPERATOR(pg_catalog.+) $6::pg_catalog.float8))::int)
            END AS n
-      FROM paced pc JOIN rates r ON r.provider = pc.provider
+      FROM paced pc JOIN rates r ON r.provider OPERATOR(pg_catalog.=) pc.provider
     UNION ALL
-    SELECT r.provider, r.rate, now(), $2::int FROM rates r WHERE r.rate = 'Infinity'
+    SELECT r.provider, r.rate, pg_catalog.now(), $2::int FROM rates r
+     WHERE r.rate OPERATOR(pg_catalog.=) 'Infinity'::pg_catalog.float8
 ), cand AS MATERIALIZED (
     SELECT c.job_id, c.provider, c.priority, c.next_attempt_at
       FROM budgets b
      CROSS JOIN LATERAL (
            SELECT j.job_id, j.provider, j.priority, j.next_attempt_at
              FROM venue_images.venue_image_jobs j
-            WHERE j.provider = b.provider
-              AND ($5::bigint IS NULL OR j.venue_id = $5)
-              AND {JOB_CLAIMABLE}
+            WHERE j.provider OPERATOR(pg_catalog.=) b.provider
+              AND ($5::bigint IS NULL OR j.venue_id OPERATOR(pg_catalog.=) $5)
+              AND venue_images.venue_image_job_claimable(j.next_attempt_at, j.lease_token, j.lease_expires_at)
             ORDER BY j.priority DESC, j.next_attempt_at, j.job_id
             LIMIT b.n
               FOR UPDATE OF j SKIP LOCKED) c
-     WHERE b.n > 0
+     WHERE b.n OPERATOR(pg_catalog.>) 0
      ORDER BY c.priority DESC, c.next_attempt_at, c.job_id
      LIMIT $2::int
 ), numbered AS (
@@ -77,30 +91,33 @@ WITH rates AS MATERIALIZED (
     UPDATE venue_images.venue_image_jobs j
        SET lease_token = pg_catalog.gen_random_uuid(),
            leased_by = $1,
-           leased_at = now(),
-           lease_expires_at = now() + make_interval(secs => $3),
-           not_before = CASE WHEN b.rate = 'Infinity' THEN now()
-                             ELSE b.base + make_interval(secs => (n.rn - 1) / b.rate) END,
-           claims = j.claims + 1
-      FROM numbered n JOIN budgets b ON b.provider = n.provider
-     WHERE j.job_id = n.job_id
-       AND {JOB_CLAIMABLE}
+           leased_at = pg_catalog.now(),
+           lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3),
+           not_before = CASE WHEN b.rate OPERATOR(pg_catalog.=) 'Infinity'::pg_catalog.float8
+                             THEN pg_catalog.now()
+                             ELSE b.base OPERATOR(pg_catalog.+) pg_catalog.make_interval(
+                                      secs => (n.rn OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) b.rate)
+                        END,
+           claims = j.claims OPERATOR(pg_catalog.+) 1
+      FROM numbered n JOIN budgets b ON b.provider OPERATOR(pg_catalog.=) n.provider
+     WHERE j.job_id OPERATOR(pg_catalog.=) n.job_id
+       AND venue_images.venue_image_job_claimable(j.next_attempt_at, j.lease_token, j.lease_expires_at)
     RETURNING j.job_id, j.lease_token, j.venue_id, j.provider, j.url_hash, j.not_before,
               j.forced, j.error_type, j.provider_url, j.priority
 ), advance AS (
     UPDATE venue_images.venue_image_providers p
-       SET next_slot_at = b.base + make_interval(secs => k.claimed / b.rate), updated_at = now()
-      FROM (SELECT provider, pg_catalog.count(*)::float8 AS claimed FROM claimed GROUP BY provider) k
-      JOIN budgets b ON b.provider = k.provider
-     WHERE p.provider = k.provider AND b.rate <> 'Infinity'
+       SET next_slot_at = b.base OPERATOR(pg_catalog.+)
+                          pg_catalog.make_interval(secs => k.claimed OPERATOR(pg_catalog./) b.rate),
+           updated_at = pg_catalog.now()
+      FROM (SELECT c.provider, pg_catalog.count(*)::pg_catalog.float8 AS claimed
+              FROM claimed c GROUP BY c.provider) k
+      JOIN budgets b ON b.provider OPERATOR(pg_catalog.=) k.provider
+     WHERE p.provider OPERATOR(pg_catalog.=) k.provider
+       AND b.rate OPERATOR(pg_catalog.<>) 'Infinity'::pg_catalog.float8
 )
 SELECT job_id, lease_token, venue_id, provider, url_hash, not_before, forced, error_type, provider_url
   FROM claimed
  ORDER BY priority DESC, not_before, job_id"#;
-
-/// The claim statement, with the job predicate filled in.
-static CLAIM: LazyLock<String> =
-    LazyLock::new(|| CLAIM_TEMPLATE.replace("{JOB_CLAIMABLE}", JOB_CLAIMABLE));
 
 struct Claimed {
     job_id: i64,
@@ -161,7 +178,7 @@ fn claim(
         let mut jobs = Vec::new();
         for row in plans::run(
             c,
-            &CLAIM,
+            CLAIM,
             &[
                 worker.into(),
                 max_images.into(),
@@ -193,7 +210,7 @@ fn claim(
         // The real URLs live only in the venues' own rows.
         let ids: Vec<i64> = jobs.iter().map(|j| j.venue_id).collect();
         let sql = format!(
-            "SELECT {id}, {slug}, {img} FROM {rel} WHERE {idc} = ANY($1)",
+            "SELECT {id}, {slug}, {img} FROM {rel} WHERE {idc} OPERATOR(pg_catalog.=) ANY($1)",
             id = src.id_expr,
             slug = src.slug_expr,
             img = src.images_column,
@@ -202,7 +219,7 @@ fn claim(
         );
         let mut venues: HashMap<i64, (Option<String>, Option<Vec<u8>>)> = HashMap::new();
         let rows = {
-            let _as_owner = crate::owner::AsOwner::of(&src);
+            let _as_owner = crate::owner::AsOwner::of(&src)?;
             plans::run_dynamic(c, &sql, &[ids.into()])?
         };
         for row in rows {
@@ -246,7 +263,7 @@ fn claim(
             // The application removed, replaced or finished these images meanwhile.
             plans::run(
                 c,
-                "DELETE FROM venue_images.venue_image_jobs WHERE job_id = ANY($1)",
+                "DELETE FROM venue_images.venue_image_jobs WHERE job_id OPERATOR(pg_catalog.=) ANY($1)",
                 &[gone.iter().map(|j| j.job_id).collect::<Vec<i64>>().into()],
             )?;
             let log: Vec<Attempt> = gone

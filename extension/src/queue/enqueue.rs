@@ -59,16 +59,19 @@ pub(crate) fn insert_jobs(
     let conflict = match on_conflict {
         OnConflict::Keep => "DO NOTHING",
         OnConflict::DueNow | OnConflict::Force => {
-            "DO UPDATE SET next_attempt_at = least(j.next_attempt_at, now()), priority = excluded.priority,
-                           forced = j.forced OR excluded.forced
-             WHERE j.lease_token IS NULL OR j.lease_expires_at < now()"
+            "DO UPDATE SET next_attempt_at = least(j.next_attempt_at, pg_catalog.now()),
+                           priority = excluded.priority, forced = j.forced OR excluded.forced
+             WHERE j.lease_token IS NULL OR j.lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
         }
     };
     let sql = format!(
         "INSERT INTO venue_images.venue_image_jobs AS j
             (venue_id, url_hash, provider_url, provider, error_type, retry_count, priority, forced, enqueued_by)
          SELECT v, h, u, p, e, r, pr, $8, $9
-           FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[])
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::pg_catalog.bytea[]),
+                           pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]),
+                           pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::int[]),
+                           pg_catalog.unnest($7::pg_catalog.float8[]))
                 AS t(v, h, u, p, e, r, pr)
          ON CONFLICT (venue_id, url_hash) {conflict}
          RETURNING 1"

@@ -65,6 +65,10 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_images_redact_json(jsonb),
     venue_images.venue_images_relation(),
     venue_images.venue_image_default_rate(text),
+    venue_images.venue_image_effective_rate(text, float8, float8),
+    venue_images.venue_image_job_claimable(timestamptz, uuid, timestamptz),
+    venue_images.venue_image_outcome_group(text),
+    venue_images.venue_image_success_rate(bigint, bigint),
     venue_images.venue_images_stats(jsonb),
     -- The analytics' aggregates run as the venues table's owner (owner.rs); they only
     -- compute over the arrays they are given.

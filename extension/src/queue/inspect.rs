@@ -55,8 +55,8 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
             c,
             "SELECT j.url_hash, j.job_id, q.state, q.next_attempt_at
                FROM venue_images.venue_image_jobs j
-               JOIN venue_images.venue_image_retry_queue q ON q.job_id = j.job_id
-              WHERE j.venue_id = $1",
+               JOIN venue_images.venue_image_retry_queue q ON q.job_id OPERATOR(pg_catalog.=) j.job_id
+              WHERE j.venue_id OPERATOR(pg_catalog.=) $1",
             &[venue_id.into()],
         )? {
             let hash = row.get::<Vec<u8>>(1)?.unwrap_or_default();
@@ -190,8 +190,9 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
     );
     let sql = format!(
         "SELECT {id}, {name}, {city}, {img} FROM {rel}
-          WHERE {idc} = $1 OR ($2 <> '%%' AND {name} ILIKE $2)
-          ORDER BY ({idc} = $1) DESC NULLS LAST, {idc}
+          WHERE {idc} OPERATOR(pg_catalog.=) $1
+             OR ($2 OPERATOR(pg_catalog.<>) '%%' AND {name} OPERATOR(pg_catalog.~~*) $2)
+          ORDER BY ({idc} OPERATOR(pg_catalog.=) $1) DESC NULLS LAST, {idc}
           LIMIT $3",
         id = src.id_expr,
         name = src.name_expr,
@@ -203,7 +204,7 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
     Spi::connect_mut(|c| {
         let mut out = Vec::new();
         let rows = {
-            let _as_owner = crate::owner::AsOwner::of(&src);
+            let _as_owner = crate::owner::AsOwner::of(&src)?;
             plans::read_dynamic(
                 c,
                 &sql,

@@ -119,13 +119,14 @@ fn write_batch(
         // The UPDATE re-reads each row under its lock, so the application's concurrent
         // writes are kept; only failed images that can never be retried change.
         let sql = format!(
-            "UPDATE {rel} SET {img} = venue_images.venue_images_finalize({img}) WHERE {id} = ANY($1)",
+            "UPDATE {rel} SET {img} = venue_images.venue_images_finalize({img})
+              WHERE {id} OPERATOR(pg_catalog.=) ANY($1)",
             rel = src.relation,
             img = src.images_column,
             id = src.id_column
         );
         let _marker = QueueWrite::begin(&batch.finalize);
-        let _as_owner = crate::owner::AsOwner::of(src);
+        let _as_owner = crate::owner::AsOwner::of(src)?;
         plans::run_dynamic(c, &sql, &[batch.finalize.into()])?;
     }
     log_attempts(c, &batch.log)
@@ -149,7 +150,7 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
             img = src.images_column,
             rel = src.relation
         );
-        let _as_owner = crate::owner::AsOwner::of(&src);
+        let _as_owner = crate::owner::AsOwner::of(&src)?;
         let cursor = c.try_open_cursor(sql.as_str(), &[])?;
         Ok::<_, VenueError>((now, cursor.detach_into_name()))
     })?;
@@ -161,7 +162,7 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
             let mut batch = Batch::default();
             let fetched = {
                 let rows = {
-                    let _as_owner = crate::owner::AsOwner::of(&src);
+                    let _as_owner = crate::owner::AsOwner::of(&src)?;
                     cursor.fetch(BATCH as i64)?
                 };
                 let fetched = rows.len();
@@ -203,7 +204,8 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
         // Skip records of venues no longer seen (fixed, or without failures now).
         plans::run(
             c,
-            "DELETE FROM venue_images.venue_image_skips WHERE last_seen_at < now()",
+            "DELETE FROM venue_images.venue_image_skips
+              WHERE last_seen_at OPERATOR(pg_catalog.<) pg_catalog.now()",
             &[],
         )?;
         let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
@@ -212,7 +214,7 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
             "INSERT INTO venue_images.venue_image_scans
                (started_at, run_by, transient_queued, permanent_logged, ambiguous_skipped,
                 finalized, errors, skipped_elements, images_queued, elapsed_ms)
-             VALUES ($1::timestamptz, session_user, $2, $3, $4, $5, $6, $7, $8, $9)",
+             VALUES ($1::pg_catalog.timestamptz, session_user, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 now.as_str().into(),
                 counts.transient_queued.into(),
@@ -285,12 +287,12 @@ fn venue_images_finalize(images: Jsonb<'_>) -> PgResult<JsonbResult> {
     if !arr.is_array() {
         return Ok(JsonbResult::Datum(images.datum()));
     }
-    let now = crate::plans::select_one::<String>(
-        r#"SELECT pg_catalog.to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
-        &[],
-    )
-    .report()?
-    .unwrap_or_default();
+    // Not SECURITY DEFINER (everyone may call it): its one statement is parsed with
+    // pg_catalog only, whatever the caller's search_path.
+    let _path = crate::owner::PinnedPath::new();
+    let now = crate::plans::select_one::<String>(super::NOW_ISO_SQL, &[])
+        .report()?
+        .unwrap_or_default();
     let policy = settings::policy();
     let plan = policy.plan(arr).report()?;
     Ok(match policy.finalize(arr, &plan, &now).report()? {
@@ -307,14 +309,15 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
             Some(id) => vec![id],
             None => {
                 let sql = format!(
-                    "SELECT {id} FROM {rel} WHERE {img} @> '[{{\"upload_status\": \"permanently_failed\"}}]'",
+                    "SELECT {id} FROM {rel}
+                      WHERE {img} OPERATOR(pg_catalog.@>) '[{{\"upload_status\": \"permanently_failed\"}}]'::pg_catalog.jsonb",
                     id = src.id_expr,
                     rel = src.relation,
                     img = src.images_column
                 );
                 let mut v = Vec::new();
                 let rows = {
-                    let _as_owner = crate::owner::AsOwner::of(&src);
+                    let _as_owner = crate::owner::AsOwner::of(&src)?;
                     plans::run_dynamic(c, &sql, &[])?
                 };
                 for row in rows {
@@ -369,7 +372,8 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
             if !hashes.is_empty() {
                 plans::run(
                     c,
-                    "DELETE FROM venue_images.venue_image_jobs WHERE venue_id = $1 AND url_hash = ANY($2)",
+                    "DELETE FROM venue_images.venue_image_jobs
+                      WHERE venue_id OPERATOR(pg_catalog.=) $1 AND url_hash OPERATOR(pg_catalog.=) ANY($2)",
                     &[id.into(), hashes.into()],
                 )?;
             }

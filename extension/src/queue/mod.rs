@@ -16,6 +16,7 @@ mod claim;
 mod enqueue;
 mod inspect;
 mod maintenance;
+mod report;
 mod writeback;
 
 use crate::datum::{Jsonb, JsonbResult};
@@ -33,15 +34,9 @@ extension_sql_file!("bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
     "schema.sql",
     name = "queue_schema",
-    requires = ["bootstrap"]
+    requires = ["bootstrap", report::venue_image_outcome_group]
 );
 extension_sql_file!("grants.sql", name = "grants", finalize);
-
-/// The claim predicate on the job side, in SQL over `venue_images.venue_image_jobs j`:
-/// due, and not under a live lease. The claim's candidate scan, its re-check inside the
-/// `UPDATE`, the queue view's `due` state and `venue_image_next_due` all use it.
-pub(crate) const JOB_CLAIMABLE: &str =
-    "(j.next_attempt_at <= now() AND (j.lease_token IS NULL OR j.lease_expires_at < now()))";
 
 thread_local! {
     /// Venue ids whose rows the queue itself is rewriting right now (the enqueue trigger
@@ -112,18 +107,17 @@ pub fn register_callbacks() {
     }
 }
 
+/// The statement of [`now_iso`], also used by `venue_images_finalize`.
+pub(crate) const NOW_ISO_SQL: &str = r#"SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
+
 /// The transaction's `now()` as ISO-8601 UTC with microseconds
 /// (`2026-11-24T01:02:03.456789Z`): the one clock of the queue. Rows, elements and log
 /// entries written by one call all carry it.
 pub(crate) fn now_iso(client: &mut SpiClient<'_>) -> Result<String, VenueError> {
-    Ok(plans::run(
-        client,
-        r#"SELECT pg_catalog.to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
-        &[],
-    )?
-    .first()
-    .get_one::<String>()?
-    .unwrap_or_default())
+    Ok(plans::run(client, NOW_ISO_SQL, &[])?
+        .first()
+        .get_one::<String>()?
+        .unwrap_or_default())
 }
 
 /// Requires a jsonb images column (the queue writes jsonb back).
@@ -146,14 +140,14 @@ pub(crate) fn read_venue(
     for_update: bool,
 ) -> Result<Option<Option<Vec<u8>>>, VenueError> {
     let sql = format!(
-        "SELECT {img} FROM {rel} WHERE {id} = $1{lock}",
+        "SELECT {img} FROM {rel} WHERE {id} OPERATOR(pg_catalog.=) $1{lock}",
         img = src.images_column,
         rel = src.relation,
         id = src.id_column,
         lock = if for_update { " FOR UPDATE" } else { "" }
     );
     let table = {
-        let _as_owner = crate::owner::AsOwner::of(src);
+        let _as_owner = crate::owner::AsOwner::of(src)?;
         if for_update {
             plans::run_dynamic(client, &sql, &[venue_id.into()])?
         } else {
@@ -177,13 +171,13 @@ pub(crate) fn write_venue(
 ) -> Result<(), VenueError> {
     let bytes = encode(images)?;
     let sql = format!(
-        "UPDATE {rel} SET {img} = $1 WHERE {id} = $2",
+        "UPDATE {rel} SET {img} = $1 WHERE {id} OPERATOR(pg_catalog.=) $2",
         rel = src.relation,
         img = src.images_column,
         id = src.id_column
     );
     let _marker = QueueWrite::begin(&[venue_id]);
-    let _as_owner = crate::owner::AsOwner::of(src);
+    let _as_owner = crate::owner::AsOwner::of(src)?;
     plans::run_dynamic(
         client,
         &sql,
@@ -232,9 +226,21 @@ pub(crate) fn log_attempts(client: &mut SpiClient<'_>, rows: &[Attempt]) -> Resu
         "INSERT INTO venue_images.venue_image_attempts
            (job_id, venue_id, url_hash, provider_url, provider, worker, retried_error_type,
             retry_count, outcome, error_type, status_code, message, imagekit_path, detail)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[],
-                              $5::text[], $6::text[], $7::text[], $8::int[], $9::text[],
-                              $10::text[], $11::int[], $12::text[], $13::text[], $14::jsonb[])",
+         SELECT * FROM ROWS FROM (
+             pg_catalog.unnest($1::bigint[]),
+             pg_catalog.unnest($2::bigint[]),
+             pg_catalog.unnest($3::pg_catalog.bytea[]),
+             pg_catalog.unnest($4::pg_catalog.text[]),
+             pg_catalog.unnest($5::pg_catalog.text[]),
+             pg_catalog.unnest($6::pg_catalog.text[]),
+             pg_catalog.unnest($7::pg_catalog.text[]),
+             pg_catalog.unnest($8::int[]),
+             pg_catalog.unnest($9::pg_catalog.text[]),
+             pg_catalog.unnest($10::pg_catalog.text[]),
+             pg_catalog.unnest($11::int[]),
+             pg_catalog.unnest($12::pg_catalog.text[]),
+             pg_catalog.unnest($13::pg_catalog.text[]),
+             pg_catalog.unnest($14::pg_catalog.jsonb[]))",
         &[
             column(rows, |r| r.job_id).into(),
             column(rows, |r| r.venue_id).into(),
@@ -269,7 +275,7 @@ pub(crate) fn ensure_providers(
     plans::run(
         client,
         "INSERT INTO venue_images.venue_image_providers (provider)
-         SELECT DISTINCT p FROM pg_catalog.unnest($1::text[]) AS p
+         SELECT DISTINCT p FROM pg_catalog.unnest($1::pg_catalog.text[]) AS p
          ON CONFLICT (provider) DO NOTHING",
         &[providers.into()],
     )?;
@@ -301,9 +307,12 @@ pub(crate) fn record_skips(
     plans::run(
         client,
         "DELETE FROM venue_images.venue_image_skips s
-          WHERE s.venue_id = ANY($1)
-            AND NOT EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::int[]) AS k(v, i)
-                             WHERE k.v = s.venue_id AND k.i = s.element_index)",
+          WHERE s.venue_id OPERATOR(pg_catalog.=) ANY($1)
+            AND NOT EXISTS (SELECT 1
+                              FROM ROWS FROM (pg_catalog.unnest($2::bigint[]),
+                                              pg_catalog.unnest($3::int[])) AS k(v, i)
+                             WHERE k.v OPERATOR(pg_catalog.=) s.venue_id
+                               AND k.i OPERATOR(pg_catalog.=) s.element_index)",
         &[
             venues.to_vec().into(),
             skips.iter().map(|(v, _)| *v).collect::<Vec<i64>>().into(),
@@ -320,9 +329,12 @@ pub(crate) fn record_skips(
     plans::run(
         client,
         "INSERT INTO venue_images.venue_image_skips AS s (venue_id, element_index, reason, seen_by)
-         SELECT k.v, k.i, k.r, $4 FROM unnest($1::bigint[], $2::int[], $3::text[]) AS k(v, i, r)
+         SELECT k.v, k.i, k.r, $4
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]),
+                           pg_catalog.unnest($2::int[]),
+                           pg_catalog.unnest($3::pg_catalog.text[])) AS k(v, i, r)
          ON CONFLICT (venue_id, element_index) DO UPDATE
-            SET reason = excluded.reason, seen_by = excluded.seen_by, last_seen_at = now()",
+            SET reason = excluded.reason, seen_by = excluded.seen_by, last_seen_at = pg_catalog.now()",
         &[
             skips.iter().map(|(v, _)| *v).collect::<Vec<i64>>().into(),
             skips
@@ -348,5 +360,8 @@ pub(crate) fn record_skips(
 #[pg_extern(stable, parallel_safe)]
 fn venue_images_relation() -> Result<String, pgrx::pg_sys::panic::ErrorReport> {
     use crate::errors::Report;
+    // Not SECURITY DEFINER: its catalog queries are parsed with pg_catalog only, whatever
+    // the caller's search_path (the migrations call it as a superuser).
+    let _path = crate::owner::PinnedPath::new();
     plans::venue_source().map(|s| s.relation).report()
 }

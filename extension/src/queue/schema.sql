@@ -63,7 +63,10 @@ COMMENT ON TABLE venue_images.venue_image_attempts IS
 
 CREATE TABLE venue_images.venue_image_providers (
     provider text PRIMARY KEY,
-    per_second float8 CHECK (per_second IS NULL OR (per_second > 0 AND per_second <> 'NaN')),  -- NULL: built-in default
+    -- NULL: the built-in default; else 0.001 to 1,000,000 requests a second, or Infinity (no limit)
+    per_second float8 CONSTRAINT venue_image_providers_per_second_check
+        CHECK (per_second IS NULL OR per_second = 'Infinity'
+               OR (per_second >= 0.001 AND per_second <= 1000000)),
     next_slot_at timestamptz NOT NULL DEFAULT '-infinity',
     paused_until timestamptz,
     pause_reason text,
@@ -113,12 +116,44 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ve
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('venue_images.venue_image_scans', 'scan_id')::regclass, '');
 -- END TABLES
 
+-- Every SQL text below names its functions, operators and types with their schema, so
+-- that it means the same whatever search_path is in effect (the definer functions also
+-- pin theirs, and owner code run inside them cannot change it: see owner.rs). Operators
+-- written OPERATOR(pg_catalog.op) all share one precedence and associate to the left:
+-- mixed expressions are parenthesised.
+
 -- Built-in rates (requests per second), overridable per provider in venue_image_providers.
 CREATE OR REPLACE FUNCTION venue_images.venue_image_default_rate(provider text) RETURNS float8
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE provider WHEN 'google_places' THEN 2 WHEN 'foursquare' THEN 5 WHEN 'here' THEN 5 ELSE 10 END::float8 $$;
+AS $$ SELECT CASE WHEN provider OPERATOR(pg_catalog.=) 'google_places' THEN 2
+                  WHEN provider OPERATOR(pg_catalog.=) 'foursquare' THEN 5
+                  WHEN provider OPERATOR(pg_catalog.=) 'here' THEN 5
+                  ELSE 10 END::pg_catalog.float8 $$;
 
--- The queue view: the job side of the claim predicate is JOB_CLAIMABLE in queue/mod.rs.
+-- The one rule for a provider's effective rate: its own, else the default row's
+-- (provider *), else the built-in one; always within the bounds the table enforces.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_effective_rate(
+    provider text, per_second float8, default_per_second float8) RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN r OPERATOR(pg_catalog.=) 'Infinity'::pg_catalog.float8 THEN r
+                  ELSE greatest(least(r, 1000000::pg_catalog.float8), 0.001::pg_catalog.float8) END
+        FROM (SELECT coalesce(per_second, default_per_second,
+                              venue_images.venue_image_default_rate(provider)) AS r) s $$;
+COMMENT ON FUNCTION venue_images.venue_image_effective_rate(text, float8, float8) IS
+    'A provider''s rate: its own per_second, else the default row''s (provider *), else the built-in one; within 0.001-1000000 or Infinity';
+
+-- The one rule for a job that may be claimed: due, and not under a live lease. The claim
+-- (its candidate scan and its re-check inside the UPDATE), the queue view's due state
+-- and venue_image_next_due use it; it is inlined into each.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_job_claimable(
+    next_attempt_at timestamptz, lease_token uuid, lease_expires_at timestamptz) RETURNS bool
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+             AND (lease_token IS NULL OR lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()) $$;
+COMMENT ON FUNCTION venue_images.venue_image_job_claimable(timestamptz, uuid, timestamptz) IS
+    'Whether a queue job may be claimed now: due, and not under a live lease';
+
+-- The queue view: each job with its state (leased, paused, due or waiting).
 CREATE OR REPLACE VIEW venue_images.venue_image_retry_queue AS
 SELECT j.job_id,
        j.venue_id,
@@ -128,11 +163,12 @@ SELECT j.job_id,
        j.retry_count,
        j.next_attempt_at,
        j.priority AS priority_score,
-       CASE WHEN j.lease_expires_at > now() THEN j.leased_by END AS leased_by,
-       CASE WHEN j.lease_expires_at > now() THEN j.lease_expires_at END AS lease_expires_at,
-       CASE WHEN j.lease_expires_at > now() THEN 'leased'
+       CASE WHEN j.lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.now() THEN j.leased_by END AS leased_by,
+       CASE WHEN j.lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.now() THEN j.lease_expires_at END AS lease_expires_at,
+       CASE WHEN j.lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.now() THEN 'leased'
             WHEN p.paused THEN 'paused'
-            WHEN (j.next_attempt_at <= now() AND (j.lease_token IS NULL OR j.lease_expires_at < now())) THEN 'due'
+            WHEN venue_images.venue_image_job_claimable(j.next_attempt_at, j.lease_token, j.lease_expires_at)
+            THEN 'due'
             ELSE 'waiting' END AS state,
        j.forced,
        j.claims,
@@ -140,21 +176,22 @@ SELECT j.job_id,
        j.enqueued_at
   FROM venue_images.venue_image_jobs j
   LEFT JOIN LATERAL (
-       SELECT pg_catalog.bool_or(pr.paused_until > now()) AS paused
+       SELECT pg_catalog.bool_or(pr.paused_until OPERATOR(pg_catalog.>) pg_catalog.now()) AS paused
          FROM venue_images.venue_image_providers pr
-        WHERE pr.provider IN (j.provider, '*')) p ON true;
+        WHERE pr.provider OPERATOR(pg_catalog.=) j.provider OR pr.provider OPERATOR(pg_catalog.=) '*') p ON true;
 COMMENT ON VIEW venue_images.venue_image_retry_queue IS
     'Every image waiting for or under retry (provider URLs redacted)';
 
 -- Providers as uploaders see them: the effective rate, pauses, and the last success.
 CREATE OR REPLACE VIEW venue_images.venue_image_provider_status AS
 SELECT p.provider,
-       coalesce(p.per_second,
-                (SELECT d.per_second FROM venue_images.venue_image_providers d WHERE d.provider = '*'),
-                venue_images.venue_image_default_rate(p.provider)) AS per_second,
+       venue_images.venue_image_effective_rate(
+           p.provider, p.per_second,
+           (SELECT d.per_second FROM venue_images.venue_image_providers d
+             WHERE d.provider OPERATOR(pg_catalog.=) '*')) AS per_second,
        p.per_second IS NULL AS default_rate,
-       CASE WHEN p.paused_until > now() THEN p.paused_until END AS paused_until,
-       CASE WHEN p.paused_until > now() THEN p.pause_reason END AS pause_reason,
+       CASE WHEN p.paused_until OPERATOR(pg_catalog.>) pg_catalog.now() THEN p.paused_until END AS paused_until,
+       CASE WHEN p.paused_until OPERATOR(pg_catalog.>) pg_catalog.now() THEN p.pause_reason END AS pause_reason,
        p.last_success_at,
        p.updated_at
   FROM venue_images.venue_image_providers p;
@@ -166,11 +203,12 @@ RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH u AS (
         UPDATE venue_images.venue_image_jobs j
-           SET lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(seconds, 1), 1), 86400))
-         WHERE j.job_id = venue_image_extend_lease.job_id
-           AND j.lease_token = venue_image_extend_lease.lease_token
+           SET lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+)
+                   pg_catalog.make_interval(secs => least(greatest(coalesce(seconds, 1), 1), 86400))
+         WHERE j.job_id OPERATOR(pg_catalog.=) venue_image_extend_lease.job_id
+           AND j.lease_token OPERATOR(pg_catalog.=) venue_image_extend_lease.lease_token
         RETURNING 1)
-    SELECT count(*) > 0 FROM u
+    SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM u
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_extend_lease(bigint, uuid, int) IS
     'Heartbeat: keeps a claimed image leased for `seconds` more (clamped to 1-86400); false when the token is stale';
@@ -181,12 +219,13 @@ AS $$
     WITH u AS (
         UPDATE venue_images.venue_image_jobs j
            SET lease_token = NULL, leased_by = NULL, leased_at = NULL, lease_expires_at = NULL, not_before = NULL,
-               next_attempt_at = least(j.next_attempt_at, now())
-         WHERE j.job_id = venue_image_release.job_id
-           AND j.lease_token = venue_image_release.lease_token
+               next_attempt_at = least(j.next_attempt_at, pg_catalog.now())
+         WHERE j.job_id OPERATOR(pg_catalog.=) venue_image_release.job_id
+           AND j.lease_token OPERATOR(pg_catalog.=) venue_image_release.lease_token
         RETURNING 1),
-    n AS (SELECT pg_notify('venue_image_jobs', '') FROM u LIMIT 1)
-    SELECT (SELECT count(*) FROM u) > 0 AND (SELECT count(*) >= 0 FROM n)
+    n AS (SELECT pg_catalog.pg_notify('venue_image_jobs', '') FROM u LIMIT 1)
+    SELECT (SELECT pg_catalog.count(*) FROM u) OPERATOR(pg_catalog.>) 0
+       AND (SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) 0 FROM n)
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_release(bigint, uuid) IS
     'Gives a claimed image back unattempted (shutdown, paused provider, outage): due again at once, no attempt counted; false when the token is stale';
@@ -198,21 +237,25 @@ AS $$
 DECLARE
     effective timestamptz;
 BEGIN
-    IF venue_image_pause_provider.provider IS NULL OR btrim(venue_image_pause_provider.provider) = ''
-       OR length(venue_image_pause_provider.provider) > 100 THEN
+    IF venue_image_pause_provider.provider IS NULL
+       OR pg_catalog.btrim(venue_image_pause_provider.provider) OPERATOR(pg_catalog.=) ''
+       OR pg_catalog.length(venue_image_pause_provider.provider) OPERATOR(pg_catalog.>) 100 THEN
         RAISE EXCEPTION 'provider must be a name of 1-100 characters (* pauses every provider)' USING ERRCODE = '22023';
     END IF;
-    IF venue_image_pause_provider.until IS NULL OR venue_image_pause_provider.until = 'infinity' THEN
+    IF venue_image_pause_provider.until IS NULL
+       OR venue_image_pause_provider.until OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz THEN
         RAISE EXCEPTION 'until must be a finite time' USING ERRCODE = '22023';
     END IF;
     INSERT INTO venue_images.venue_image_providers AS p (provider, paused_until, pause_reason, updated_at)
     VALUES (venue_image_pause_provider.provider, venue_image_pause_provider.until,
-            left(venue_images.venue_images_redact(venue_image_pause_provider.reason), 500), now())
+            pg_catalog.left(venue_images.venue_images_redact(venue_image_pause_provider.reason), 500),
+            pg_catalog.now())
     ON CONFLICT (provider) DO UPDATE
        SET paused_until = greatest(p.paused_until, excluded.paused_until),
-           pause_reason = CASE WHEN excluded.paused_until >= coalesce(p.paused_until, '-infinity')
+           pause_reason = CASE WHEN excluded.paused_until OPERATOR(pg_catalog.>=)
+                                    coalesce(p.paused_until, '-infinity'::pg_catalog.timestamptz)
                                THEN excluded.pause_reason ELSE p.pause_reason END,
-           updated_at = now()
+           updated_at = pg_catalog.now()
     RETURNING p.paused_until INTO effective;
     RETURN effective;
 END
@@ -225,11 +268,13 @@ RETURNS bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH u AS (
         UPDATE venue_images.venue_image_providers p
-           SET paused_until = NULL, pause_reason = NULL, updated_at = now()
-         WHERE p.provider = venue_image_resume_provider.provider AND p.paused_until > now()
+           SET paused_until = NULL, pause_reason = NULL, updated_at = pg_catalog.now()
+         WHERE p.provider OPERATOR(pg_catalog.=) venue_image_resume_provider.provider
+           AND p.paused_until OPERATOR(pg_catalog.>) pg_catalog.now()
         RETURNING 1),
-    n AS (SELECT pg_notify('venue_image_jobs', '') FROM u LIMIT 1)
-    SELECT (SELECT count(*) FROM u) > 0 AND (SELECT count(*) >= 0 FROM n)
+    n AS (SELECT pg_catalog.pg_notify('venue_image_jobs', '') FROM u LIMIT 1)
+    SELECT (SELECT pg_catalog.count(*) FROM u) OPERATOR(pg_catalog.>) 0
+       AND (SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) 0 FROM n)
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_resume_provider(text) IS
     'Ends a provider''s pause now (provider * ends the global pause); false when it was not paused';
@@ -239,38 +284,45 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF venue_image_set_provider_rate.provider IS NULL OR btrim(venue_image_set_provider_rate.provider) = ''
-       OR length(venue_image_set_provider_rate.provider) > 100 THEN
+    IF venue_image_set_provider_rate.provider IS NULL
+       OR pg_catalog.btrim(venue_image_set_provider_rate.provider) OPERATOR(pg_catalog.=) ''
+       OR pg_catalog.length(venue_image_set_provider_rate.provider) OPERATOR(pg_catalog.>) 100 THEN
         RAISE EXCEPTION 'provider must be a name of 1-100 characters (* sets the default)' USING ERRCODE = '22023';
     END IF;
     IF venue_image_set_provider_rate.per_second IS NOT NULL
-       AND (venue_image_set_provider_rate.per_second = 'NaN' OR venue_image_set_provider_rate.per_second <= 0) THEN
-        RAISE EXCEPTION 'per_second must be a positive number (Infinity for no limit, NULL for the built-in default), got %',
+       AND venue_image_set_provider_rate.per_second OPERATOR(pg_catalog.<>) 'Infinity'::pg_catalog.float8
+       AND NOT (venue_image_set_provider_rate.per_second OPERATOR(pg_catalog.>=) 0.001::pg_catalog.float8
+                AND venue_image_set_provider_rate.per_second OPERATOR(pg_catalog.<=) 1000000::pg_catalog.float8) THEN
+        RAISE EXCEPTION 'per_second must be between 0.001 and 1000000 requests a second (Infinity for no limit, NULL for the built-in default), got %',
               venue_image_set_provider_rate.per_second
             USING ERRCODE = '22023';
     END IF;
     INSERT INTO venue_images.venue_image_providers AS p (provider, per_second, updated_at)
-    VALUES (venue_image_set_provider_rate.provider, venue_image_set_provider_rate.per_second, now())
-    ON CONFLICT (provider) DO UPDATE SET per_second = excluded.per_second, updated_at = now();
+    VALUES (venue_image_set_provider_rate.provider, venue_image_set_provider_rate.per_second, pg_catalog.now())
+    ON CONFLICT (provider) DO UPDATE SET per_second = excluded.per_second, updated_at = pg_catalog.now();
 END
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_set_provider_rate(text, float8) IS
-    'Sets a provider''s shared request rate (per second; Infinity for none, NULL for the built-in default); 22023 for NaN, zero or negative';
+    'Sets a provider''s shared request rate (0.001 to 1000000 per second; Infinity for none, NULL for the built-in default); 22023 otherwise';
 
+-- The retention in days: venue_images.attempt_retention_days (a superuser setting), or 30.
 CREATE OR REPLACE FUNCTION venue_images.venue_image_prune_attempts(older_than interval DEFAULT NULL)
 RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH gone AS (
+    WITH horizon AS (
+        SELECT pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(older_than, pg_catalog.make_interval(days =>
+                   coalesce((SELECT CASE WHEN v.d OPERATOR(pg_catalog.<>) '' THEN v.d::int END
+                               FROM (SELECT pg_catalog.current_setting('venue_images.attempt_retention_days', true) AS d) v),
+                            30))) AS t),
+    gone AS (
         DELETE FROM venue_images.venue_image_attempts
-         WHERE at < now() - coalesce(older_than, make_interval(days =>
-                   coalesce(nullif(current_setting('venue_images.attempt_retention_days', true), '')::int, 30)))
+         WHERE at OPERATOR(pg_catalog.<) (SELECT h.t FROM horizon h)
         RETURNING 1),
     scans AS (
         DELETE FROM venue_images.venue_image_scans
-         WHERE started_at < now() - coalesce(older_than, make_interval(days =>
-                   coalesce(nullif(current_setting('venue_images.attempt_retention_days', true), '')::int, 30)))
+         WHERE started_at OPERATOR(pg_catalog.<) (SELECT h.t FROM horizon h)
         RETURNING 1)
-    SELECT count(*) FROM gone
+    SELECT pg_catalog.count(*) FROM gone
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_prune_attempts(interval) IS
     'Deletes attempt-log (and scan-log) rows older than venue_images.attempt_retention_days (or the given age); returns the attempt rows deleted';
@@ -278,16 +330,22 @@ COMMENT ON FUNCTION venue_images.venue_image_prune_attempts(interval) IS
 CREATE OR REPLACE FUNCTION venue_images.venue_image_next_due(venue_id bigint DEFAULT NULL)
 RETURNS timestamptz LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT min(greatest(j.next_attempt_at,
-                        CASE WHEN j.lease_expires_at > now() THEN j.lease_expires_at END,
-                        (SELECT max(p.paused_until) FROM venue_images.venue_image_providers p
-                          WHERE p.provider IN (j.provider, '*') AND p.paused_until > now())))
+    SELECT pg_catalog.min(greatest(
+               j.next_attempt_at,
+               CASE WHEN j.lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.now() THEN j.lease_expires_at END,
+               (SELECT pg_catalog.max(p.paused_until) FROM venue_images.venue_image_providers p
+                 WHERE (p.provider OPERATOR(pg_catalog.=) j.provider OR p.provider OPERATOR(pg_catalog.=) '*')
+                   AND p.paused_until OPERATOR(pg_catalog.>) pg_catalog.now())))
       FROM venue_images.venue_image_jobs j
-     WHERE venue_image_next_due.venue_id IS NULL OR j.venue_id = venue_image_next_due.venue_id
+     WHERE venue_image_next_due.venue_id IS NULL OR j.venue_id OPERATOR(pg_catalog.=) venue_image_next_due.venue_id
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_next_due(bigint) IS
     'When the next image becomes claimable (backoff, lease or pause ending; now or earlier when one is due); NULL when nothing is queued. Uploaders sleep until then.';
 
+-- The report's figures come from the attempt log, each row in the group that
+-- venue_images.venue_image_outcome_group (venue_images_core::retry::AttemptOutcome)
+-- gives its outcome: recovered, failed_again, permanent_failure (an attempt each) or
+-- finalized (the scan's); other outcomes (superseded, forced, purged) are not counted.
 CREATE OR REPLACE FUNCTION venue_images.venue_image_retry_report(since interval DEFAULT '7 days')
 RETURNS TABLE (provider text, error_type text, attempts bigint, recovered bigint,
                failed_again bigint, permanent_failures bigint, success_rate_pct float8,
@@ -295,51 +353,80 @@ RETURNS TABLE (provider text, error_type text, attempts bigint, recovered bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH a AS (
-        SELECT * FROM venue_images.venue_image_attempts
-         WHERE at >= now() - since
-           AND outcome IN ('uploaded', 'failed', 'review', 'permanently_failed', 'finalized')),
+        SELECT x.provider, x.retried_error_type, x.venue_id, x.retry_count, g.grp,
+               g.grp OPERATOR(pg_catalog.<>) 'finalized' AS attempt
+          FROM venue_images.venue_image_attempts x
+         CROSS JOIN LATERAL (SELECT venue_images.venue_image_outcome_group(x.outcome) AS grp) g
+         WHERE x.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) since)
+           AND g.grp IS NOT NULL),
     lease AS (
-        SELECT extract(epoch FROM now() - min(leased_at))::float8 AS age
-          FROM venue_images.venue_image_jobs WHERE lease_expires_at > now())
+        SELECT extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(j.leased_at))::pg_catalog.float8 AS age
+          FROM venue_images.venue_image_jobs j
+         WHERE j.lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.now())
     SELECT a.provider, a.retried_error_type,
-           count(*) FILTER (WHERE a.outcome <> 'finalized'),
-           count(*) FILTER (WHERE a.outcome = 'uploaded'),
-           count(*) FILTER (WHERE a.outcome IN ('failed', 'review')),
-           count(*) FILTER (WHERE a.outcome IN ('permanently_failed', 'finalized')),
-           round(100.0 * count(*) FILTER (WHERE a.outcome = 'uploaded')
-                 / nullif(count(*) FILTER (WHERE a.outcome <> 'finalized'), 0), 1)::float8,
-           count(DISTINCT a.venue_id) FILTER (WHERE a.outcome = 'uploaded'),
-           count(DISTINCT (a.venue_id, a.provider, a.retry_count)) FILTER (WHERE a.outcome <> 'finalized'),
-           CASE WHEN GROUPING(a.provider, a.retried_error_type) = 3
-                THEN (SELECT age FROM lease) END
+           pg_catalog.count(*) FILTER (WHERE a.attempt),
+           pg_catalog.count(*) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'recovered'),
+           pg_catalog.count(*) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'failed_again'),
+           pg_catalog.count(*) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'permanent_failure'
+                                          OR a.grp OPERATOR(pg_catalog.=) 'finalized'),
+           venue_images.venue_image_success_rate(
+               pg_catalog.count(*) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'recovered'),
+               pg_catalog.count(*) FILTER (WHERE a.attempt)),
+           pg_catalog.count(DISTINCT a.venue_id) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'recovered'),
+           pg_catalog.count(DISTINCT (a.venue_id, a.provider, a.retry_count)) FILTER (WHERE a.attempt),
+           CASE WHEN GROUPING(a.provider, a.retried_error_type) OPERATOR(pg_catalog.=) 3
+                THEN (SELECT l.age FROM lease l) END
       FROM a
      GROUP BY GROUPING SETS ((a.provider, a.retried_error_type), ())
-     ORDER BY GROUPING(a.provider, a.retried_error_type) DESC, count(*) DESC, 1, 2
+     ORDER BY GROUPING(a.provider, a.retried_error_type) DESC, pg_catalog.count(*) DESC, 1, 2
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_retry_report(interval) IS
     'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease. See the README for each figure.';
 
+-- Recovered attempts as a percentage of attempts, one decimal; NULL without attempts.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_success_rate(recovered bigint, attempts bigint)
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN attempts OPERATOR(pg_catalog.>) 0
+                  THEN pg_catalog.round(100.0 OPERATOR(pg_catalog.*) recovered
+                                        OPERATOR(pg_catalog./) attempts, 1)::pg_catalog.float8 END $$;
+
+-- One row per bucket of the window, empty buckets included (as zeros), so charts need no
+-- knowledge of how buckets are aligned: buckets start on multiples of the bucket length
+-- since 2000-01-01 UTC.
 CREATE OR REPLACE FUNCTION venue_images.venue_image_recovery_timeline(since interval DEFAULT '7 days', bucket interval DEFAULT '1 day')
 RETURNS TABLE (bucket_start timestamptz, attempts bigint, recovered bigint, failed_again bigint,
                permanent_failures bigint, success_rate_pct float8, api_calls_saved bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH a AS (
-        SELECT date_bin(greatest(bucket, '1 minute'::interval), at, '2000-01-01 00:00:00+00'::timestamptz) AS b, *
-          FROM venue_images.venue_image_attempts
-         WHERE at >= now() - since
-           AND outcome IN ('uploaded', 'failed', 'review', 'permanently_failed', 'finalized'))
-    SELECT a.b,
-           count(*) FILTER (WHERE a.outcome <> 'finalized'),
-           count(*) FILTER (WHERE a.outcome = 'uploaded'),
-           count(*) FILTER (WHERE a.outcome IN ('failed', 'review')),
-           count(*) FILTER (WHERE a.outcome IN ('permanently_failed', 'finalized')),
-           round(100.0 * count(*) FILTER (WHERE a.outcome = 'uploaded')
-                 / nullif(count(*) FILTER (WHERE a.outcome <> 'finalized'), 0), 1)::float8,
-           count(DISTINCT (a.venue_id, a.provider, a.retry_count)) FILTER (WHERE a.outcome <> 'finalized')
-      FROM a
-     GROUP BY a.b
-     ORDER BY a.b
+    WITH w AS (
+        SELECT greatest(bucket, '1 minute'::interval) AS step,
+               pg_catalog.now() OPERATOR(pg_catalog.-) since AS start),
+    b AS (
+        SELECT pg_catalog.generate_series(
+                   pg_catalog.date_bin(w.step, w.start, '2000-01-01 00:00:00+00'::pg_catalog.timestamptz),
+                   pg_catalog.now(), w.step) AS b
+          FROM w),
+    a AS (
+        SELECT pg_catalog.date_bin(w.step, x.at, '2000-01-01 00:00:00+00'::pg_catalog.timestamptz) AS b,
+               x.venue_id, x.provider, x.retry_count, g.grp,
+               g.grp OPERATOR(pg_catalog.<>) 'finalized' AS attempt
+          FROM w, venue_images.venue_image_attempts x
+         CROSS JOIN LATERAL (SELECT venue_images.venue_image_outcome_group(x.outcome) AS grp) g
+         WHERE x.at OPERATOR(pg_catalog.>=) w.start
+           AND g.grp IS NOT NULL)
+    SELECT b.b,
+           pg_catalog.count(a.b) FILTER (WHERE a.attempt),
+           pg_catalog.count(a.b) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'recovered'),
+           pg_catalog.count(a.b) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'failed_again'),
+           pg_catalog.count(a.b) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'permanent_failure'
+                                            OR a.grp OPERATOR(pg_catalog.=) 'finalized'),
+           venue_images.venue_image_success_rate(
+               pg_catalog.count(a.b) FILTER (WHERE a.grp OPERATOR(pg_catalog.=) 'recovered'),
+               pg_catalog.count(a.b) FILTER (WHERE a.attempt)),
+           pg_catalog.count(DISTINCT (a.venue_id, a.provider, a.retry_count)) FILTER (WHERE a.attempt)
+      FROM b LEFT JOIN a ON a.b OPERATOR(pg_catalog.=) b.b
+     GROUP BY b.b
+     ORDER BY b.b
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) IS
-    'The retry report''s figures per time bucket (for charts): attempts, recovered, failed again, permanent failures, success rate, API calls saved';
+    'The retry report''s figures per time bucket of the window (for charts; empty buckets included): attempts, recovered, failed again, permanent failures, success rate, API calls saved';

@@ -66,8 +66,9 @@ pub(crate) fn record(items: &[Incoming<'_>]) -> Result<Vec<(i64, WriteBackStatus
             "SELECT j.job_id, j.venue_id, j.url_hash, j.provider, j.provider_url, j.error_type,
                     j.forced, j.leased_by, j.lease_token
                FROM venue_images.venue_image_jobs j
-               JOIN unnest($1::bigint[], $2::uuid[]) AS t(id, token)
-                 ON j.job_id = t.id AND j.lease_token = t.token
+               JOIN ROWS FROM (pg_catalog.unnest($1::bigint[]),
+                               pg_catalog.unnest($2::pg_catalog.uuid[])) AS t(id, token)
+                 ON j.job_id OPERATOR(pg_catalog.=) t.id AND j.lease_token OPERATOR(pg_catalog.=) t.token
               ORDER BY j.job_id
                 FOR UPDATE OF j",
             &[
@@ -195,8 +196,10 @@ pub(crate) fn record(items: &[Incoming<'_>]) -> Result<Vec<(i64, WriteBackStatus
             // What uploaders ask to tell an outage from one image's dead host.
             plans::run(
                 c,
-                "UPDATE venue_images.venue_image_providers SET last_success_at = now()
-                  WHERE provider = ANY($1) AND last_success_at IS DISTINCT FROM now()",
+                "UPDATE venue_images.venue_image_providers SET last_success_at = pg_catalog.now()
+                  WHERE provider OPERATOR(pg_catalog.=) ANY($1)
+                    AND (last_success_at IS NULL
+                         OR last_success_at OPERATOR(pg_catalog.<>) pg_catalog.now())",
                 &[recovered.into()],
             )?;
         }
@@ -227,7 +230,7 @@ fn flush(
     if !delete.is_empty() {
         plans::run(
             c,
-            "DELETE FROM venue_images.venue_image_jobs WHERE job_id = ANY($1)",
+            "DELETE FROM venue_images.venue_image_jobs WHERE job_id OPERATOR(pg_catalog.=) ANY($1)",
             &[delete.to_vec().into()],
         )?;
     }
@@ -238,9 +241,12 @@ fn flush(
                 SET lease_token = NULL, leased_by = NULL, leased_at = NULL,
                     lease_expires_at = NULL, not_before = NULL, forced = false,
                     retry_count = t.rc, error_type = t.et,
-                    next_attempt_at = now() + make_interval(secs => t.wait)
-               FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[]) AS t(id, rc, et, wait)
-              WHERE j.job_id = t.id",
+                    next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)
+                                      pg_catalog.make_interval(secs => t.wait)
+               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::int[]),
+                               pg_catalog.unnest($3::pg_catalog.text[]),
+                               pg_catalog.unnest($4::pg_catalog.float8[])) AS t(id, rc, et, wait)
+              WHERE j.job_id OPERATOR(pg_catalog.=) t.id",
             &[
                 retry.iter().map(|r| r.0).collect::<Vec<i64>>().into(),
                 retry.iter().map(|r| r.1).collect::<Vec<i32>>().into(),
