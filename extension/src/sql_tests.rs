@@ -403,6 +403,344 @@ mod tests {
         }
     }
 
+    /// `jsonb` of `depth` nested arrays, `[[…]]`, as SQL.
+    fn deep_arrays(depth: usize) -> String {
+        format!("(repeat('[', {depth}) || repeat(']', {depth}))::jsonb")
+    }
+
+    /// `jsonb` of `depth` nested objects, `{"a": {"a": … {}}}`, as SQL.
+    fn deep_objects(depth: usize) -> String {
+        format!(
+            "(repeat('{{\"a\": ', {n}) || '{{}}' || repeat('}}', {n}))::jsonb",
+            n = depth - 1
+        )
+    }
+
+    /// Runs `stmt` in PL/pgSQL and returns the SQLSTATE it failed with (`None`: it
+    /// succeeded).
+    fn sqlstate_of(stmt: &str) -> Option<String> {
+        run(&format!(
+            "DO $t$ BEGIN
+               PERFORM set_config('venue_images_test.state', '', true);
+               BEGIN {stmt}; EXCEPTION WHEN OTHERS THEN
+                 PERFORM set_config('venue_images_test.state', SQLSTATE, true);
+               END;
+             END $t$"
+        ));
+        text("SELECT current_setting('venue_images_test.state')").filter(|s| !s.is_empty())
+    }
+
+    /// Every SQL function that takes jsonb, given 10,000 (and 12,000) levels of nesting:
+    /// `venue_images_redact_json` refuses more than 1000 levels with 54001
+    /// (`statement_too_complex`, PostgreSQL's own class for "stack depth limit
+    /// exceeded"); the others never look into what they copy and answer correctly. The
+    /// backend survives all of it (a crash would end this test's session).
+    /// Attack class: Resource exhaustion (../shared/spec/attack-classes.md).
+    #[pg_test]
+    fn deep_jsonb_gives_54001_or_a_correct_result_never_a_crash() {
+        let d = deep_arrays(10_000);
+        let o = deep_objects(10_000);
+        // redact_json: at the limit a copy, past it 54001 with a clear message.
+        for deep in [deep_arrays(1000), deep_objects(1000)] {
+            assert_eq!(
+                one::<bool>(&format!(
+                    "SELECT venue_images.venue_images_redact_json({deep}) = {deep}"
+                )),
+                Some(true)
+            );
+        }
+        for deep in [deep_arrays(1001), d.clone(), o.clone()] {
+            let msg = expect_sqlstate(
+                &format!("PERFORM venue_images.venue_images_redact_json({deep})"),
+                "54001",
+            );
+            assert_eq!(msg, "jsonb value nested deeper than 1000 levels");
+        }
+        assert_eq!(
+            text(&format!(
+                r#"SELECT venue_images.venue_images_redact_json(jsonb_build_object('u', 'https://x/p?key=SECRET', 'd', {}))::text"#,
+                deep_arrays(3)
+            ))
+            .as_deref(),
+            Some(r#"{"d": [[[]]], "u": "https://x/p?key=REDACTED"}"#)
+        );
+
+        // dedupe and merge: a deep element and a deep key are copied as they are.
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT venue_images.venue_images_dedupe({d}) = {d}"
+            )),
+            Some(true)
+        );
+        let images = format!(
+            "jsonb_build_array({d},
+               jsonb_build_object('url', 'a', 'upload_status', 'uploaded', 'junk', {o}),
+               jsonb_build_object('url', 'a', 'upload_status', 'failed', 'retry_count', 2))"
+        );
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT r -> 0 = {d} AND r -> 1 -> 'junk' = {o} AND r -> 1 ->> 'retry_count' = '2'
+                        AND jsonb_array_length(r) = 2
+                   FROM venue_images.venue_images_dedupe({images}) r"
+            )),
+            Some(true)
+        );
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT r = venue_images.venue_images_dedupe({d} || {images})
+                   FROM venue_images.venue_images_merge({d}, {images}) r"
+            )),
+            Some(true)
+        );
+
+        // summary and summary_counts: deep elements are not images, deep keys unread.
+        let failed = format!(
+            "jsonb_build_array({d}, jsonb_build_object('upload_status', 'failed',
+               'provider_url', 'https://p/1', 'junk', {o},
+               'error_details', jsonb_build_object('error_type', 'rate_limited')))"
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT row(s.*)::text FROM venue_images.venue_images_summary({failed}) s"
+            ))
+            .as_deref(),
+            Some("(1,0,1,0,1,0,0,1)")
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT venue_images.venue_images_summary_counts({d})::text"
+            ))
+            .as_deref(),
+            Some("{0,0,0,0,0,0,0,0}")
+        );
+
+        // finalize: the deep element and key survive byte for byte.
+        let finalizable = format!(
+            "jsonb_build_array({d}, jsonb_build_object('upload_status', 'failed', 'junk', {o},
+               'error_details', jsonb_build_object('error_type', 'not_found')))"
+        );
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT r -> 0 = {d} AND r -> 1 -> 'junk' = {o}
+                        AND r -> 1 ->> 'upload_status' = 'permanently_failed'
+                   FROM venue_images.venue_images_finalize({finalizable}) r"
+            )),
+            Some(true)
+        );
+
+        // The aggregates' transition functions: a deep provider and error type are
+        // printed as `->>` prints them.
+        let printed = "repeat('[', 10000) || repeat(']', 10000)";
+        let row = format!(
+            "jsonb_build_array({d}, jsonb_build_object('upload_status', 'failed',
+               'provider', {d}, 'error_details', jsonb_build_object('error_type', {d})))"
+        );
+        // Rows: a deep array (one non-object element), a deep object (not an array),
+        // the image row (one more non-object element), NULL.
+        assert_eq!(
+            text(&format!(
+                "SELECT concat_ws('/', s ->> 'venues', s ->> 'failed_images',
+                          s ->> 'non_object_elements', s ->> 'non_array_values',
+                          s -> 'breakdown' -> 0 ->> 'provider' = {printed},
+                          s -> 'breakdown' -> 0 ->> 'error_type' = {printed})
+                   FROM (SELECT venue_images.venue_images_stats(v) AS s
+                           FROM (VALUES ({d}), ({o}), ({row}), (NULL)) t(v)) x"
+            ))
+            .as_deref(),
+            Some("4/1/2/1/t/t")
+        );
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT venue_images.venue_images_stats_state(v) IS NOT NULL
+                   FROM (VALUES ({d}), ({row})) t(v)"
+            )),
+            Some(true)
+        );
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT venue_images.venue_images_venue_list(1, 'v', 1, v, 1, false, NULL, true, true) IS NOT NULL
+                   FROM (VALUES ({d}), ({row})) t(v)"
+            )),
+            Some(true)
+        );
+
+        // Write-back's batch entry point: not an array of outcome objects (22023).
+        let state = sqlstate_of(&format!(
+            "PERFORM * FROM venue_images.venue_image_record_results({d})"
+        ));
+        assert_eq!(state.as_deref(), Some("22023"));
+
+        // At PostgreSQL's own depth (about 12,000 levels): 54001 (ours, or PostgreSQL's
+        // own) or an answer, never XX000 or a crash.
+        let deep = deep_arrays(12_000);
+        assert_eq!(
+            one::<i32>(&format!("SELECT jsonb_array_length({deep})")),
+            Some(1),
+            "PostgreSQL parses 12,000 levels here"
+        );
+        for stmt in [
+            format!("PERFORM venue_images.venue_images_redact_json({deep})"),
+            format!("PERFORM venue_images.venue_images_dedupe({deep})"),
+            format!("PERFORM venue_images.venue_images_merge({deep}, {deep})"),
+            format!("PERFORM venue_images.venue_images_summary({deep})"),
+            format!("PERFORM venue_images.venue_images_summary_counts({deep})"),
+            format!("PERFORM venue_images.venue_images_finalize({deep})"),
+            format!("PERFORM venue_images.venue_images_stats({deep})"),
+            format!("PERFORM venue_images.venue_images_stats_state({deep})"),
+            format!("PERFORM venue_images.venue_images_venue_list(1, 'v', 1, {deep}, 1, false, NULL, true, true)"),
+        ] {
+            let state = sqlstate_of(&stmt);
+            assert!(
+                state.is_none() || state.as_deref() == Some("54001"),
+                "{stmt}: {state:?}"
+            );
+        }
+        assert_eq!(one::<i32>("SELECT 1"), Some(1), "the backend is alive");
+    }
+
+    /// The table-level analytics and the purge over rows with 10,000-deep values.
+    /// Attack class: Resource exhaustion (../shared/spec/attack-classes.md).
+    #[pg_test]
+    fn deep_jsonb_in_the_venues_table_is_read_and_purged_safely() {
+        venues_table("t_deep");
+        let d = deep_arrays(10_000);
+        let o = deep_objects(10_000);
+        run(&format!(
+            "INSERT INTO t_deep (name, city_id, venue_images) VALUES
+               ('deep', 1, {d}),
+               ('keys', 1, jsonb_build_array({d}, jsonb_build_object('upload_status', 'failed',
+                  'provider', {d}, 'junk', {o},
+                  'error_details', jsonb_build_object('error_type', 'rate_limited')),
+                  jsonb_build_object('upload_status', 'uploaded'))),
+               ('purge', 2, jsonb_build_array({d}, jsonb_build_object('upload_status', 'permanently_failed',
+                  'provider_url', 'https://x/a.jpg?key=SECRET'))),
+               ('purge-deep', 2, jsonb_build_array(jsonb_build_object('upload_status', 'permanently_failed',
+                  'provider_url', 'https://x/b.jpg', 'junk', {o})))"
+        ));
+        assert_eq!(
+            text("SELECT string_agg(concat_ws('/', name, total_images, failed_count, uploaded_count), ' ' ORDER BY name) FROM venues_with_image_failures()").as_deref(),
+            Some("keys/2/1/1 purge/1/1/0 purge-deep/1/1/0")
+        );
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count FROM venue_image_failure_breakdown()
+                  WHERE provider = repeat('[', 10000) || repeat(']', 10000)"
+            )),
+            Some(1)
+        );
+        assert_eq!(
+            one::<i64>("SELECT total_failed_images FROM venue_image_summary_stats()"),
+            Some(3)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM venue_image_high_priority_venues(10)"),
+            Some(3)
+        );
+        assert_eq!(
+            one::<i32>("SELECT (venue_image_overview(10) -> 'stats' ->> 'failed_images')::int"),
+            Some(3)
+        );
+        // Purge: the deep neighbour is kept as it is; the removed element is logged.
+        let id = |name: &str| {
+            one::<i64>(&format!("SELECT id FROM t_deep WHERE name = '{name}'")).unwrap()
+        };
+        assert_eq!(
+            one::<i32>(&format!(
+                "SELECT venue_images.venue_image_purge_permanently_failed({})",
+                id("purge")
+            )),
+            Some(1)
+        );
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT venue_images = jsonb_build_array({d}) FROM t_deep WHERE name = 'purge'"
+            )),
+            Some(true)
+        );
+        // A removed element nested deeper than the limit cannot be copied into the log
+        // with its strings redacted: 54001, and nothing changes.
+        let msg = expect_sqlstate(
+            &format!(
+                "PERFORM venue_images.venue_image_purge_permanently_failed({})",
+                id("purge-deep")
+            ),
+            "54001",
+        );
+        assert_eq!(msg, "jsonb value nested deeper than 1000 levels");
+        assert_eq!(
+            one::<i32>(
+                "SELECT jsonb_array_length(venue_images) FROM t_deep WHERE name = 'purge-deep'"
+            ),
+            Some(1)
+        );
+    }
+
+    /// Issue 17: jsonb numbers decide as `numeric` does, so the functions agree with the
+    /// same rule written in plain SQL where `f64` would not.
+    #[pg_test]
+    fn numbers_decide_as_numeric_does() {
+        // retryable: `greatest(0, floor(retry_count::numeric)) < max_retries`.
+        for rc in [
+            "2.9999999999999999999",
+            "\"2.9999999999999999999\"",
+            "3",
+            "3.0000000000000000001",
+            "2.99999999999999999999999999999999999999999",
+            "-1",
+            "1e300",
+        ] {
+            let images = format!(
+                r#"[{{"upload_status":"failed","provider_url":"https://p/1",
+                     "error_details":{{"error_type":"rate_limited"}},"retry_count":{rc}}}]"#
+            );
+            let ours = one::<i32>(&format!(
+                "SELECT (venue_images_summary('{images}')).retryable"
+            ));
+            let plain = one::<i32>(&format!(
+                "SELECT count(*)::int FROM jsonb_array_elements('{images}') e
+                  WHERE greatest(0, floor((e ->> 'retry_count')::numeric)) < 3"
+            ));
+            assert_eq!(ours, plain, "retry_count {rc}");
+        }
+        assert_eq!(
+            one::<i32>(
+                r#"SELECT (venue_images_summary('[{"upload_status":"failed","provider_url":"https://p/1",
+                     "error_details":{"error_type":"rate_limited"},"retry_count":2.9999999999999999999}]')).retryable"#
+            ),
+            Some(1)
+        );
+        // dedupe: the group's highest retry_count, as written.
+        assert_eq!(
+            text(
+                r#"SELECT venue_images_dedupe('[{"provider_url":"p","upload_status":"uploaded","retry_count":3},
+                     {"provider_url":"p","upload_status":"failed","retry_count":3.0000000000000000001}]') -> 0 ->> 'retry_count'"#
+            )
+            .as_deref(),
+            Some("3.0000000000000000001")
+        );
+        // dedupe's order is `ORDER BY quality_score::numeric DESC`.
+        let images = r#"'[{"url":"a","quality_score":0.12345678901234567890123},
+                          {"url":"b","quality_score":0.123456789012345678901234567890},
+                          {"url":"c","quality_score":0.1234567890123456789012300001}]'"#;
+        assert_eq!(
+            text(&format!(
+                "SELECT string_agg(e ->> 'url', ',' ORDER BY o)
+                   FROM jsonb_array_elements(venue_images_dedupe({images})) WITH ORDINALITY x(e, o)"
+            )),
+            text(&format!(
+                "SELECT string_agg(e ->> 'url', ',' ORDER BY (e ->> 'quality_score')::numeric DESC)
+                   FROM jsonb_array_elements({images}) e"
+            ))
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT venue_images_dedupe({images}) -> 0 ->> 'url'"
+            ))
+            .as_deref(),
+            Some("b")
+        );
+    }
+
     #[pg_test]
     fn summary_counts_and_nulls() {
         let row = text(

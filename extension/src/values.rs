@@ -66,8 +66,9 @@ fn venue_image_folder(slug: Option<&str>, venue_id: Option<i64>) -> Option<Strin
 }
 
 /// One element per `provider_url` (else `url`); the winner keeps the group's highest
-/// `retry_count`; sorted by `quality_score` descending. Raises 22023 for a non-array or
-/// keys of the wrong JSON type.
+/// `retry_count`; sorted by `quality_score` descending. Numbers compare exactly, as
+/// `numeric` does. Elements are copied as they are, however deeply they nest. Raises
+/// 22023 for a non-array or keys of the wrong JSON type.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn venue_images_dedupe(images: Jsonb<'_>) -> PgResult<JsonbResult> {
     let c = images.container().report()?;
@@ -113,7 +114,8 @@ fn venue_images_redact(text: &str) -> String {
 
 /// A copy of a JSON value with every string value redacted like `venue_images_redact`
 /// (keys are kept): for exporting image elements, and how the extension keeps removed
-/// elements in its attempt log.
+/// elements in its attempt log. A value nested deeper than 1000 levels
+/// (`venue_images_core::jsonb::MAX_DEPTH`) raises 54001.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn venue_images_redact_json(value: Jsonb<'_>) -> PgResult<JsonbResult> {
     let root = value.container().report()?;
