@@ -1226,7 +1226,18 @@ pub async fn run(cli: &Cli, args: &DashboardArgs) -> Result<Exit, AppError> {
     {
         use std::io::Write;
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "dashboard: http://{bound}/");
+        // On 0.0.0.0 or [::], a URL that works from this host (its loopback address is
+        // the address such a connection arrives on, which the dashboard answers to).
+        let shown = match bound.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, bound.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port()))
+            }
+            _ => bound,
+        };
+        let _ = writeln!(out, "dashboard: http://{shown}/");
         let _ = out.flush();
     }
     info!(
