@@ -622,10 +622,10 @@ mod tests {
             Some("keys/2/1/1 purge/1/1/0 purge-deep/1/1/0")
         );
         assert_eq!(
-            one::<i64>(&format!(
+            one::<i64>(
                 "SELECT count FROM venue_image_failure_breakdown()
                   WHERE provider = repeat('[', 10000) || repeat(']', 10000)"
-            )),
+            ),
             Some(1)
         );
         assert_eq!(
