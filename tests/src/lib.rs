@@ -11,4 +11,6 @@ pub mod db;
 pub mod fakes;
 pub mod original;
 pub mod sidecar;
+pub mod site;
+pub mod traps;
 pub mod world;
