@@ -1,8 +1,11 @@
 use super::*;
-use crate::image::summarize;
+use crate::classify::Classifier;
+use crate::image::{summarize, ImageError, Status};
 use crate::jsonb::{encode, parse_json, parse_varlena, to_json_text};
+use crate::jsonb::{Node, Value};
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
+use std::borrow::Cow;
 
 fn bytes(json: &str) -> Vec<u8> {
     encode(&parse_json(json).unwrap()).unwrap()
