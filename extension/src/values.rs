@@ -6,7 +6,7 @@ use crate::settings;
 use pgrx::prelude::*;
 use venue_images_core::dedupe::{self, Deduped};
 use venue_images_core::jsonb::encode;
-use venue_images_core::{classify, image, naming, scores};
+use venue_images_core::{classify, naming, scores, summary};
 
 /// Class of an error type under the configured lists:
 /// `transient`, `permanent`, `ambiguous`, or `unknown` (NULL or empty).
@@ -131,7 +131,7 @@ fn venue_images_redact_json(value: Jsonb<'_>) -> PgResult<JsonbResult> {
 #[pg_extern(stable, strict, parallel_safe)]
 fn venue_images_summary_counts(images: Jsonb<'_>) -> PgResult<Vec<i32>> {
     let c = images.container().report()?;
-    let s = image::summarize(c, &settings::classifier(), settings::max_retries()).report()?;
+    let s = summary::summarize(c, &settings::classifier(), settings::max_retries()).report()?;
     let clamp = |v: i64| v.min(i32::MAX as i64) as i32;
     Ok(vec![
         clamp(s.total),

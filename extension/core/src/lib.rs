@@ -9,7 +9,8 @@
 //! - [`scores`]: quality score, priority score, failure rate.
 //! - [`naming`]: deterministic ImageKit file names and folders.
 //! - [`pglz`]: PostgreSQL's pglz decompression, for the analytics' scans.
-//! - [`image`]: typed access to image objects; the per-array summary.
+//! - [`image`]: typed access to image objects.
+//! - [`summary`]: the per-array summary (`venue_images_summary`).
 //! - [`dedupe`]: dedupe and merge of image arrays.
 //! - [`redact`]: secrets out of URLs and messages (shared with the uploader).
 //! - [`retry`]: the retry lifecycle: retryable images, scan decisions, write-back patches.
@@ -26,5 +27,6 @@ pub mod pglz;
 pub mod redact;
 pub mod retry;
 pub mod scores;
+pub mod summary;
 pub mod timestamp;
 pub mod wire;

@@ -1,8 +1,9 @@
 use super::*;
 use crate::classify::Classifier;
-use crate::image::{summarize, ImageError, Status};
+use crate::image::{ImageError, Status};
 use crate::jsonb::{encode, parse_json, parse_varlena, to_json_text};
 use crate::jsonb::{Node, Value};
+use crate::summary::summarize;
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
 use std::borrow::Cow;
