@@ -209,9 +209,9 @@ pub struct DashboardArgs {
         long = "allowed-host",
         env = "VENUE_DASHBOARD_ALLOWED_HOSTS",
         value_delimiter = ',',
-        value_parser = crate::dashboard::guard::parse_allowed_host
+        value_parser = crate::host::parse_allowed_host
     )]
-    pub allowed_hosts: Vec<crate::dashboard::guard::AllowedHost>,
+    pub allowed_hosts: Vec<crate::host::AllowedHost>,
 }
 
 /// The environment variable that holds the ImageKit private key. It is the one setting

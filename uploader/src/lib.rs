@@ -4,7 +4,8 @@
 //! through the `venue_images` extension's functions, and to the outside world through
 //! two HTTP clients.
 //!
-//! - [`cli`]: all configuration (clap; every flag also reads an environment variable).
+//! - [`cli`]: all configuration (clap; every flag also reads an environment variable);
+//!   [`host`]: the host names of `--allowed-host`.
 //! - [`app`]: the commands (run, once, retry, enqueue, scan, stats, migrate, check).
 //! - [`worker`]: the claim → wait for slot → download → upload → write back loop:
 //!   dispatcher, leases and heartbeat, provider health (pauses, outages), write-back.
@@ -28,6 +29,7 @@ pub mod dashboard;
 pub mod exit;
 pub mod failure;
 pub mod fetch;
+pub mod host;
 pub mod imagekit;
 pub mod metrics;
 pub mod progress;
