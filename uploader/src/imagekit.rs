@@ -28,6 +28,7 @@ use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
+use crate::backoff::{Backoff, Jitter};
 use crate::failure::{ErrorType, Failure, Scope, Stage};
 use crate::fetch::{parse_retry_after, transport_kind, SystemResolver};
 use crate::redact::{redact_text, redact_url};
@@ -258,12 +259,9 @@ impl ImageKit {
         &self.cfg
     }
 
-    fn backoff(&self, retry: u32) -> Duration {
-        let base = self.cfg.retry_base.saturating_mul(1u32 << retry.min(16));
-        let capped = base.min(MAX_INLINE_WAIT);
-        // Full jitter on the upper half: between 50 % and 100 % of the step.
-        let factor = 0.5 + rand::random::<f64>() * 0.5;
-        capped.mul_f64(factor)
+    /// The SDKs' backoff: `retry_base·2ⁿ`, capped, between 50 % and 100 % of the step.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.cfg.retry_base, MAX_INLINE_WAIT).with_jitter(Jitter::UpperHalf)
     }
 
     fn transport_failure(&self, e: &reqwest::Error) -> Failure {
@@ -372,6 +370,7 @@ impl ImageKit {
     /// stage `Upload`.
     pub async fn upload(&self, req: UploadRequest<'_>) -> Result<Uploaded, Failure> {
         let mut retry = 0;
+        let backoff = self.backoff();
         loop {
             match self.try_once(&req).await {
                 Ok(u) => return Ok(u),
@@ -382,7 +381,7 @@ impl ImageKit {
                     let wait = match failure.retry_after {
                         Some(w) if w > MAX_INLINE_WAIT => return Err(failure),
                         Some(w) => w,
-                        None => self.backoff(retry),
+                        None => backoff.step(retry),
                     };
                     debug!(retry = retry + 1, wait_ms = wait.as_millis() as u64, error_type = %failure.error_type,
                            "retrying the ImageKit upload");

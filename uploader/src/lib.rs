@@ -9,7 +9,8 @@
 //! - [`app`]: the commands (run, once, retry, enqueue, scan, stats, migrate, check).
 //! - [`worker`]: the claim → wait for slot → download → upload → write back loop:
 //!   dispatcher, leases and heartbeat, provider health (pauses, outages), write-back.
-//! - [`shutdown`]: the one shutdown signal every task holds; [`clock`]: injected time.
+//! - [`shutdown`]: the one shutdown signal every task holds; [`clock`]: injected time;
+//!   [`backoff`]: the one capped exponential backoff.
 //! - [`exit`]: the process's exit statuses.
 //! - [`queue`]: the extension's functions, typed.
 //! - [`fetch`]: safe download of provider URLs (SSRF guard, limits, magic bytes).
@@ -23,6 +24,7 @@
 //! - [`progress`]: progress bar or lines for `once` and `retry`.
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod dashboard;

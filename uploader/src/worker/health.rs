@@ -22,6 +22,7 @@
 //! attempted. Pauses set by other uploaders arrive with [`Health::merge`] (the worker
 //! refreshes them every second or so).
 
+use crate::backoff::Backoff;
 use crate::failure::{ErrorType, Failure, NetworkKind, Scope, Stage};
 use crate::queue::ProviderState;
 use chrono::{DateTime, Utc};
@@ -64,7 +65,8 @@ struct ProviderHealth {
     paused_until: Option<DateTime<Utc>>,
     last_ok: Option<DateTime<Utc>>,
     down_since: Option<DateTime<Utc>>,
-    probes: u32,
+    /// The probe delays while it looks down (`None`: up, or not known to be down).
+    probes: Option<Backoff>,
 }
 
 /// A pause to publish for every uploader.
@@ -144,7 +146,7 @@ impl Health {
         let h = m.entry(key.to_string()).or_default();
         h.last_ok = Some(now);
         h.down_since = None;
-        h.probes = 0;
+        h.probes = None;
     }
 
     /// Decides whose fault `f` is, for an image of `provider`.
@@ -197,12 +199,10 @@ impl Health {
             return Verdict::Charge(asked);
         }
         h.down_since.get_or_insert(now);
-        h.probes = h.probes.saturating_add(1);
-        let delay = self
-            .cfg
-            .probe_base
-            .saturating_mul(1u32 << (h.probes - 1).min(16))
-            .min(self.cfg.probe_max);
+        let delay = h
+            .probes
+            .get_or_insert_with(|| Backoff::new(self.cfg.probe_base, self.cfg.probe_max))
+            .next_delay();
         let until = plus(now, delay).max(asked.map(|p| p.until).unwrap_or(now));
         h.paused_until = h.paused_until.max(Some(until));
         let what = match (network, f.status_code) {

@@ -10,6 +10,7 @@
 //!   is refused the image is released unattempted. Nothing is retried forever.
 
 use super::{Ctx, Done, ReleaseReason, Transfer};
+use crate::backoff::Backoff;
 use crate::metrics::StateLabel;
 use crate::queue::{OutcomeRecord, QueueApi, WriteBackStatus};
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ use venue_images_core::retry::clean_message;
 
 /// Most outcomes per write-back call.
 const MAX_BATCH: usize = 200;
+/// The first wait after a failed write-back.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// The longest wait between failed write-backs.
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
 /// What the batcher did: the statuses the database answered, and releases.
 #[derive(Debug, Default)]
@@ -42,7 +47,7 @@ pub async fn writer<Q: QueueApi, T: Transfer>(
     let mut pending: Vec<OutcomeRecord> = Vec::new();
     let mut releases: Vec<(i64, String, ReleaseReason)> = Vec::new();
     let mut open = true;
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
     while open || !pending.is_empty() || !releases.is_empty() {
         if open && pending.is_empty() && releases.is_empty() {
             match rx.recv().await {
@@ -71,15 +76,15 @@ pub async fn writer<Q: QueueApi, T: Transfer>(
         let batch: Vec<OutcomeRecord> = pending.drain(..pending.len().min(MAX_BATCH)).collect();
         match ctx.queue.record(&batch).await {
             Ok(results) => {
-                backoff = Duration::from_millis(250);
+                backoff.reset();
                 done(&ctx, results, &mut w);
             }
             Err(e) if e.is_transient() => {
-                warn!(error = %e, pending = batch.len(), retry_in_ms = backoff.as_millis() as u64,
+                let wait = backoff.next_delay();
+                warn!(error = %e, pending = batch.len(), retry_in_ms = wait.as_millis() as u64,
                       "write-back failed; keeping the outcomes and retrying");
                 pending.splice(0..0, batch);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(15));
+                tokio::time::sleep(wait).await;
             }
             Err(e) => {
                 warn!(error = %e, outcomes = batch.len(), "write-back refused; recording the outcomes one by one");
