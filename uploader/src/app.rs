@@ -12,7 +12,7 @@ use crate::progress::Reporter;
 use crate::queue::{BreakdownRow, DbError, Queue, QueueState, Summary, UPLOADER_FUNCTIONS};
 use crate::redact::redact_text;
 use crate::schedule;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{self, Shutdown, StopReason};
 use crate::worker::health::HealthConfig;
 use crate::worker::{self, Deps, Progress, Services, Silent, WorkerConfig};
 use std::sync::Arc;
@@ -213,7 +213,8 @@ pub fn on_signals(trigger: shutdown::Trigger) {
         }
         info!("shutdown requested: no new claims; finishing in-flight images");
         trigger.fire();
-        // Keep the trigger alive: dropping it is harmless (it fired), but be explicit.
+        // Keep the trigger alive: dropping it would replace nothing (a reason given
+        // first stands), but be explicit.
         std::future::pending::<()>().await;
     });
 }
@@ -456,11 +457,10 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<Exit, AppError> {
     )
     .await?;
     info!(claimed = summary.claimed, released = summary.released, statuses = ?summary.statuses, "uploader stopped");
-    if let Some(f) = summary.fatal {
-        error!("{f}");
-        return Ok(Exit::ImageKitRefused);
+    if let Some(StopReason::Fatal(f)) = &summary.stop {
+        error!("{}", f.message);
     }
-    Ok(Exit::Ok)
+    Ok(summary.stop.as_ref().map_or(Exit::Ok, StopReason::exit))
 }
 
 /// The worker over the real queue and HTTP clients. It rides out a database that is down
@@ -528,11 +528,10 @@ async fn drain(cli: &Cli, args: &WorkerArgs, venue: Option<i64>) -> Result<Exit,
             "some images were given back unattempted (paused provider, outage or shutdown)"
         );
     }
-    if let Some(f) = summary.fatal {
-        eprintln!("stopped: {f}");
-        return Ok(Exit::ImageKitRefused);
+    if let Some(StopReason::Fatal(f)) = &summary.stop {
+        eprintln!("stopped: {}", f.message);
     }
-    Ok(Exit::Ok)
+    Ok(summary.stop.as_ref().map_or(Exit::Ok, StopReason::exit))
 }
 
 async fn poll_depth(queue: Queue, m: Arc<Metrics>, shutdown: Shutdown) {

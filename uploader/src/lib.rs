@@ -8,8 +8,10 @@
 //!   [`host`]: the host names of `--allowed-host`.
 //! - [`app`]: the commands (run, once, retry, enqueue, scan, stats, migrate, check).
 //! - [`worker`]: the claim → wait for slot → download → upload → write back loop:
-//!   dispatcher, leases and heartbeat, provider health (pauses, outages), write-back.
-//! - [`shutdown`]: the one shutdown signal every task holds; [`clock`]: injected time;
+//!   dispatcher, attempts, leases and heartbeat, provider health (pauses, outages),
+//!   write-back.
+//! - [`shutdown`]: the one shutdown every task holds, and why it fired; [`tasks`]: tasks
+//!   that end with their owner; [`clock`]: injected time;
 //!   [`backoff`]: the one capped exponential backoff.
 //! - [`exit`]: the process's exit statuses.
 //! - [`queue`]: the extension's functions, typed.
@@ -39,4 +41,5 @@ pub mod queue;
 pub mod redact;
 pub mod schedule;
 pub mod shutdown;
+pub mod tasks;
 pub mod worker;

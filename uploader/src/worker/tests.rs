@@ -1,359 +1,14 @@
-//! The worker loop in paused time, over an in-memory queue and HTTP side.
-//!
-//! These fakes stand in for the [`QueueApi`] and [`Transfer`] traits only, so that the
-//! loop's timing (slots, pauses, shutdown, backoff) runs in milliseconds; the database
-//! behind the real queue is tested against PostgreSQL in `tests/`.
+//! The worker's run in paused time, over the fakes of `fakes.rs`: slots, pauses,
+//! shutdown, write-back failures, outages, and nothing left running after a panic.
 
+use super::fakes::*;
 use super::*;
+use crate::exit::Exit;
 use crate::failure::{ErrorType, NetworkKind, Stage};
-use crate::fetch::ImageKind;
-use crate::queue::{ProviderState, WriteBackStatus};
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
-
-/// The queue: jobs to hand out (released ones come back), pauses, recorded outcomes.
-#[derive(Default)]
-struct FakeQueue {
-    s: Mutex<QState>,
-    clock: Option<Clock>,
-}
-
-#[derive(Default)]
-struct QState {
-    /// Claimable jobs, and when each becomes due.
-    available: Vec<(Claim, DateTime<Utc>)>,
-    next_job: i64,
-    recorded: Vec<OutcomeRecord>,
-    released: Vec<i64>,
-    pauses: Vec<(String, DateTime<Utc>, String)>,
-    /// Scripted answers of `record`, taken in turn (then: accept).
-    record_errors: VecDeque<DbError>,
-    /// Outcomes whose `url` is this are refused on their own (not transient).
-    refuse_url: Option<String>,
-    record_calls: usize,
-    pace: Duration,
-}
-
-fn transient() -> DbError {
-    DbError::Sql(sqlx::Error::PoolTimedOut)
-}
-
-fn refused() -> DbError {
-    DbError::Setup("result 0: url must be an http or https URL".into())
-}
-
-impl FakeQueue {
-    fn new(clock: Clock) -> Self {
-        FakeQueue {
-            s: Mutex::new(QState::default()),
-            clock: Some(clock),
-        }
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        self.clock.map(|c| c.now()).unwrap_or_else(Utc::now)
-    }
-
-    fn st(&self) -> std::sync::MutexGuard<'_, QState> {
-        self.s.lock().unwrap()
-    }
-
-    /// Queues `n` images of `provider` (URLs `https://<provider>.example/<i>.jpg`).
-    fn add(&self, provider: &str, n: usize) {
-        let now = self.now();
-        let mut s = self.st();
-        for _ in 0..n {
-            s.next_job += 1;
-            let id = s.next_job;
-            s.available.push((
-                Claim {
-                    job_id: id,
-                    lease_token: format!("token-{id}"),
-                    venue_id: 1,
-                    provider: provider.into(),
-                    provider_url: format!("https://{provider}.example/{id}.jpg"),
-                    folder: "/venues/v".into(),
-                    file_name: format!("xx-{id}.jpg"),
-                    attempt: 1,
-                    not_before: now,
-                },
-                now,
-            ));
-        }
-    }
-
-    fn paused(&self, provider: &str, now: DateTime<Utc>) -> bool {
-        self.st()
-            .pauses
-            .iter()
-            .any(|(p, until, _)| (p == provider || p == "*") && *until > now)
-    }
-
-    fn failed(&self) -> Vec<OutcomeRecord> {
-        self.st()
-            .recorded
-            .iter()
-            .filter(|o| o.error_type.is_some())
-            .cloned()
-            .collect()
-    }
-
-    fn uploaded(&self) -> usize {
-        self.st()
-            .recorded
-            .iter()
-            .filter(|o| o.url.is_some())
-            .count()
-    }
-}
-
-impl QueueApi for FakeQueue {
-    async fn claim(
-        &self,
-        _w: &str,
-        n: i32,
-        _lease: Duration,
-        _venue: Option<i64>,
-    ) -> Result<Vec<Claim>, DbError> {
-        let now = self.now();
-        let mut out = Vec::new();
-        let mut keep = Vec::new();
-        let available = std::mem::take(&mut self.st().available);
-        for (c, due) in available {
-            if out.len() < n as usize && due <= now && !self.paused(&c.provider, now) {
-                out.push(c);
-            } else {
-                keep.push((c, due));
-            }
-        }
-        let mut s = self.st();
-        s.available = keep;
-        // Pacing: each claimed image of the batch gets the next slot.
-        let pace = s.pace;
-        for (i, c) in out.iter_mut().enumerate() {
-            c.not_before = now + chrono::Duration::from_std(pace * i as u32).unwrap();
-        }
-        Ok(out)
-    }
-
-    async fn extend(&self, _j: i64, _t: &str, _l: Duration) -> Result<bool, DbError> {
-        Ok(true)
-    }
-
-    async fn release(&self, job_id: i64, _token: &str) -> Result<bool, DbError> {
-        self.st().released.push(job_id);
-        Ok(true)
-    }
-
-    async fn record(
-        &self,
-        outcomes: &[OutcomeRecord],
-    ) -> Result<Vec<(i64, WriteBackStatus)>, DbError> {
-        let mut s = self.st();
-        s.record_calls += 1;
-        if let Some(e) = s.record_errors.pop_front() {
-            return Err(e);
-        }
-        if let Some(bad) = &s.refuse_url {
-            if outcomes
-                .iter()
-                .any(|o| o.url.as_deref() == Some(bad.as_str()))
-            {
-                return Err(refused());
-            }
-        }
-        let mut out = Vec::new();
-        for o in outcomes {
-            s.recorded.push(o.clone());
-            out.push((
-                o.job_id,
-                if o.url.is_some() {
-                    WriteBackStatus::Uploaded
-                } else {
-                    WriteBackStatus::Failed
-                },
-            ));
-        }
-        Ok(out)
-    }
-
-    async fn pause(
-        &self,
-        provider: &str,
-        until: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<(), DbError> {
-        self.st()
-            .pauses
-            .push((provider.into(), until, reason.into()));
-        Ok(())
-    }
-
-    async fn providers(&self) -> Result<Vec<ProviderState>, DbError> {
-        let now = self.now();
-        let s = self.st();
-        let mut by: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for (p, until, _) in &s.pauses {
-            if *until > now {
-                let e = by.entry(p.clone()).or_insert(*until);
-                *e = (*e).max(*until);
-            }
-        }
-        Ok(by
-            .into_iter()
-            .map(|(provider, until)| ProviderState {
-                provider,
-                paused_until: Some(until),
-                pause_reason: None,
-                last_success_at: None,
-            })
-            .collect())
-    }
-
-    async fn next_due(&self, _venue: Option<i64>) -> Result<Option<DateTime<Utc>>, DbError> {
-        let s = self.st();
-        let pause_end = |p: &str| {
-            s.pauses
-                .iter()
-                .filter(|(q, _, _)| q == p || q == "*")
-                .map(|(_, u, _)| *u)
-                .max()
-        };
-        Ok(s.available
-            .iter()
-            .map(|(c, due)| (*due).max(pause_end(&c.provider).unwrap_or(*due)))
-            .min())
-    }
-}
-
-/// A queue whose released jobs come back (as a real one does).
-struct Requeue(FakeQueue);
-
-impl QueueApi for Requeue {
-    async fn claim(
-        &self,
-        w: &str,
-        n: i32,
-        l: Duration,
-        v: Option<i64>,
-    ) -> Result<Vec<Claim>, DbError> {
-        let got = self.0.claim(w, n, l, v).await?;
-        // Remember what was handed out, to put it back on release.
-        CLAIMED.with(|m| {
-            let mut m = m.borrow_mut();
-            for c in &got {
-                m.insert(c.job_id, c.clone());
-            }
-        });
-        Ok(got)
-    }
-    async fn extend(&self, j: i64, t: &str, l: Duration) -> Result<bool, DbError> {
-        self.0.extend(j, t, l).await
-    }
-    async fn release(&self, job_id: i64, token: &str) -> Result<bool, DbError> {
-        self.0.release(job_id, token).await?;
-        let now = self.0.now();
-        if let Some(c) = CLAIMED.with(|m| m.borrow().get(&job_id).cloned()) {
-            self.0.st().available.push((c, now));
-        }
-        Ok(true)
-    }
-    async fn record(&self, o: &[OutcomeRecord]) -> Result<Vec<(i64, WriteBackStatus)>, DbError> {
-        self.0.record(o).await
-    }
-    async fn pause(&self, p: &str, u: DateTime<Utc>, r: &str) -> Result<(), DbError> {
-        self.0.pause(p, u, r).await
-    }
-    async fn providers(&self) -> Result<Vec<ProviderState>, DbError> {
-        self.0.providers().await
-    }
-    async fn next_due(&self, v: Option<i64>) -> Result<Option<DateTime<Utc>>, DbError> {
-        self.0.next_due(v).await
-    }
-}
-
-thread_local! {
-    static CLAIMED: std::cell::RefCell<HashMap<i64, Claim>> = std::cell::RefCell::new(HashMap::new());
-}
-
-/// The HTTP side: per-URL answers, an "unreachable" switch, a download delay, and a log
-/// of (url, when) for every download started.
-#[derive(Default)]
-struct FakeTransfer {
-    answers: Mutex<HashMap<String, Failure>>,
-    unreachable: AtomicBool,
-    delay: Mutex<Duration>,
-    downloads: Mutex<Vec<(String, Instant)>>,
-    uploads: AtomicUsize,
-}
-
-fn png() -> Bytes {
-    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    b.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
-    Bytes::from(b)
-}
-
-impl Transfer for FakeTransfer {
-    async fn download(&self, url: &str) -> Result<Downloaded, Failure> {
-        self.downloads
-            .lock()
-            .unwrap()
-            .push((url.to_string(), Instant::now()));
-        let delay = *self.delay.lock().unwrap();
-        tokio::time::sleep(delay).await;
-        if self.unreachable.load(Ordering::SeqCst) {
-            return Err(Failure::transport(
-                Stage::Download,
-                ErrorType::NetworkError,
-                NetworkKind::Dns,
-                "failed to lookup address information",
-            ));
-        }
-        if let Some(f) = self.answers.lock().unwrap().get(url) {
-            return Err(f.clone());
-        }
-        Ok(Downloaded {
-            bytes: png(),
-            kind: ImageKind::Png,
-            content_type_header: Some("image/png".into()),
-            final_url: url.into(),
-        })
-    }
-
-    async fn upload(&self, req: UploadRequest<'_>) -> Result<Uploaded, Failure> {
-        self.uploads.fetch_add(1, Ordering::SeqCst);
-        let url = format!(
-            "https://ik.imagekit.io/demo{}/{}",
-            req.folder, req.file_name
-        );
-        Ok(Uploaded {
-            file_id: "f".into(),
-            name: req.file_name.into(),
-            url,
-            file_path: format!("{}/{}", req.folder, req.file_name),
-            size: None,
-            width: None,
-            height: None,
-            request_id: None,
-        })
-    }
-}
-
-fn cfg() -> WorkerConfig {
-    WorkerConfig {
-        worker_id: "test".into(),
-        concurrency: 4,
-        lease: Duration::from_secs(60),
-        poll: Duration::from_secs(2),
-        grace: Duration::from_secs(10),
-        flush_window: Duration::from_millis(50),
-        drain: true,
-        health_refresh: Duration::from_millis(500),
-        ..WorkerConfig::default()
-    }
-}
+use crate::fetch::Downloaded;
+use crate::imagekit::{UploadRequest, Uploaded};
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
 
 async fn go<Q: QueueApi>(
     q: Arc<Q>,
@@ -362,20 +17,7 @@ async fn go<Q: QueueApi>(
     clock: Clock,
     shutdown: Shutdown,
 ) -> RunSummary {
-    run(
-        Deps {
-            queue: q,
-            transfer: t,
-            metrics: Arc::new(Metrics::new()),
-            progress: Arc::new(Silent),
-            clock,
-            shutdown,
-            wake: Arc::new(Notify::new()),
-        },
-        cfg,
-    )
-    .await
-    .unwrap()
+    run(deps(q, t, clock, shutdown), cfg).await.unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -386,7 +28,7 @@ async fn a_slot_in_the_future_is_waited_for() {
     q.add("google_places", 3);
     let t = Arc::new(FakeTransfer::default());
     let start = Instant::now();
-    let s = go(q.clone(), t.clone(), cfg(), clock, Shutdown::never()).await;
+    let s = go(q.clone(), t.clone(), cfg(), clock, Shutdown::new()).await;
     assert_eq!(s.statuses.get("uploaded"), Some(&3));
     let d = t.downloads.lock().unwrap().clone();
     let at: Vec<u64> = d.iter().map(|(_, i)| (*i - start).as_secs()).collect();
@@ -410,7 +52,7 @@ async fn a_pause_mid_batch_sends_the_rest_back_unattempted() {
         .lock()
         .unwrap()
         .insert("https://google_places.example/1.jpg".into(), f);
-    let s = go(q.clone(), t.clone(), cfg(), clock, Shutdown::never()).await;
+    let s = go(q.clone(), t.clone(), cfg(), clock, Shutdown::new()).await;
     // One download (the 429); the three claimed after it never start.
     assert_eq!(t.downloads.lock().unwrap().len(), 1);
     assert!(
@@ -490,20 +132,9 @@ async fn a_write_back_that_fails_transiently_then_refuses_one_outcome() {
         inner: t2,
         job_url: "https://here.example/2.jpg".into(),
     });
-    let s = run(
-        Deps {
-            queue: q2,
-            transfer: bad,
-            metrics: Arc::new(Metrics::new()),
-            progress: Arc::new(Silent),
-            clock,
-            shutdown: Shutdown::never(),
-            wake: Arc::new(Notify::new()),
-        },
-        cfg(),
-    )
-    .await
-    .unwrap();
+    let s = run(deps(q2, bad, clock, Shutdown::new()), cfg())
+        .await
+        .unwrap();
     // Jobs 1 and 3 uploaded; job 2 recorded as a failure for review, not retried forever.
     assert_eq!(q.uploaded(), 2);
     let failed = q.failed();
@@ -584,7 +215,7 @@ async fn one_dead_host_among_live_ones_is_charged() {
     );
     let mut c = cfg();
     c.concurrency = 1;
-    let _ = go(q.clone(), t.clone(), c, clock, Shutdown::never()).await;
+    let _ = go(q.clone(), t.clone(), c, clock, Shutdown::new()).await;
     assert_eq!(q.uploaded(), 3);
     let failed = q.failed();
     assert_eq!(failed.len(), 1, "the dead host is the image's own failure");
@@ -604,11 +235,87 @@ async fn nothing_due_sleeps_until_the_next_due_time() {
     c.linger = Duration::from_secs(60);
     c.poll = Duration::from_secs(3600);
     let start = Instant::now();
-    let s = go(q.clone(), t.clone(), c, clock, Shutdown::never()).await;
+    let s = go(q.clone(), t.clone(), c, clock, Shutdown::new()).await;
     assert_eq!(s.statuses.get("uploaded"), Some(&1));
     let d = t.downloads.lock().unwrap()[0].1 - start;
     assert!(
         d >= Duration::from_secs(40) && d < Duration::from_secs(42),
         "woke at {d:?}, not at the poll"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn imagekit_refusing_the_key_stops_the_run_with_its_exit_status() {
+    let clock = Clock::system();
+    let q = Arc::new(FakeQueue::new(clock));
+    q.st().pace = Duration::from_secs(10);
+    q.add("here", 3);
+    let t = Arc::new(FakeTransfer::default());
+    let mut refused = Failure::from_status(Stage::Upload, 401, "cannot be authenticated");
+    refused.scope = crate::failure::Scope::Service;
+    *t.upload_failure.lock().unwrap() = Some(refused);
+    let mut c = cfg();
+    c.drain = false;
+    let shutdown = Shutdown::new();
+    let d = deps(q.clone(), t.clone(), clock, shutdown.clone());
+    let metrics = d.metrics.clone();
+    let start = Instant::now();
+    // Not draining: only the fatal stop ends this run.
+    let s = run(d, c).await.unwrap();
+    let Some(StopReason::Fatal(fatal)) = &s.stop else {
+        panic!("expected a fatal stop: {s:?}")
+    };
+    assert_eq!(fatal.exit, Exit::ImageKitRefused);
+    assert!(
+        fatal.message.contains("ImageKit refused the service"),
+        "{}",
+        fatal.message
+    );
+    assert_eq!(shutdown.reason(), s.stop, "the shutdown carries the reason");
+    assert!(
+        q.failed().is_empty(),
+        "no image is charged: {:?}",
+        q.failed()
+    );
+    assert_eq!(t.uploads.load(Ordering::SeqCst), 1, "one upload, then stop");
+    assert_eq!(q.st().released, vec![1, 2, 3], "all three go back");
+    let service = metrics
+        .released
+        .get_or_create(&crate::metrics::StateLabel {
+            state: "service".into(),
+        })
+        .get();
+    assert_eq!(service, 3, "released for the service, not a shutdown");
+    assert!(
+        Instant::now() - start < Duration::from_secs(10),
+        "the images waiting for their slot are not waited for"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_the_run_started_outlives_it_when_it_panics() {
+    let clock = Clock::system();
+    let q = Arc::new(FakeQueue::new(clock));
+    q.add("here", 1);
+    let t = Arc::new(FakeTransfer::default());
+    *t.delay.lock().unwrap() = Duration::from_secs(600);
+    let mut c = cfg();
+    c.drain = false;
+    let worker = tokio::spawn(go(q.clone(), t.clone(), c, clock, Shutdown::new()));
+    // Image 1 is downloading; the batcher, the heartbeat and the refresher run.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(t.downloads.lock().unwrap().len(), 1);
+    assert!(Arc::strong_count(&q) > 1);
+    // The next claim (at the poll) panics.
+    q.st().panic_on_claim = true;
+    let e = worker.await.unwrap_err();
+    assert!(e.is_panic());
+    // Let the runtime drop the aborted tasks.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(Arc::strong_count(&q), 1, "no task holds the queue any more");
+    assert_eq!(
+        Arc::strong_count(&t),
+        1,
+        "the download in flight was dropped"
     );
 }
