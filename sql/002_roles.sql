@@ -80,7 +80,11 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_image_recovery_timeline(interval, interval),
     venue_images.venue_image_next_due(bigint),
     venue_images.venue_image_venue_images(bigint),
-    venue_images.venue_image_find_venues(text, int)
+    venue_images.venue_image_find_venues(text, int),
+    venue_images.venue_image_queue_summary(),
+    venue_images.venue_image_provider_overview(),
+    venue_images.venue_image_scan_log(int),
+    venue_images.venue_image_venue_attempts(bigint, int)
 TO venue_image_reader;
 GRANT SELECT ON
     venue_images.venue_image_retry_queue,
@@ -100,7 +104,8 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_image_record_results(jsonb),
     venue_images.venue_image_pause_provider(text, timestamptz, text),
     venue_images.venue_image_enqueue_venue(bigint),
-    venue_images.venue_image_cleanup_scan()
+    venue_images.venue_image_cleanup_scan(),
+    venue_images.venue_image_scheduled_scan(timestamptz)
 TO venue_image_uploader;
 
 GRANT EXECUTE ON FUNCTION
@@ -111,6 +116,7 @@ GRANT EXECUTE ON FUNCTION
     venue_images.venue_image_resume_provider(text),
     venue_images.venue_image_set_provider_rate(text, float8),
     venue_images.venue_image_cleanup_scan(),
+    venue_images.venue_image_scheduled_scan(timestamptz),
     venue_images.venue_image_prune_attempts(interval),
     venue_images.venue_image_enqueue_venue(bigint)
 TO venue_image_admin;

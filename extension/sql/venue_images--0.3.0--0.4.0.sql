@@ -493,6 +493,123 @@ $$;
 COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) IS
     'The retry report''s figures per time bucket of the window (for charts; empty buckets included): attempts, recovered, failed again, permanent failures, success rate, API calls saved';
 
+-- ===========================================================================================
+-- What dashboards and operators read (venue_image_reader): counts, states and flags computed
+-- here, once, so that clients render them and decide nothing.
+-- ===========================================================================================
+
+-- Jobs by provider and state, a total row (provider NULL) first.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary()
+RETURNS TABLE (provider text, due bigint, waiting bigint, leased bigint, paused bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT q.provider,
+           pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'due'),
+           pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'waiting'),
+           pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'leased'),
+           pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'paused'),
+           pg_catalog.count(*)
+      FROM venue_images.venue_image_retry_queue q
+     GROUP BY GROUPING SETS ((q.provider), ())
+     ORDER BY GROUPING(q.provider) DESC, q.provider
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_queue_summary() IS
+    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first';
+
+-- Every provider that has settings or queued images, and the default (*), with its
+-- effective rate, pause and last success.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_provider_overview()
+RETURNS TABLE (provider text, per_second float8, default_rate bool, paused_until timestamptz,
+               pause_reason text, last_success_at timestamptz, updated_at timestamptz, queued bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH names AS (
+        SELECT p.provider FROM venue_images.venue_image_providers p
+        UNION SELECT j.provider FROM venue_images.venue_image_jobs j
+        UNION SELECT '*'),
+    star AS (
+        SELECT d.per_second FROM venue_images.venue_image_providers d
+         WHERE d.provider OPERATOR(pg_catalog.=) '*')
+    SELECT n.provider,
+           venue_images.venue_image_effective_rate(
+               n.provider, p.per_second,
+               CASE WHEN n.provider OPERATOR(pg_catalog.<>) '*' THEN (SELECT s.per_second FROM star s) END),
+           p.per_second IS NULL,
+           CASE WHEN p.paused_until OPERATOR(pg_catalog.>) pg_catalog.now() THEN p.paused_until END,
+           CASE WHEN p.paused_until OPERATOR(pg_catalog.>) pg_catalog.now() THEN p.pause_reason END,
+           p.last_success_at,
+           p.updated_at,
+           (SELECT pg_catalog.count(*) FROM venue_images.venue_image_jobs j
+             WHERE j.provider OPERATOR(pg_catalog.=) n.provider)
+      FROM names n
+      LEFT JOIN venue_images.venue_image_providers p ON p.provider OPERATOR(pg_catalog.=) n.provider
+     ORDER BY n.provider OPERATOR(pg_catalog.=) '*' DESC, n.provider
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_provider_overview() IS
+    'Every provider with settings or queued images, and * (the default rate and the global pause): effective rate, whether it is a default, pause, last upload, queued images';
+
+-- The latest cleanup scans, newest first.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_scan_log(max_rows int DEFAULT 1)
+RETURNS TABLE (scan_id bigint, started_at timestamptz, finished_at timestamptz, run_by text,
+               transient_queued bigint, permanent_logged bigint, ambiguous_skipped bigint,
+               finalized bigint, errors bigint, skipped_elements bigint, images_queued bigint,
+               elapsed_ms float8)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.scan_id, s.started_at, s.finished_at, s.run_by, s.transient_queued, s.permanent_logged,
+           s.ambiguous_skipped, s.finalized, s.errors, s.skipped_elements, s.images_queued, s.elapsed_ms
+      FROM venue_images.venue_image_scans s
+     ORDER BY s.started_at DESC, s.scan_id DESC
+     LIMIT least(greatest(coalesce(max_rows, 1), 0), 1000)
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_scan_log(int) IS
+    'The latest cleanup scans (at most 1000), newest first, with their counts';
+
+-- One venue's attempt log, newest first (URLs and messages were redacted when written).
+CREATE OR REPLACE FUNCTION venue_images.venue_image_venue_attempts(venue_id bigint, max_rows int DEFAULT 50)
+RETURNS TABLE (attempt_id bigint, at timestamptz, outcome text, provider text, provider_url text,
+               retried_error_type text, error_type text, status_code int, message text,
+               retry_count int, worker text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attempt_id, a.at, a.outcome, a.provider, a.provider_url, a.retried_error_type,
+           a.error_type, a.status_code, a.message, a.retry_count, a.worker
+      FROM venue_images.venue_image_attempts a
+     WHERE a.venue_id OPERATOR(pg_catalog.=) venue_image_venue_attempts.venue_id
+     ORDER BY a.at DESC, a.attempt_id DESC
+     LIMIT least(greatest(coalesce(max_rows, 50), 0), 1000)
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_venue_attempts(bigint, int) IS
+    'One venue''s attempt log (at most 1000 rows), newest first';
+
+-- A scheduled scan run by at most one of many uploaders per firing, without session
+-- state (PgBouncer in transaction mode): the first caller whose transaction takes the
+-- transaction-level lock, when no scan has started since `since`, runs the scan; every
+-- other caller gets no row. The lock ends with the transaction.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_scheduled_scan(since timestamptz)
+RETURNS TABLE (transient_queued bigint, permanent_logged bigint, ambiguous_skipped bigint,
+               finalized bigint, errors bigint, elapsed_ms float8, skipped_elements bigint,
+               images_queued bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    -- The key: hashtext('venue_images.scheduled_scan'), written out.
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(974064484) THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM venue_images.venue_image_scans s
+                WHERE s.started_at OPERATOR(pg_catalog.>=) since) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM venue_images.venue_image_cleanup_scan();
+END
+$$;
+COMMENT ON FUNCTION venue_images.venue_image_scheduled_scan(timestamptz) IS
+    'The cleanup scan for one firing of a schedule shared by several uploaders: runs it unless another caller holds the scan lock now or a scan started since then (no row then)';
+
 -- extension/src/queue/mod.rs:39
 -- finalize
 -- Runs last. Who owns what, and who may call what.
@@ -533,6 +650,11 @@ ALTER FUNCTION venue_images.venues_with_image_failures() OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_partial_failure_candidates(int, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_high_priority_venues(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_summary_stats() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_queue_summary() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_provider_overview() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_scan_log(int) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_venue_attempts(bigint, int) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_scheduled_scan(timestamptz) OWNER TO venue_image_definer;
 ALTER VIEW venue_images.venue_image_retry_queue OWNER TO venue_image_definer;
 ALTER VIEW venue_images.venue_image_provider_status OWNER TO venue_image_definer;
 

@@ -658,20 +658,28 @@ mod tests {
             Some(true)
         );
         // A removed element nested deeper than the limit cannot be copied into the log
-        // with its strings redacted: 54001, and nothing changes.
-        let msg = expect_sqlstate(
-            &format!(
-                "PERFORM venue_images.venue_image_purge_permanently_failed({})",
+        // with its strings redacted: it is removed all the same, and the log says why
+        // there is no copy (no admin could ever purge it otherwise).
+        assert_eq!(
+            one::<i32>(&format!(
+                "SELECT venue_images.venue_image_purge_permanently_failed({})",
                 id("purge-deep")
-            ),
-            "54001",
+            )),
+            Some(1)
         );
-        assert_eq!(msg, "jsonb value nested deeper than 1000 levels");
         assert_eq!(
             one::<i32>(
                 "SELECT jsonb_array_length(venue_images) FROM t_deep WHERE name = 'purge-deep'"
             ),
-            Some(1)
+            Some(0)
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT detail ->> 'not_kept' FROM venue_images.venue_image_attempts
+                  WHERE outcome = 'purged' ORDER BY attempt_id DESC LIMIT 1"
+            )
+            .as_deref(),
+            Some("jsonb value nested deeper than 1000 levels: the element was removed without a copy")
         );
     }
 

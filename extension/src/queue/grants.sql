@@ -36,6 +36,11 @@ ALTER FUNCTION venue_images.venues_with_image_failures() OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_partial_failure_candidates(int, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_high_priority_venues(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_summary_stats() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_queue_summary() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_provider_overview() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_scan_log(int) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_venue_attempts(bigint, int) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_scheduled_scan(timestamptz) OWNER TO venue_image_definer;
 ALTER VIEW venue_images.venue_image_retry_queue OWNER TO venue_image_definer;
 ALTER VIEW venue_images.venue_image_provider_status OWNER TO venue_image_definer;
 

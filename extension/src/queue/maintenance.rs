@@ -15,8 +15,10 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::PgMemoryContexts;
+use std::borrow::Cow;
 use std::time::Instant;
-use venue_images_core::jsonb::{encode, parse_varlena, Value};
+use venue_images_core::image::ImageError;
+use venue_images_core::jsonb::{encode, parse_varlena, Node, Value};
 use venue_images_core::retry::{
     purge_permanently_failed, read_element, redact_url, redacted_copy, AttemptOutcome,
     ScanDecision, Skip,
@@ -347,8 +349,18 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
             let mut hashes = Vec::new();
             for e in &removed {
                 // The removed element is kept in the log with every string redacted:
-                // secrets can sit in any key (url, provider_url, notes, ...).
-                let detail = encode(&redacted_copy(Value::Container(e.obj))?)?;
+                // secrets can sit in any key (url, provider_url, notes, ...). One nested
+                // too deeply to be copied is purged all the same, with a note instead of
+                // its copy (otherwise no admin could ever remove it).
+                let copy = match redacted_copy(Value::Container(e.obj)) {
+                    Ok(node) => node,
+                    Err(ImageError::TooDeep(limit)) => Node::Object(vec![(
+                        Cow::Borrowed(&b"not_kept"[..]),
+                        Node::str(format!("{limit}: the element was removed without a copy")),
+                    )]),
+                    Err(other) => return Err(other.into()),
+                };
+                let detail = encode(&copy)?;
                 let hash = e.hash().map(|h| h.to_vec());
                 if let Some(h) = &hash {
                     hashes.push(h.clone());
