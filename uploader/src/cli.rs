@@ -605,54 +605,6 @@ mod tests {
     }
 
     #[test]
-    fn an_http_upload_url_is_a_usage_error_at_start_up() {
-        for args in [
-            &[
-                "once",
-                "--imagekit-upload-url",
-                "http://upload.imagekit.io/x",
-            ][..],
-            &[
-                "run",
-                "--imagekit-upload-url",
-                "http://upload.imagekit.io/x",
-            ],
-            &[
-                "retry",
-                "--venue",
-                "1",
-                "--imagekit-upload-url",
-                "http://10.0.0.5/x",
-                "--insecure-imagekit-loopback",
-            ],
-            &["check", "--imagekit-upload-url", "http://127.0.0.1:9/x"],
-        ] {
-            let cli = Cli::try_parse_from(
-                ["venue-image-uploader"]
-                    .iter()
-                    .chain(args)
-                    .copied()
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap();
-            let e = crate::app::check_settings(&cli).unwrap_err();
-            assert_eq!(e.exit, crate::exit::Exit::Usage, "{args:?}");
-        }
-        let cli = Cli::try_parse_from([
-            "venue-image-uploader",
-            "check",
-            "--skip-imagekit",
-            "--imagekit-upload-url",
-            "http://upload.imagekit.io/x",
-        ])
-        .unwrap();
-        assert!(
-            crate::app::check_settings(&cli).is_ok(),
-            "a check that skips ImageKit does not use its URL"
-        );
-    }
-
-    #[test]
     fn every_flag_has_an_env_var() {
         fn walk(cmd: &clap::Command) {
             for a in cmd.get_arguments() {

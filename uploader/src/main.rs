@@ -7,11 +7,5 @@ use venue_image_uploader::{app, cli::Cli};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     app::init_logging(cli.log_format, &cli.log);
-    match app::main(cli).await {
-        Ok(exit) => exit.into(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit.into()
-        }
-    }
+    app::main(cli).await.into()
 }

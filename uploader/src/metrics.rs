@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -191,24 +192,25 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-/// Serves `/healthz` and `/metrics` until `shutdown` resolves.
-pub async fn serve(
+/// Binds `addr` for `/healthz` and `/metrics`; returns the bound address and the
+/// server, which serves until `shutdown` fires (the caller spawns it and owns the task).
+pub async fn bind(
     addr: SocketAddr,
     m: Arc<Metrics>,
     shutdown: crate::shutdown::Shutdown,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(m);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
+    let server = async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.triggered().await })
             .await;
-    });
-    Ok(bound)
+    };
+    Ok((bound, server))
 }
 
 #[cfg(test)]

@@ -6,11 +6,14 @@
 //! fatal error with its exit status, or an owner gone. Any holder may trigger it; the
 //! first reason stands, except that a fatal one replaces a gentler one (ImageKit
 //! refusing the key during the grace period after SIGTERM still ends the process with
-//! its exit status).
+//! its exit status). [`on_signals`] turns SIGTERM and Ctrl-C into
+//! [`StopReason::Signal`].
 
 use crate::exit::Exit;
+use crate::tasks::Task;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tracing::info;
 
 /// A failure that ends the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,39 @@ impl Drop for Trigger {
     }
 }
 
+/// SIGTERM or Ctrl-C fires the shutdown ([`StopReason::Signal`]). Signals are listened
+/// for while the returned task is held; dropping it drops the trigger too.
+pub fn on_signals(trigger: Trigger) -> Task<()> {
+    Task::spawn(async move {
+        signal().await;
+        info!("shutdown requested: no new claims; finishing in-flight images");
+        trigger.fire();
+    })
+}
+
+/// The first SIGTERM or Ctrl-C.
+async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +226,16 @@ mod tests {
         t.fire();
         drop(t);
         assert_eq!(s.reason(), Some(StopReason::Signal));
+    }
+
+    #[tokio::test]
+    async fn signals_are_listened_for_only_while_the_task_is_held() {
+        let (t, s) = channel();
+        let signals = on_signals(t);
+        assert!(!s.is_triggered());
+        drop(signals);
+        // The listener's end dropped its trigger.
+        s.triggered().await;
+        assert_eq!(s.reason(), Some(StopReason::Abandoned));
     }
 }

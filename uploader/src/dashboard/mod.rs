@@ -28,11 +28,11 @@ pub mod pages;
 pub mod svg;
 pub mod throttle;
 
-use crate::app::{on_signals, AppError};
 use crate::cli::{Cli, DashboardArgs};
+use crate::error::AppError;
 use crate::exit::Exit;
 use crate::redact::redact_text;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{self, on_signals, Shutdown};
 use auth::{Admin, Credential};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
@@ -1219,7 +1219,7 @@ pub async fn run(cli: &Cli, args: &DashboardArgs) -> Result<Exit, AppError> {
     })
     .map_err(fail)?;
     let (trigger, shutdown) = shutdown::channel();
-    on_signals(trigger);
+    let _signals = on_signals(trigger);
     let (bound, server) = serve(d.clone(), args.listen, shutdown)
         .await
         .map_err(|e| fail(format!("dashboard on {}: {e}", args.listen)))?;
