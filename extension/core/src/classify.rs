@@ -36,14 +36,27 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    /// The SQL spelling.
-    pub fn as_str(self) -> &'static str {
+    /// Every value.
+    pub const ALL: [ErrorClass; 4] = [
+        ErrorClass::Transient,
+        ErrorClass::Permanent,
+        ErrorClass::Ambiguous,
+        ErrorClass::Unknown,
+    ];
+
+    /// The SQL spelling (what `venue_image_classify_error` returns).
+    pub const fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Transient => "transient",
             ErrorClass::Permanent => "permanent",
             ErrorClass::Ambiguous => "ambiguous",
             ErrorClass::Unknown => "unknown",
         }
+    }
+
+    /// The value with this SQL spelling (`None` for any other text).
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 

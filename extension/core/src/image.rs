@@ -78,7 +78,10 @@ pub fn require_array(c: Container<'_>) -> Result<Container<'_>, ImageError> {
     }
 }
 
-/// `upload_status` values, in dedupe rank order.
+/// `upload_status` values, in dedupe rank order (the derived order: `Other` lowest).
+/// Their spellings live in [`Status::as_str`] only; the other vocabularies that say
+/// `uploaded`, `failed` or `permanently_failed` borrow them (see [`crate::retry`]'s
+/// vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     /// `skipped_dev`, `external`, absent, or anything else.
@@ -92,14 +95,40 @@ pub enum Status {
 }
 
 impl Status {
-    /// Status from the raw string bytes (`None` = absent).
-    pub fn from_bytes(b: Option<&[u8]>) -> Self {
-        match b {
-            Some(b"uploaded") => Status::Uploaded,
-            Some(b"failed") => Status::Failed,
-            Some(b"permanently_failed") => Status::PermanentlyFailed,
-            _ => Status::Other,
+    /// Every value: the three stored ones, then `Other`.
+    pub const ALL: [Status; 4] = [
+        Status::Uploaded,
+        Status::Failed,
+        Status::PermanentlyFailed,
+        Status::Other,
+    ];
+
+    /// The spelling: the stored `upload_status` of `Uploaded`, `Failed` and
+    /// `PermanentlyFailed`; `other` names every other value (`skipped_dev`, `external`,
+    /// absent) and is never written into an image.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Uploaded => "uploaded",
+            Status::Failed => "failed",
+            Status::PermanentlyFailed => "permanently_failed",
+            Status::Other => "other",
         }
+    }
+
+    /// The value with this spelling (`None` for any other text; [`Status::from_bytes`]
+    /// reads that as `Other`).
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Status from the raw string bytes (`None` = absent): the value with that spelling,
+    /// `Other` for anything else.
+    pub fn from_bytes(b: Option<&[u8]>) -> Self {
+        let Some(b) = b else { return Status::Other };
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().as_bytes() == b)
+            .unwrap_or(Status::Other)
     }
 
     /// `failed` or `permanently_failed`: what "failed" means in every count.

@@ -32,6 +32,45 @@
 //!
 //! Patches keep every other element and every other key byte for byte (defect 1 of the
 //! original rewrote the whole array from a stale read and dropped images).
+//!
+//! # Stages
+//!
+//! One module per stage, each using only the ones listed before it (see the crate's
+//! module graph); their public items are re-exported here:
+//!
+//! - `vocabulary`: the words the queue stores and returns, one enum each (below).
+//! - `element`: reading elements leniently ([`read_element`], [`elements`], [`Skip`]) and
+//!   their identity ([`url_hash`]).
+//! - `outcome`: the uploader's reported outcome, validated ([`OutcomeRecord`],
+//!   [`Reported`]).
+//! - `policy`: state and policy: where an element stands ([`State`]) and what a failed
+//!   attempt does ([`Policy`], [`AfterFailure`], [`backoff_seconds`]).
+//! - `scan`: the scan's plan of a venue ([`VenuePlan`], [`ScanDecision`]) and the claim's
+//!   re-check of a job ([`Policy::claim_target`]).
+//! - `apply`: writing decisions into the array: the scan's finalisation
+//!   ([`Policy::finalize`]) and an attempt's outcome ([`Policy::apply`]).
+//! - `purge`: removing `permanently_failed` images ([`purge_permanently_failed`]) and the
+//!   redacted copies the log keeps ([`redacted_copy`]).
+//!
+//! # Vocabularies
+//!
+//! Every vocabulary is an enum with `ALL` (every value), `as_str` (the spelling) and
+//! `parse` (its exact inverse: `parse(x.as_str()) == Some(x)`, `None` for any other text):
+//!
+//! | Vocabulary | Enum | Words |
+//! |---|---|---|
+//! | an image's `upload_status` | [`Status`](crate::image::Status) | `uploaded`, `failed`, `permanently_failed`, `other` |
+//! | an error type's class | [`ErrorClass`](crate::classify::ErrorClass) | `transient`, `permanent`, `ambiguous`, `unknown` |
+//! | an element's lifecycle (`venue_image_venue_images.lifecycle`) | [`Lifecycle`] | `not_failed`, `queued`, `to_finalize`, `review`, `permanently_failed`, `skipped` |
+//! | a queue job's state (`venue_image_retry_queue.state`) | [`QueueState`] | `due`, `waiting`, `leased`, `paused` |
+//! | the attempt log's outcome (`venue_image_attempts.outcome`) | [`AttemptOutcome`] | `uploaded`, `failed`, `review`, `permanently_failed`, `superseded`, `finalized`, `forced`, `purged` |
+//! | the retry report's groups of outcomes | [`ReportGroup`] | `recovered`, `failed_again`, `permanent_failure`, `finalized` |
+//! | write-back's answer (`venue_image_record_*`) | [`WriteBackStatus`] | `uploaded`, `failed`, `permanently_failed`, `superseded`, `stale` |
+//!
+//! A word two vocabularies share means the same thing in both, so only one of them
+//! spells it: the image's statuses are [`Status`](crate::image::Status)'s, `review` is
+//! [`Lifecycle`]'s, `superseded` and `finalized` are [`AttemptOutcome`]'s. Where SQL
+//! spells these words (`extension/src/queue/schema.sql`), a test pins it to the enum.
 
 pub use crate::redact::{redact_text, redact_url};
 
@@ -51,7 +90,7 @@ pub use policy::{
 };
 pub use purge::{purge_permanently_failed, redacted_copy};
 pub use scan::{QueueItem, ScanDecision, Target, VenuePlan};
-pub use vocabulary::{AttemptOutcome, QueueState, ReportGroup, WriteBackStatus};
+pub use vocabulary::{AttemptOutcome, Lifecycle, QueueState, ReportGroup, WriteBackStatus};
 
 #[cfg(test)]
 mod tests;

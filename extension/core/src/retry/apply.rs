@@ -41,7 +41,10 @@ fn finalized_element<'a>(
     now: &str,
 ) -> Result<Node<'a>, ImageError> {
     let mut set = vec![
-        (key("upload_status"), Node::str("permanently_failed")),
+        (
+            key("upload_status"),
+            Node::str(Status::PermanentlyFailed.as_str()),
+        ),
         (key("finalized_at"), Node::str(now.to_string())),
     ];
     if reason == FinalReason::NoSourceUrl {
@@ -180,7 +183,7 @@ impl Policy {
                 let mut replacements = Vec::with_capacity(targets.len());
                 for e in &targets {
                     let mut set = vec![
-                        (key("upload_status"), Node::str("uploaded")),
+                        (key("upload_status"), Node::str(Status::Uploaded.as_str())),
                         (key("url"), Node::str(*url)),
                         (key("imagekit_path"), Node::str(*imagekit_path)),
                         (key("retry_count"), Node::int(retry_count)),
@@ -293,12 +296,12 @@ fn failure_element<'a>(
         (key("retry_attempt"), Node::int(retry_count)),
     ]);
     let status = if permanent {
-        "permanently_failed"
+        Status::PermanentlyFailed
     } else {
-        "failed"
+        Status::Failed
     };
     let mut set = vec![
-        (key("upload_status"), Node::str(status)),
+        (key("upload_status"), Node::str(status.as_str())),
         (key("retry_count"), Node::int(retry_count)),
         (key("retried_at"), Node::str(now.to_string())),
         (key("error_details"), details),

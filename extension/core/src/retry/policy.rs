@@ -1,6 +1,7 @@
 //! State and policy: where an element stands, and what a failed attempt does.
 
 use super::element::Element;
+use super::vocabulary::Lifecycle;
 use crate::classify::{Classifier, ErrorClass};
 use crate::image::Status;
 
@@ -40,7 +41,7 @@ pub enum FinalReason {
 
 impl FinalReason {
     /// For logs and the attempt log.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             FinalReason::PermanentError => "permanent error type",
             FinalReason::RetriesExhausted => "retries exhausted",
@@ -60,7 +61,7 @@ pub enum ReviewReason {
 
 impl ReviewReason {
     /// For logs and the attempt log.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ReviewReason::AmbiguousError => "ambiguous error type: left for manual review",
             ReviewReason::NoErrorType => "no error type: left for manual review",
@@ -68,7 +69,8 @@ impl ReviewReason {
     }
 }
 
-/// Where one readable element stands.
+/// Where one readable element stands, with why for `Finalize` and `Review`. Its
+/// spelling is its [`Lifecycle`]'s ([`State::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Not a failure (`uploaded`, `skipped_dev`, `external`, no status): not the queue's.
@@ -81,6 +83,34 @@ pub enum State {
     Review(ReviewReason),
     /// `permanently_failed`: terminal until a force retry.
     PermanentlyFailed,
+}
+
+impl State {
+    /// Its word in the lifecycle vocabulary (`Finalize` is `to_finalize`, `Untouched` is
+    /// `not_failed`); the reason is dropped.
+    pub const fn lifecycle(self) -> Lifecycle {
+        match self {
+            State::Untouched => Lifecycle::NotFailed,
+            State::Queued => Lifecycle::Queued,
+            State::Finalize(_) => Lifecycle::ToFinalize,
+            State::Review(_) => Lifecycle::Review,
+            State::PermanentlyFailed => Lifecycle::PermanentlyFailed,
+        }
+    }
+
+    /// The SQL spelling (`venue_image_venue_images.lifecycle`): its [`Lifecycle`]'s.
+    pub const fn as_str(self) -> &'static str {
+        self.lifecycle().as_str()
+    }
+
+    /// Why it is finalised or left for review (`None` in the other states).
+    pub const fn reason(self) -> Option<&'static str> {
+        match self {
+            State::Finalize(r) => Some(r.as_str()),
+            State::Review(r) => Some(r.as_str()),
+            State::Untouched | State::Queued | State::PermanentlyFailed => None,
+        }
+    }
 }
 
 /// Where an element stands under these lists and this maximum (see [`Policy::state`]).

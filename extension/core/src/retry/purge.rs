@@ -18,7 +18,7 @@ enum Redacting<'a> {
 /// removed element: secrets can sit in any key (`url`, `original_tigris_url`, ...).
 ///
 /// The copy is built level by level, so a value nested deeper than
-/// [`MAX_DEPTH`](crate::jsonb::MAX_DEPTH) levels is refused with
+/// [`MAX_DEPTH`] levels is refused with
 /// [`ImageError::TooDeep`]; the walk itself is iterative (its open containers are on a
 /// heap stack), so it never overflows the machine stack, whatever the input.
 pub fn redacted_copy(v: Value<'_>) -> Result<Node<'static>, ImageError> {

@@ -371,16 +371,6 @@ fn backoff() {
     assert_eq!(backoff_seconds(0.0, 2, None, 1.2), 0.0);
 }
 
-#[test]
-fn enums_round_trip() {
-    for s in WriteBackStatus::ALL {
-        assert_eq!(WriteBackStatus::parse(s.as_str()), Some(s));
-    }
-    for s in QueueState::ALL {
-        assert_eq!(QueueState::parse(s.as_str()), Some(s));
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Property tests: generated arrays (every kind of element, duplicates, malformed keys)
 // and generated outcome sequences (successes, transient, permanent and ambiguous

@@ -1,4 +1,67 @@
-//! The stored vocabulary: the words the queue's tables and functions store and return.
+//! The stored vocabulary: the words the queue's tables, views and functions store and
+//! return, each spelled once, in its enum's `as_str`.
+//!
+//! The table of every vocabulary, those of [`Status`] and
+//! [`ErrorClass`](crate::classify::ErrorClass) included, is in [`crate::retry`]'s docs.
+//!
+//! A word two vocabularies share means the same thing in both, so it is spelled by one
+//! and borrowed by the other: the image's statuses by [`Status`] (an attempt's outcome and
+//! write-back's answer are the status the image now has), `review` by [`Lifecycle`],
+//! `superseded` and `finalized` by [`AttemptOutcome`].
+//!
+//! Where SQL spells these words (the attempt log's CHECK constraint, the queue view's
+//! states, the report's groups in `extension/src/queue/schema.sql`), this module's tests
+//! read the SQL and pin it to the enum.
+
+use crate::image::Status;
+
+/// Where an element stands in the retry lifecycle, as `venue_image_venue_images` reports
+/// it (its `lifecycle` column): the words of [`State`](super::State), plus `skipped` for
+/// an element the queue cannot read ([`Skip`](super::Skip)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    /// Not a failure (`uploaded`, `skipped_dev`, `external`, no status): not the queue's.
+    NotFailed,
+    /// `failed` and retryable: queued, and attempted when due.
+    Queued,
+    /// `failed`, never retried automatically: the scan makes it `permanently_failed`.
+    ToFinalize,
+    /// `failed`, not retried automatically: left for manual review.
+    Review,
+    /// `permanently_failed`: terminal until a force retry.
+    PermanentlyFailed,
+    /// A key the queue relies on has a type it cannot use: left untouched.
+    Skipped,
+}
+
+impl Lifecycle {
+    /// Every value, in the order the lifecycle runs (`skipped`, outside it, last).
+    pub const ALL: [Lifecycle; 6] = [
+        Lifecycle::NotFailed,
+        Lifecycle::Queued,
+        Lifecycle::ToFinalize,
+        Lifecycle::Review,
+        Lifecycle::PermanentlyFailed,
+        Lifecycle::Skipped,
+    ];
+
+    /// The SQL spelling. `permanently_failed` is the image's status ([`Status`]).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::NotFailed => "not_failed",
+            Lifecycle::Queued => "queued",
+            Lifecycle::ToFinalize => "to_finalize",
+            Lifecycle::Review => "review",
+            Lifecycle::PermanentlyFailed => Status::PermanentlyFailed.as_str(),
+            Lifecycle::Skipped => "skipped",
+        }
+    }
+
+    /// The value with this spelling (`None` for any other text).
+    pub fn parse(s: &str) -> Option<Lifecycle> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
 
 /// The attempt-log outcomes (`venue_image_attempts.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +85,7 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    /// Every value, in the order of the table's CHECK constraint.
+    /// Every value, in the order of the table's CHECK constraint (a test pins it).
     pub const ALL: [AttemptOutcome; 8] = [
         AttemptOutcome::Uploaded,
         AttemptOutcome::Failed,
@@ -34,13 +97,15 @@ impl AttemptOutcome {
         AttemptOutcome::Purged,
     ];
 
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
+    /// The stored spelling. `uploaded`, `failed` and `permanently_failed` are the status
+    /// the attempt left the image in ([`Status`]), `review` the lifecycle state
+    /// ([`Lifecycle`]).
+    pub const fn as_str(self) -> &'static str {
         match self {
-            AttemptOutcome::Uploaded => "uploaded",
-            AttemptOutcome::Failed => "failed",
-            AttemptOutcome::Review => "review",
-            AttemptOutcome::PermanentlyFailed => "permanently_failed",
+            AttemptOutcome::Uploaded => Status::Uploaded.as_str(),
+            AttemptOutcome::Failed => Status::Failed.as_str(),
+            AttemptOutcome::Review => Lifecycle::Review.as_str(),
+            AttemptOutcome::PermanentlyFailed => Status::PermanentlyFailed.as_str(),
             AttemptOutcome::Superseded => "superseded",
             AttemptOutcome::Finalized => "finalized",
             AttemptOutcome::Forced => "forced",
@@ -48,7 +113,7 @@ impl AttemptOutcome {
         }
     }
 
-    /// The value with this stored spelling.
+    /// The value with this stored spelling (`None` for any other text).
     pub fn parse(s: &str) -> Option<AttemptOutcome> {
         Self::ALL.into_iter().find(|o| o.as_str() == s)
     }
@@ -86,14 +151,28 @@ pub enum ReportGroup {
 }
 
 impl ReportGroup {
-    /// The SQL spelling (what `venue_image_outcome_group` returns).
-    pub fn as_str(self) -> &'static str {
+    /// Every value, in the order of the report's columns.
+    pub const ALL: [ReportGroup; 4] = [
+        ReportGroup::Recovered,
+        ReportGroup::FailedAgain,
+        ReportGroup::PermanentFailure,
+        ReportGroup::Finalized,
+    ];
+
+    /// The SQL spelling (what `venue_image_outcome_group` returns). `finalized` is the
+    /// group's one outcome ([`AttemptOutcome::Finalized`]).
+    pub const fn as_str(self) -> &'static str {
         match self {
             ReportGroup::Recovered => "recovered",
             ReportGroup::FailedAgain => "failed_again",
             ReportGroup::PermanentFailure => "permanent_failure",
-            ReportGroup::Finalized => "finalized",
+            ReportGroup::Finalized => AttemptOutcome::Finalized.as_str(),
         }
+    }
+
+    /// The value with this SQL spelling (`None` for any other text).
+    pub fn parse(s: &str) -> Option<ReportGroup> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
     }
 }
 
@@ -122,18 +201,20 @@ impl WriteBackStatus {
         WriteBackStatus::Stale,
     ];
 
-    /// The SQL spelling.
-    pub fn as_str(self) -> &'static str {
+    /// The SQL spelling. `uploaded`, `failed` and `permanently_failed` are the image's new
+    /// status ([`Status`]); `superseded` is what the attempt log records too
+    /// ([`AttemptOutcome::Superseded`]).
+    pub const fn as_str(self) -> &'static str {
         match self {
-            WriteBackStatus::Uploaded => "uploaded",
-            WriteBackStatus::Failed => "failed",
-            WriteBackStatus::PermanentlyFailed => "permanently_failed",
-            WriteBackStatus::Superseded => "superseded",
+            WriteBackStatus::Uploaded => Status::Uploaded.as_str(),
+            WriteBackStatus::Failed => Status::Failed.as_str(),
+            WriteBackStatus::PermanentlyFailed => Status::PermanentlyFailed.as_str(),
+            WriteBackStatus::Superseded => AttemptOutcome::Superseded.as_str(),
             WriteBackStatus::Stale => "stale",
         }
     }
 
-    /// Parses the SQL spelling.
+    /// Parses the SQL spelling (`None` for any other text).
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
@@ -153,7 +234,7 @@ pub enum QueueState {
 }
 
 impl QueueState {
-    /// Every value.
+    /// Every value (the view tests them in another order: leased, paused, due, waiting).
     pub const ALL: [QueueState; 4] = [
         QueueState::Due,
         QueueState::Waiting,
@@ -162,7 +243,7 @@ impl QueueState {
     ];
 
     /// The SQL spelling.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             QueueState::Due => "due",
             QueueState::Waiting => "waiting",
@@ -171,8 +252,11 @@ impl QueueState {
         }
     }
 
-    /// Parses the SQL spelling.
+    /// Parses the SQL spelling (`None` for any other text).
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
+
+#[cfg(test)]
+mod tests;
