@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use std::collections::HashMap;
 use venue_images_core::image::Status;
 use venue_images_core::jsonb::{parse_varlena, Value};
-use venue_images_core::retry::{read_element, redact_url, State};
+use venue_images_core::retry::{read_element, redact_url, Lifecycle};
 
 type ImageRow = (
     i32,
@@ -31,12 +31,11 @@ type ImageRow = (
     Option<String>,
 );
 
+/// The status as stored: its spelling, or for `Other` the text itself (`skipped_dev`, ...).
 fn status_text(s: Status, raw: Option<&str>) -> Option<String> {
     match s {
-        Status::Uploaded => Some("uploaded".into()),
-        Status::Failed => Some("failed".into()),
-        Status::PermanentlyFailed => Some("permanently_failed".into()),
         Status::Other => raw.map(str::to_string),
+        s => Some(s.as_str().to_string()),
     }
 }
 
@@ -92,7 +91,7 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                     None,
                     None,
                     0,
-                    "skipped".to_string(),
+                    Lifecycle::Skipped.as_str().to_string(),
                     Some(skip.reason),
                     None,
                     None,
@@ -100,13 +99,8 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                     text("imagekit_path"),
                 ),
                 Ok(el) => {
-                    let (state, reason) = match policy.state(&el) {
-                        State::Untouched => ("not_failed", None),
-                        State::Queued => ("queued", None),
-                        State::Finalize(r) => ("to_finalize", Some(r.as_str())),
-                        State::Review(r) => ("review", Some(r.as_str())),
-                        State::PermanentlyFailed => ("permanently_failed", None),
-                    };
+                    let state = policy.state(&el);
+                    let reason = state.reason();
                     let error_type = el
                         .error_type
                         .map(|b| String::from_utf8_lossy(b).into_owned());
@@ -123,7 +117,7 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                         error_type,
                         class,
                         el.retry_count,
-                        state.to_string(),
+                        state.as_str().to_string(),
                         reason.map(str::to_string),
                         job.map(|j| j.0),
                         job.map(|j| j.1.clone()),
@@ -222,11 +216,15 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
                         for e in arr.elements().flatten() {
                             let Some(obj) = e.as_object() else { continue };
                             total += 1;
-                            match obj.get("upload_status") {
-                                Ok(Some(Value::String(b"uploaded"))) => uploaded += 1,
-                                Ok(Some(Value::String(b"failed")))
-                                | Ok(Some(Value::String(b"permanently_failed"))) => failed += 1,
-                                _ => {}
+                            // Only a string is a status (`->>` semantics).
+                            let status = match obj.get("upload_status") {
+                                Ok(Some(Value::String(b))) => Status::from_bytes(Some(b)),
+                                _ => Status::Other,
+                            };
+                            match status {
+                                Status::Uploaded => uploaded += 1,
+                                Status::Failed | Status::PermanentlyFailed => failed += 1,
+                                Status::Other => {}
                             }
                         }
                     }
