@@ -54,7 +54,6 @@ pub mod naming;
 pub mod pglz;
 pub mod redact;
 pub mod retry;
-pub mod roles;
 pub mod scores;
 pub mod summary;
 pub mod timestamp;
