@@ -69,56 +69,20 @@ REVOKE ALL ON ALL TABLES IN SCHEMA venue_images
     FROM venue_image_reader, venue_image_uploader, venue_image_admin;
 GRANT USAGE ON SCHEMA venue_images TO venue_image_reader, venue_image_uploader, venue_image_admin;
 
-GRANT EXECUTE ON FUNCTION
-    venue_images.venue_image_failure_breakdown(),
-    venue_images.venues_with_image_failures(),
-    venue_images.venue_image_partial_failure_candidates(int, int),
-    venue_images.venue_image_high_priority_venues(int),
-    venue_images.venue_image_summary_stats(),
-    venue_images.venue_image_overview(int),
-    venue_images.venue_image_retry_report(interval),
-    venue_images.venue_image_recovery_timeline(interval, interval),
-    venue_images.venue_image_next_due(bigint),
-    venue_images.venue_image_venue_images(bigint),
-    venue_images.venue_image_find_venues(text, int),
-    venue_images.venue_image_queue_summary(),
-    venue_images.venue_image_provider_overview(),
-    venue_images.venue_image_scan_log(int),
-    venue_images.venue_image_venue_attempts(bigint, int)
-TO venue_image_reader;
-GRANT SELECT ON
-    venue_images.venue_image_retry_queue,
-    venue_images.venue_image_provider_status,
-    venue_images.venue_image_attempts,
-    venue_images.venue_image_skips,
-    venue_images.venue_image_scans
-TO venue_image_reader;
-
-GRANT EXECUTE ON FUNCTION
-    venue_images.venue_image_claim(text, int, int),
-    venue_images.venue_image_claim_venue(text, bigint, int, int),
-    venue_images.venue_image_extend_lease(bigint, uuid, int),
-    venue_images.venue_image_release(bigint, uuid),
-    venue_images.venue_image_record_success(bigint, uuid, text, text, text),
-    venue_images.venue_image_record_failure(bigint, uuid, text, int, text, int),
-    venue_images.venue_image_record_results(jsonb),
-    venue_images.venue_image_pause_provider(text, timestamptz, text),
-    venue_images.venue_image_enqueue_venue(bigint),
-    venue_images.venue_image_cleanup_scan(),
-    venue_images.venue_image_scheduled_scan(timestamptz)
-TO venue_image_uploader;
-
-GRANT EXECUTE ON FUNCTION
-    venue_images.venue_image_force_retry(bigint, text),
-    venue_images.venue_image_force_retry_image(bigint, int),
-    venue_images.venue_image_purge_permanently_failed(bigint),
-    venue_images.venue_image_pause_provider(text, timestamptz, text),
-    venue_images.venue_image_resume_provider(text),
-    venue_images.venue_image_set_provider_rate(text, float8),
-    venue_images.venue_image_cleanup_scan(),
-    venue_images.venue_image_scheduled_scan(timestamptz),
-    venue_images.venue_image_prune_attempts(interval),
-    venue_images.venue_image_enqueue_venue(bigint)
-TO venue_image_admin;
+-- What each role may call: its rows of the extension's one list of grants
+-- (venue_images.venue_image_role_grants(), venue_images_core::roles in the source).
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT r.role, r.privilege, r.object FROM venue_images.venue_image_role_grants() r
+              WHERE r.role OPERATOR(pg_catalog.<>) 'PUBLIC'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s %s TO %I', g.privilege,
+            CASE WHEN g.privilege OPERATOR(pg_catalog.=) 'EXECUTE' THEN 'FUNCTION' ELSE 'TABLE' END,
+            g.object, g.role);
+    END LOOP;
+END
+$$;
 
 COMMIT;

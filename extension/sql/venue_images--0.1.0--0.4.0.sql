@@ -23,7 +23,7 @@ BEGIN
 END
 $schema$;
 
--- extension/src/queue/mod.rs:33
+-- extension/src/queue/mod.rs:34
 -- bootstrap
 -- Runs first, on install and on every update: the extension's objects may only live in a
 -- schema that no untrusted role controls, and its SECURITY DEFINER functions run as a
@@ -331,7 +331,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:250
+-- extension/src/queue/inspect.rs:263
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -349,7 +349,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:392
+-- extension/src/queue/enqueue.rs:393
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -360,7 +360,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
 
--- extension/src/queue/enqueue.rs:404
+-- extension/src/queue/enqueue.rs:405
 -- venue_images::queue::enqueue::venue_image_force_retry_image
 CREATE OR REPLACE FUNCTION "venue_image_force_retry_image"(
 	"venue_id" bigint, /* i64 */
@@ -399,7 +399,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_outcome_group_wrapper';
 
--- extension/src/queue/mod.rs:34
+-- extension/src/queue/mod.rs:35
 -- requires:
 --   bootstrap
 --   report::venue_image_outcome_group
@@ -842,8 +842,9 @@ COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interva
 -- here, once, so that clients render them and decide nothing.
 -- ===========================================================================================
 
--- Jobs by provider and state, a total row (provider NULL) first.
-CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary()
+-- Jobs by provider and state, a total row (provider NULL) first; one venue's only when
+-- venue_id is given.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary(venue_id bigint DEFAULT NULL)
 RETURNS TABLE (provider text, due bigint, waiting bigint, leased bigint, paused bigint, total bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -854,11 +855,13 @@ AS $$
            pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'paused'),
            pg_catalog.count(*)
       FROM venue_images.venue_image_retry_queue q
+     WHERE venue_image_queue_summary.venue_id IS NULL
+        OR q.venue_id OPERATOR(pg_catalog.=) venue_image_queue_summary.venue_id
      GROUP BY GROUPING SETS ((q.provider), ())
      ORDER BY GROUPING(q.provider) DESC, q.provider
 $$;
-COMMENT ON FUNCTION venue_images.venue_image_queue_summary() IS
-    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first';
+COMMENT ON FUNCTION venue_images.venue_image_queue_summary(bigint) IS
+    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first; only one venue''s when venue_id is given';
 
 -- Every provider that has settings or queued images, and the default (*), with its
 -- effective rate, pause and last success.
@@ -1036,6 +1039,17 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_record_success_wrapper';
 
+-- extension/src/queue/roles.rs:11
+-- venue_images::queue::roles::venue_image_role_grants
+CREATE OR REPLACE FUNCTION "venue_image_role_grants"() RETURNS TABLE (
+	"role" TEXT,  /* & '_ str */
+	"privilege" TEXT,  /* & '_ str */
+	"object" TEXT  /* & '_ str */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_role_grants_wrapper';
+
 -- extension/src/analytics.rs:326
 -- venue_images::analytics::venue_image_summary_stats
 CREATE OR REPLACE FUNCTION "venue_image_summary_stats"() RETURNS TABLE (
@@ -1057,7 +1071,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_summary_stats_wrapper';
 
--- extension/src/queue/inspect.rs:145
+-- extension/src/queue/inspect.rs:153
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -1074,12 +1088,34 @@ CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"job_id" bigint,  /* Option < i64 > */
 	"job_state" TEXT,  /* Option < String > */
 	"next_attempt_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
-	"imagekit_path" TEXT  /* Option < String > */
+	"imagekit_path" TEXT,  /* Option < String > */
+	"can_force" bool  /* bool */
 )
 STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
+
+-- extension/src/queue/inspect.rs:348
+-- venue_images::queue::inspect::venue_image_venue_summary
+CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
+	"venue_id" bigint /* i64 */
+) RETURNS TABLE (
+	"id" bigint,  /* i64 */
+	"name" TEXT,  /* Option < String > */
+	"city_id" bigint,  /* Option < i64 > */
+	"total_images" INT,  /* i32 */
+	"failed_count" INT,  /* i32 */
+	"permanently_failed_count" INT,  /* i32 */
+	"uploaded_count" INT,  /* i32 */
+	"queued_count" INT,  /* i32 */
+	"can_force" bool,  /* bool */
+	"can_purge" bool  /* bool */
+)
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_venue_summary_wrapper';
 
 -- extension/src/queue/maintenance.rs:284
 -- venue_images::queue::maintenance::venue_images_finalize
@@ -1108,7 +1144,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:360
+-- extension/src/queue/mod.rs:366
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
@@ -1166,7 +1202,10 @@ CREATE OR REPLACE FUNCTION "venue_images_enqueue_trigger"()
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'venue_images_enqueue_trigger_wrapper';
 
--- extension/src/queue/mod.rs:39
+-- extension/src/queue/mod.rs:40
+-- requires:
+--   roles::venue_image_role_grants
+
 -- finalize
 -- Runs last. Who owns what, and who may call what.
 --
@@ -1199,6 +1238,7 @@ ALTER FUNCTION venue_images.venue_image_next_due(bigint) OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_retry_report(interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_venue_images(bigint) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_venue_summary(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_find_venues(text, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_failure_breakdown() OWNER TO venue_image_definer;
@@ -1206,7 +1246,7 @@ ALTER FUNCTION venue_images.venues_with_image_failures() OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_partial_failure_candidates(int, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_high_priority_venues(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_summary_stats() OWNER TO venue_image_definer;
-ALTER FUNCTION venue_images.venue_image_queue_summary() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_queue_summary(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_provider_overview() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_scan_log(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_venue_attempts(bigint, int) OWNER TO venue_image_definer;
@@ -1220,36 +1260,22 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     venue_images.venue_image_scans
 TO venue_image_definer;
 
--- Nobody may call anything by default; the migration sql/002_roles.sql grants the three
--- roles what each needs. Only these per-value functions (pure, or reading settings) are
--- everyone's.
+-- Nobody may call anything by default; venue_image_role_grants() (the one list of
+-- grants, venue_images_core::roles) names what is everyone's (the per-value functions:
+-- pure, or reading superuser settings), and the migration sql/002_roles.sql grants the
+-- three roles their rows of the same list.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA venue_images FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    venue_images.venue_image_classify_error(text),
-    venue_images.venue_image_error_type(int),
-    venue_images.venue_image_quality_score(int, int),
-    venue_images.venue_image_priority_score(int, float8, bool),
-    venue_images.venue_image_file_name(text, text),
-    venue_images.venue_image_folder(text, bigint),
-    venue_images.venue_images_dedupe(jsonb),
-    venue_images.venue_images_merge(jsonb, jsonb),
-    venue_images.venue_images_summary(jsonb),
-    venue_images.venue_images_summary_counts(jsonb),
-    venue_images.venue_images_finalize(jsonb),
-    venue_images.venue_images_redact(text),
-    venue_images.venue_images_redact_json(jsonb),
-    venue_images.venue_images_relation(),
-    venue_images.venue_image_default_rate(text),
-    venue_images.venue_image_effective_rate(text, float8, float8),
-    venue_images.venue_image_job_claimable(timestamptz, uuid, timestamptz),
-    venue_images.venue_image_outcome_group(text),
-    venue_images.venue_image_success_rate(bigint, bigint),
-    venue_images.venue_images_stats(jsonb),
-    -- The analytics' aggregates run as the venues table's owner (owner.rs); they only
-    -- compute over the arrays they are given.
-    venue_images.venue_images_stats_state(jsonb),
-    venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, int, bool, int, bool, bool)
-TO PUBLIC;
+DO $grants$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT r.object FROM venue_images.venue_image_role_grants() r
+              WHERE r.role OPERATOR(pg_catalog.=) 'PUBLIC' AND r.privilege OPERATOR(pg_catalog.=) 'EXECUTE'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', g.object);
+    END LOOP;
+END
+$grants$;
 
 -- The queue runs many small statements through kept generic plans; JIT compilation
 -- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.

@@ -6,7 +6,7 @@
 -- anyone else's (the extension's schema is checked by the bootstrap block further down).
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
--- extension/src/queue/mod.rs:33
+-- extension/src/queue/mod.rs:34
 -- bootstrap
 -- Runs first, on install and on every update: the extension's objects may only live in a
 -- schema that no untrusted role controls, and its SECURITY DEFINER functions run as a
@@ -139,6 +139,12 @@ GRANT USAGE ON SCHEMA venue_images TO venue_image_definer;
 SELECT pg_catalog.set_config('search_path', 'venue_images, pg_temp', true);
 
 -- ===========================================================================================
+-- Functions whose result columns change are dropped here and created again below (0.2.0
+-- does not have them).
+-- ===========================================================================================
+DROP FUNCTION IF EXISTS venue_images.venue_image_venue_images(bigint);
+
+-- ===========================================================================================
 -- 0.4.0's changes to 0.3.0's tables: provider rates are bounded (0.001 to 1,000,000 a
 -- second, or Infinity); a stored rate outside the bounds is clamped to them.
 -- ===========================================================================================
@@ -161,7 +167,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_outcome_group_wrapper';
 
--- extension/src/queue/mod.rs:34
+-- extension/src/queue/mod.rs:35
 -- requires:
 --   bootstrap
 --   report::venue_image_outcome_group
@@ -498,8 +504,9 @@ COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interva
 -- here, once, so that clients render them and decide nothing.
 -- ===========================================================================================
 
--- Jobs by provider and state, a total row (provider NULL) first.
-CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary()
+-- Jobs by provider and state, a total row (provider NULL) first; one venue's only when
+-- venue_id is given.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary(venue_id bigint DEFAULT NULL)
 RETURNS TABLE (provider text, due bigint, waiting bigint, leased bigint, paused bigint, total bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -510,11 +517,13 @@ AS $$
            pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'paused'),
            pg_catalog.count(*)
       FROM venue_images.venue_image_retry_queue q
+     WHERE venue_image_queue_summary.venue_id IS NULL
+        OR q.venue_id OPERATOR(pg_catalog.=) venue_image_queue_summary.venue_id
      GROUP BY GROUPING SETS ((q.provider), ())
      ORDER BY GROUPING(q.provider) DESC, q.provider
 $$;
-COMMENT ON FUNCTION venue_images.venue_image_queue_summary() IS
-    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first';
+COMMENT ON FUNCTION venue_images.venue_image_queue_summary(bigint) IS
+    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first; only one venue''s when venue_id is given';
 
 -- Every provider that has settings or queued images, and the default (*), with its
 -- effective rate, pause and last success.
@@ -610,7 +619,67 @@ $$;
 COMMENT ON FUNCTION venue_images.venue_image_scheduled_scan(timestamptz) IS
     'The cleanup scan for one firing of a schedule shared by several uploaders: runs it unless another caller holds the scan lock now or a scan started since then (no row then)';
 
--- extension/src/queue/mod.rs:39
+-- extension/src/queue/roles.rs:11
+-- venue_images::queue::roles::venue_image_role_grants
+CREATE OR REPLACE FUNCTION "venue_image_role_grants"() RETURNS TABLE (
+	"role" TEXT,  /* & '_ str */
+	"privilege" TEXT,  /* & '_ str */
+	"object" TEXT  /* & '_ str */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_role_grants_wrapper';
+
+-- extension/src/queue/inspect.rs:153
+-- venue_images::queue::inspect::venue_image_venue_images
+CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
+	"venue_id" bigint /* i64 */
+) RETURNS TABLE (
+	"element_index" INT,  /* i32 */
+	"provider" TEXT,  /* Option < String > */
+	"source_url" TEXT,  /* Option < String > */
+	"upload_status" TEXT,  /* Option < String > */
+	"error_type" TEXT,  /* Option < String > */
+	"error_class" TEXT,  /* Option < String > */
+	"retry_count" bigint,  /* i64 */
+	"lifecycle" TEXT,  /* String */
+	"reason" TEXT,  /* Option < String > */
+	"job_id" bigint,  /* Option < i64 > */
+	"job_state" TEXT,  /* Option < String > */
+	"next_attempt_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"imagekit_path" TEXT,  /* Option < String > */
+	"can_force" bool  /* bool */
+)
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
+
+-- extension/src/queue/inspect.rs:348
+-- venue_images::queue::inspect::venue_image_venue_summary
+CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
+	"venue_id" bigint /* i64 */
+) RETURNS TABLE (
+	"id" bigint,  /* i64 */
+	"name" TEXT,  /* Option < String > */
+	"city_id" bigint,  /* Option < i64 > */
+	"total_images" INT,  /* i32 */
+	"failed_count" INT,  /* i32 */
+	"permanently_failed_count" INT,  /* i32 */
+	"uploaded_count" INT,  /* i32 */
+	"queued_count" INT,  /* i32 */
+	"can_force" bool,  /* bool */
+	"can_purge" bool  /* bool */
+)
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'venue_image_venue_summary_wrapper';
+
+-- extension/src/queue/mod.rs:40
+-- requires:
+--   roles::venue_image_role_grants
+
 -- finalize
 -- Runs last. Who owns what, and who may call what.
 --
@@ -643,6 +712,7 @@ ALTER FUNCTION venue_images.venue_image_next_due(bigint) OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_retry_report(interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_venue_images(bigint) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_venue_summary(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_find_venues(text, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_failure_breakdown() OWNER TO venue_image_definer;
@@ -650,7 +720,7 @@ ALTER FUNCTION venue_images.venues_with_image_failures() OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_partial_failure_candidates(int, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_high_priority_venues(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_summary_stats() OWNER TO venue_image_definer;
-ALTER FUNCTION venue_images.venue_image_queue_summary() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_queue_summary(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_provider_overview() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_scan_log(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_venue_attempts(bigint, int) OWNER TO venue_image_definer;
@@ -664,36 +734,22 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     venue_images.venue_image_scans
 TO venue_image_definer;
 
--- Nobody may call anything by default; the migration sql/002_roles.sql grants the three
--- roles what each needs. Only these per-value functions (pure, or reading settings) are
--- everyone's.
+-- Nobody may call anything by default; venue_image_role_grants() (the one list of
+-- grants, venue_images_core::roles) names what is everyone's (the per-value functions:
+-- pure, or reading superuser settings), and the migration sql/002_roles.sql grants the
+-- three roles their rows of the same list.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA venue_images FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    venue_images.venue_image_classify_error(text),
-    venue_images.venue_image_error_type(int),
-    venue_images.venue_image_quality_score(int, int),
-    venue_images.venue_image_priority_score(int, float8, bool),
-    venue_images.venue_image_file_name(text, text),
-    venue_images.venue_image_folder(text, bigint),
-    venue_images.venue_images_dedupe(jsonb),
-    venue_images.venue_images_merge(jsonb, jsonb),
-    venue_images.venue_images_summary(jsonb),
-    venue_images.venue_images_summary_counts(jsonb),
-    venue_images.venue_images_finalize(jsonb),
-    venue_images.venue_images_redact(text),
-    venue_images.venue_images_redact_json(jsonb),
-    venue_images.venue_images_relation(),
-    venue_images.venue_image_default_rate(text),
-    venue_images.venue_image_effective_rate(text, float8, float8),
-    venue_images.venue_image_job_claimable(timestamptz, uuid, timestamptz),
-    venue_images.venue_image_outcome_group(text),
-    venue_images.venue_image_success_rate(bigint, bigint),
-    venue_images.venue_images_stats(jsonb),
-    -- The analytics' aggregates run as the venues table's owner (owner.rs); they only
-    -- compute over the arrays they are given.
-    venue_images.venue_images_stats_state(jsonb),
-    venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, int, bool, int, bool, bool)
-TO PUBLIC;
+DO $grants$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT r.object FROM venue_images.venue_image_role_grants() r
+              WHERE r.role OPERATOR(pg_catalog.=) 'PUBLIC' AND r.privilege OPERATOR(pg_catalog.=) 'EXECUTE'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', g.object);
+    END LOOP;
+END
+$grants$;
 
 -- The queue runs many small statements through kept generic plans; JIT compilation
 -- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.

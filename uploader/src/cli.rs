@@ -54,7 +54,12 @@ in VENUE_UPLOADER_LOG.";
 #[derive(Parser, Debug)]
 #[command(name = "venue-image-uploader", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXAMPLES)]
 pub struct Cli {
-    /// PostgreSQL connection URL (the role needs venue_image_uploader's grants).
+    /// PostgreSQL connection URL, with libpq's meanings:
+    /// postgres://user@host:port/db?sslmode=verify-full&sslrootcert=/path/ca.pem (also
+    /// sslcert, sslkey, application_name). Without it, or for what it leaves out, libpq's
+    /// variables apply (PGHOST, PGPORT, PGDATABASE, PGUSER, PGSSLMODE, PGSSLROOTCERT,
+    /// PGSSLCERT, PGSSLKEY); the password comes from PGPASSFILE or ~/.pgpass, so it need
+    /// not be in the URL. The login needs venue_image_uploader's grants.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
@@ -163,8 +168,9 @@ pub struct RunArgs {
     pub metrics_addr: Option<SocketAddr>,
 
     /// Run the cleanup scan on this cron schedule (UTC; 5 fields, or 6 with seconds), or
-    /// `off`. Only one running uploader performs each run (a session advisory lock). If
-    /// pg_cron runs the scan in the database instead, pass `off`.
+    /// `off`. However many uploaders run, one of them performs each run (the extension's
+    /// venue_image_scheduled_scan decides, inside one transaction). If pg_cron runs the
+    /// scan in the database instead, pass `off`.
     #[arg(
         long,
         env = "VENUE_UPLOADER_SCAN_SCHEDULE",
@@ -285,6 +291,13 @@ pub struct WorkerArgs {
     /// Name of this uploader in leases (default: host-pid-random).
     #[arg(long, env = "VENUE_UPLOADER_WORKER_ID")]
     pub worker_id: Option<String>,
+
+    /// Wake on NOTIFY venue_image_jobs (LISTEN needs a session of its own): `auto` when no
+    /// pooler or proxy is between the uploader and the server (the server reports the port
+    /// connected to), `off` behind PgBouncer in transaction mode, `on` in session mode.
+    /// Without it the uploader polls (--poll-ms).
+    #[arg(long, env = "VENUE_UPLOADER_LISTEN", value_enum, default_value_t = crate::db::listen::ListenMode::Auto)]
+    pub listen: crate::db::listen::ListenMode,
 
     /// Longest sleep, in milliseconds, when nothing is due: the uploader sleeps until the
     /// database's next due time (`venue_image_next_due`) or a NOTIFY, and at most this.

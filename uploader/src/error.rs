@@ -2,8 +2,8 @@
 //! ends the process with (from [`crate::exit`]).
 
 use crate::cli::ImageKitSettingsError;
+use crate::db::DbError;
 use crate::exit::Exit;
-use crate::queue::DbError;
 use crate::redact::redact_text;
 
 /// A command's failure: message for the user and the exit status.

@@ -16,7 +16,9 @@
 //!   [`backoff`]: the one capped exponential backoff.
 //! - [`exit`]: the process's exit statuses, the only place they are defined;
 //!   [`error`]: a command's failure and the exit status it maps to.
-//! - [`queue`]: the extension's functions, typed.
+//! - [`db`]: the only door to PostgreSQL: connection settings (libpq's URL, variables,
+//!   `.pgpass`, TLS), the extension's functions typed, one transaction and no session
+//!   state per call (works through PgBouncer in transaction mode).
 //! - [`fetch`]: safe download of provider URLs (SSRF guard, limits, magic bytes).
 //! - [`imagekit`]: the ImageKit upload client.
 //! - [`failure`]: the typed outcome of a failed attempt (error type, status, scope).
@@ -34,19 +36,19 @@
 //! also use their parent's shared types; `app`'s submodules only their siblings):
 //!
 //! ```text
-//! app        → cli clock dashboard error exit fetch imagekit metrics progress queue
+//! app        → cli clock dashboard error exit fetch imagekit metrics progress db
 //!              redact schedule shutdown tasks worker
-//! dashboard  → cli error exit host redact shutdown
+//! dashboard  → cli db error exit host redact shutdown
 //! progress   → worker
-//! schedule   → queue shutdown
-//! worker     → backoff clock exit failure fetch imagekit metrics queue shutdown tasks
-//! error      → cli exit queue redact
+//! schedule   → db shutdown
+//! worker     → backoff clock exit failure fetch imagekit metrics db shutdown tasks
+//! error      → cli exit db redact
 //! imagekit   → backoff failure fetch redact
 //! metrics    → shutdown
 //! cli        → host redact
 //! fetch      → failure redact
 //! shutdown   → exit tasks
-//! backoff  clock  exit  failure  host  queue  redact  tasks   (import nothing)
+//! backoff  clock  exit  failure  host  db  redact  tasks   (import nothing)
 //! ```
 
 pub mod app;
@@ -54,6 +56,7 @@ pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod dashboard;
+pub mod db;
 pub mod error;
 pub mod exit;
 pub mod failure;
@@ -62,7 +65,6 @@ pub mod host;
 pub mod imagekit;
 pub mod metrics;
 pub mod progress;
-pub mod queue;
 pub mod redact;
 pub mod schedule;
 pub mod shutdown;

@@ -1,27 +1,39 @@
-//! The scheduled scan (`--scan-schedule`, a cron expression). Only one uploader runs it:
-//! the one whose dedicated connection holds a session advisory lock. If that uploader
-//! dies its session ends, the lock is released, and another takes over at the next tick.
+//! The scheduled scan (`--scan-schedule`, a cron expression). Every uploader ticks; at
+//! each firing each asks the extension's `venue_image_scheduled_scan(since)`, which runs
+//! the scan for the first of them (a transaction-level lock) and for nobody else when a
+//! scan already started since the firing's window opened. Nothing is held between
+//! transactions, so this works through PgBouncer in transaction mode, and an uploader that
+//! dies holds nothing up.
 
-use crate::queue::Queue;
+use crate::db::Db;
 use crate::shutdown::Shutdown;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use croner::Cron;
-use sqlx::Connection;
 use std::str::FromStr;
 use std::time::Duration;
 use tracing::{info, warn};
-
-/// Advisory lock key of the scheduler role.
-const LOCK_SQL: &str = "SELECT pg_try_advisory_lock(hashtext('venue_images.scheduled_scan'))";
 
 /// Parses a cron expression (5 fields, or 6 with seconds).
 pub fn parse(expr: &str) -> Result<Cron, String> {
     Cron::from_str(expr).map_err(|e| format!("invalid --scan-schedule {expr:?}: {e}"))
 }
 
-/// Runs the scan at every tick while this process holds the scheduler lock.
-pub async fn run(queue: Queue, cron: Cron, shutdown: Shutdown) {
-    let mut lock: Option<sqlx::PgConnection> = None;
+/// The start of a firing's window: a scan that started after it counts for that firing.
+/// Half the way back to the previous firing (at most an hour), so that uploaders whose
+/// clocks differ by less than that agree on the firing, and a scan of the previous firing
+/// does not count.
+pub fn window_start(cron: &Cron, firing: DateTime<Utc>) -> DateTime<Utc> {
+    let period = cron
+        .find_next_occurrence(&firing, false)
+        .ok()
+        .map(|next| next - firing)
+        .unwrap_or_else(|| chrono::Duration::hours(2));
+    let half = (period / 2).min(chrono::Duration::hours(1));
+    firing - half
+}
+
+/// Runs the scan at every firing, unless another uploader runs that one.
+pub async fn run(db: Db, cron: Cron, shutdown: Shutdown) {
     loop {
         let now = Utc::now();
         let Ok(next) = cron.find_next_occurrence(&now, false) else {
@@ -33,21 +45,8 @@ pub async fn run(queue: Queue, cron: Cron, shutdown: Shutdown) {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.triggered() => return,
         }
-        // Still the leader? (The lock lives as long as its session.)
-        if let Some(conn) = lock.as_mut() {
-            if conn.ping().await.is_err() {
-                lock = None;
-            }
-        }
-        if lock.is_none() {
-            lock = try_lead(&queue).await;
-        }
-        if lock.is_none() {
-            info!("scheduled scan: another uploader holds the schedule");
-            continue;
-        }
-        match queue.scan().await {
-            Ok(r) => info!(
+        match db.scheduled_scan(window_start(&cron, next)).await {
+            Ok(Some(r)) => info!(
                 transient_queued = r.transient_queued,
                 permanent_logged = r.permanent_logged,
                 ambiguous_skipped = r.ambiguous_skipped,
@@ -56,22 +55,9 @@ pub async fn run(queue: Queue, cron: Cron, shutdown: Shutdown) {
                 elapsed_ms = r.elapsed_ms,
                 "scheduled scan done"
             ),
+            Ok(None) => info!("scheduled scan: another uploader runs this one"),
             Err(e) => warn!(error = %e, "scheduled scan failed"),
         }
-    }
-}
-
-async fn try_lead(queue: &Queue) -> Option<sqlx::PgConnection> {
-    let mut conn = queue.pool().acquire().await.ok()?.detach();
-    let got: bool = sqlx::query_scalar(LOCK_SQL)
-        .fetch_one(&mut conn)
-        .await
-        .ok()?;
-    if got {
-        info!("this uploader now runs the scheduled scan");
-        Some(conn)
-    } else {
-        None
     }
 }
 
@@ -79,14 +65,27 @@ async fn try_lead(queue: &Queue) -> Option<sqlx::PgConnection> {
 mod tests {
     use super::*;
 
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
     #[test]
     fn parses_cron() {
         let c = parse("0 4 * * *").unwrap();
-        let from = chrono::DateTime::parse_from_rfc3339("2026-11-24T05:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let next = c.find_next_occurrence(&from, false).unwrap();
+        let next = c
+            .find_next_occurrence(&at("2026-11-24T05:00:00Z"), false)
+            .unwrap();
         assert_eq!(next.to_rfc3339(), "2026-11-25T04:00:00+00:00");
         assert!(parse("every day").is_err());
+    }
+
+    #[test]
+    fn a_firings_window_opens_half_a_period_before_it_at_most_an_hour() {
+        let daily = parse("0 4 * * *").unwrap();
+        let firing = at("2026-11-25T04:00:00Z");
+        assert_eq!(window_start(&daily, firing), at("2026-11-25T03:00:00Z"));
+        let every_10s = parse("*/10 * * * * *").unwrap();
+        let firing = at("2026-11-25T04:00:10Z");
+        assert_eq!(window_start(&every_10s, firing), at("2026-11-25T04:00:05Z"));
     }
 }

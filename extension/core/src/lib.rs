@@ -15,6 +15,7 @@
 //! - [`redact`]: secrets out of URLs and messages (shared with the uploader).
 //! - [`retry`]: the retry lifecycle: retryable images, scan decisions, write-back
 //!   patches, and the queue's vocabularies (its `vocabulary` module lists every one).
+//! - [`roles`]: the one list of grants (who may call what).
 //! - [`timestamp`]: ISO-8601 parsing.
 //! - [`wire`]: the byte format of aggregate states.
 //!
@@ -25,7 +26,7 @@
 //! drawing against the sources (test code aside).
 //!
 //! ```text
-//! jsonb, classify, scores, redact, naming, pglz, timestamp   (use no other module)
+//! jsonb, classify, scores, redact, naming, pglz, timestamp, roles   (use no other module)
 //! image      ──▶ jsonb
 //! wire       ──▶ jsonb
 //! dedupe     ──▶ image, timestamp, jsonb
@@ -54,6 +55,7 @@ pub mod naming;
 pub mod pglz;
 pub mod redact;
 pub mod retry;
+pub mod roles;
 pub mod scores;
 pub mod summary;
 pub mod timestamp;

@@ -17,7 +17,7 @@ use pgrx::spi::SpiClient;
 use pgrx::PgLogLevel;
 use pgrx::WhoAllocated;
 use std::collections::HashSet;
-use venue_images_core::image::{require_array, Status};
+use venue_images_core::image::require_array;
 use venue_images_core::jsonb::parse_varlena;
 use venue_images_core::retry::{
     elements, redact_url, url_hash, AttemptOutcome, Policy, QueueItem, VenuePlan,
@@ -341,7 +341,8 @@ fn force_retry(venue_id: Option<i64>, which: Only<'_>) -> Result<i32, VenueError
         let mut rows: Vec<JobRow> = Vec::new();
         for e in elements(arr) {
             let Ok(e) = e? else { continue };
-            if !matches!(e.status, Status::Failed | Status::PermanentlyFailed) {
+            // What a forced job may attempt: the claim's own rule.
+            if !policy.attemptable(&e, true) {
                 continue;
             }
             let (Some(hash), Some((source, _))) = (e.hash(), e.source) else {

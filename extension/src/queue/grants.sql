@@ -29,6 +29,7 @@ ALTER FUNCTION venue_images.venue_image_next_due(bigint) OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_retry_report(interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_recovery_timeline(interval, interval) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_venue_images(bigint) OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_venue_summary(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_find_venues(text, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_images_enqueue_trigger() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_failure_breakdown() OWNER TO venue_image_definer;
@@ -36,7 +37,7 @@ ALTER FUNCTION venue_images.venues_with_image_failures() OWNER TO venue_image_de
 ALTER FUNCTION venue_images.venue_image_partial_failure_candidates(int, int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_high_priority_venues(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_summary_stats() OWNER TO venue_image_definer;
-ALTER FUNCTION venue_images.venue_image_queue_summary() OWNER TO venue_image_definer;
+ALTER FUNCTION venue_images.venue_image_queue_summary(bigint) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_provider_overview() OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_scan_log(int) OWNER TO venue_image_definer;
 ALTER FUNCTION venue_images.venue_image_venue_attempts(bigint, int) OWNER TO venue_image_definer;
@@ -50,36 +51,22 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     venue_images.venue_image_scans
 TO venue_image_definer;
 
--- Nobody may call anything by default; the migration sql/002_roles.sql grants the three
--- roles what each needs. Only these per-value functions (pure, or reading settings) are
--- everyone's.
+-- Nobody may call anything by default; venue_image_role_grants() (the one list of
+-- grants, venue_images_core::roles) names what is everyone's (the per-value functions:
+-- pure, or reading superuser settings), and the migration sql/002_roles.sql grants the
+-- three roles their rows of the same list.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA venue_images FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    venue_images.venue_image_classify_error(text),
-    venue_images.venue_image_error_type(int),
-    venue_images.venue_image_quality_score(int, int),
-    venue_images.venue_image_priority_score(int, float8, bool),
-    venue_images.venue_image_file_name(text, text),
-    venue_images.venue_image_folder(text, bigint),
-    venue_images.venue_images_dedupe(jsonb),
-    venue_images.venue_images_merge(jsonb, jsonb),
-    venue_images.venue_images_summary(jsonb),
-    venue_images.venue_images_summary_counts(jsonb),
-    venue_images.venue_images_finalize(jsonb),
-    venue_images.venue_images_redact(text),
-    venue_images.venue_images_redact_json(jsonb),
-    venue_images.venue_images_relation(),
-    venue_images.venue_image_default_rate(text),
-    venue_images.venue_image_effective_rate(text, float8, float8),
-    venue_images.venue_image_job_claimable(timestamptz, uuid, timestamptz),
-    venue_images.venue_image_outcome_group(text),
-    venue_images.venue_image_success_rate(bigint, bigint),
-    venue_images.venue_images_stats(jsonb),
-    -- The analytics' aggregates run as the venues table's owner (owner.rs); they only
-    -- compute over the arrays they are given.
-    venue_images.venue_images_stats_state(jsonb),
-    venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, int, bool, int, bool, bool)
-TO PUBLIC;
+DO $grants$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT r.object FROM venue_images.venue_image_role_grants() r
+              WHERE r.role OPERATOR(pg_catalog.=) 'PUBLIC' AND r.privilege OPERATOR(pg_catalog.=) 'EXECUTE'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', g.object);
+    END LOOP;
+END
+$grants$;
 
 -- The queue runs many small statements through kept generic plans; JIT compilation
 -- (per execution, when a generic plan's estimate crosses jit_above_cost) only costs time.

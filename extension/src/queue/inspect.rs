@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use std::collections::HashMap;
 use venue_images_core::image::Status;
 use venue_images_core::jsonb::{parse_varlena, Value};
-use venue_images_core::retry::{read_element, redact_url, Lifecycle};
+use venue_images_core::retry::{read_element, redact_url, Lifecycle, QueueState};
 
 type ImageRow = (
     i32,
@@ -29,6 +29,7 @@ type ImageRow = (
     Option<String>,
     Option<TimestampWithTimeZone>,
     Option<String>,
+    bool,
 );
 
 /// The status as stored: its spelling, or for `Other` the text itself (`skipped_dev`, ...).
@@ -97,6 +98,7 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                     None,
                     None,
                     text("imagekit_path"),
+                    false,
                 ),
                 Ok(el) => {
                     let state = policy.state(&el);
@@ -109,6 +111,15 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                         .is_failure()
                         .then(|| policy.class(el.error_type).as_str().to_string());
                     let job = el.hash().and_then(|h| jobs.get(h.as_slice()));
+                    // What the dashboard offers to force: what a force retry would take
+                    // (the claim's rule for a forced job), unless already due or in flight.
+                    let busy = job.is_some_and(|j| {
+                        matches!(
+                            QueueState::parse(&j.1),
+                            Some(QueueState::Due | QueueState::Leased)
+                        )
+                    });
+                    let can_force = policy.attemptable(&el, true) && !busy;
                     (
                         index as i32,
                         el.provider.map(str::to_string),
@@ -123,6 +134,7 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                         job.map(|j| j.1.clone()),
                         job.and_then(|j| j.2),
                         text("imagekit_path"),
+                        can_force,
                     )
                 }
             };
@@ -135,7 +147,9 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
 /// One venue's images as the queue sees them: index in the array, provider, the source
 /// URL (redacted), status, error type and class, retry count, lifecycle state
 /// (`not_failed`, `queued`, `to_finalize`, `review`, `permanently_failed`, `skipped`) with
-/// its reason, and the queue job (id, state, next attempt) when there is one.
+/// its reason, the queue job (id, state, next attempt) when there is one, and whether a
+/// force retry would take the image now (`can_force`: failed or permanently failed with a
+/// source to download from, and not already due or in flight).
 #[pg_extern(stable, security_definer, parallel_restricted)]
 #[search_path(pg_catalog, pg_temp)]
 fn venue_image_venue_images(
@@ -157,6 +171,7 @@ fn venue_image_venue_images(
             name!(job_state, Option<String>),
             name!(next_attempt_at, Option<TimestampWithTimeZone>),
             name!(imagekit_path, Option<String>),
+            name!(can_force, bool),
         ),
     >,
     ErrorReport,
@@ -265,4 +280,103 @@ fn venue_image_find_venues(
     ErrorReport,
 > {
     Ok(TableIterator::new(find_venues(query, max_rows).report()?))
+}
+
+/// One venue's figures for a page about it: (id, name, city, images, failed (failed +
+/// permanently failed), permanently failed, uploaded, queued jobs, whether a force retry
+/// would take any image now, whether a purge would remove any).
+type VenueSummary = (
+    i64,
+    Option<String>,
+    Option<i64>,
+    i32,
+    i32,
+    i32,
+    i32,
+    i32,
+    bool,
+    bool,
+);
+
+fn venue_summary(venue_id: i64) -> Result<Option<VenueSummary>, VenueError> {
+    let src = plans::venue_source()?;
+    require_jsonb(&src)?;
+    let sql = format!(
+        "SELECT {name}, {city} FROM {rel} WHERE {idc} OPERATOR(pg_catalog.=) $1",
+        name = src.name_expr,
+        city = src.city_expr,
+        rel = src.relation,
+        idc = src.id_column,
+    );
+    let found = Spi::connect_mut(|c| {
+        let rows = {
+            let _as_owner = crate::owner::AsOwner::of(&src)?;
+            plans::read_dynamic(c, &sql, &[venue_id.into()])?
+        };
+        let mut found = None;
+        for row in rows {
+            found = Some((row.get::<String>(1)?, row.get::<i64>(2)?));
+        }
+        Ok::<_, VenueError>(found)
+    })?;
+    let Some((name, city)) = found else {
+        return Ok(None);
+    };
+    let images = venue_images(venue_id)?;
+    let clamp = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let status = |r: &ImageRow| r.3.as_deref().and_then(Status::parse);
+    let failed = images
+        .iter()
+        .filter(|r| status(r).is_some_and(Status::is_failure))
+        .count();
+    let permanent = images
+        .iter()
+        .filter(|r| status(r) == Some(Status::PermanentlyFailed))
+        .count();
+    let uploaded = images
+        .iter()
+        .filter(|r| status(r) == Some(Status::Uploaded))
+        .count();
+    let queued = images.iter().filter(|r| r.9.is_some()).count();
+    Ok(Some((
+        venue_id,
+        name,
+        city,
+        clamp(images.len()),
+        clamp(failed),
+        clamp(permanent),
+        clamp(uploaded),
+        clamp(queued),
+        images.iter().any(|r| r.13),
+        permanent > 0,
+    )))
+}
+
+/// One venue's figures, for a page about it (no row for an unknown venue): its name and
+/// city, its image objects, failed (`failed` + `permanently_failed`), permanently failed,
+/// uploaded, images in the retry queue, whether a force retry would take any image now
+/// (`can_force`), and whether a purge would remove any (`can_purge`).
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn venue_image_venue_summary(
+    venue_id: i64,
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(id, i64),
+            name!(name, Option<String>),
+            name!(city_id, Option<i64>),
+            name!(total_images, i32),
+            name!(failed_count, i32),
+            name!(permanently_failed_count, i32),
+            name!(uploaded_count, i32),
+            name!(queued_count, i32),
+            name!(can_force, bool),
+            name!(can_purge, bool),
+        ),
+    >,
+    ErrorReport,
+> {
+    Ok(TableIterator::new(venue_summary(venue_id).report()?))
 }

@@ -17,6 +17,7 @@ mod enqueue;
 mod inspect;
 mod maintenance;
 mod report;
+mod roles;
 mod writeback;
 
 use crate::datum::{Jsonb, JsonbResult};
@@ -36,7 +37,12 @@ extension_sql_file!(
     name = "queue_schema",
     requires = ["bootstrap", report::venue_image_outcome_group]
 );
-extension_sql_file!("grants.sql", name = "grants", finalize);
+extension_sql_file!(
+    "grants.sql",
+    name = "grants",
+    finalize,
+    requires = [roles::venue_image_role_grants]
+);
 
 thread_local! {
     /// Venue ids whose rows the queue itself is rewriting right now (the enqueue trigger

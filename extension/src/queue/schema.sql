@@ -436,8 +436,9 @@ COMMENT ON FUNCTION venue_images.venue_image_recovery_timeline(interval, interva
 -- here, once, so that clients render them and decide nothing.
 -- ===========================================================================================
 
--- Jobs by provider and state, a total row (provider NULL) first.
-CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary()
+-- Jobs by provider and state, a total row (provider NULL) first; one venue's only when
+-- venue_id is given.
+CREATE OR REPLACE FUNCTION venue_images.venue_image_queue_summary(venue_id bigint DEFAULT NULL)
 RETURNS TABLE (provider text, due bigint, waiting bigint, leased bigint, paused bigint, total bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -448,11 +449,13 @@ AS $$
            pg_catalog.count(*) FILTER (WHERE q.state OPERATOR(pg_catalog.=) 'paused'),
            pg_catalog.count(*)
       FROM venue_images.venue_image_retry_queue q
+     WHERE venue_image_queue_summary.venue_id IS NULL
+        OR q.venue_id OPERATOR(pg_catalog.=) venue_image_queue_summary.venue_id
      GROUP BY GROUPING SETS ((q.provider), ())
      ORDER BY GROUPING(q.provider) DESC, q.provider
 $$;
-COMMENT ON FUNCTION venue_images.venue_image_queue_summary() IS
-    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first';
+COMMENT ON FUNCTION venue_images.venue_image_queue_summary(bigint) IS
+    'Images in the retry queue by provider and state (due, waiting, leased, paused), with a total row (provider NULL) first; only one venue''s when venue_id is given';
 
 -- Every provider that has settings or queued images, and the default (*), with its
 -- effective rate, pause and last success.

@@ -1,4 +1,10 @@
 -- ===========================================================================================
+-- Functions whose result columns change are dropped here and created again below (0.2.0
+-- does not have them).
+-- ===========================================================================================
+DROP FUNCTION IF EXISTS venue_images.venue_image_venue_images(bigint);
+
+-- ===========================================================================================
 -- 0.4.0's changes to 0.3.0's tables: provider rates are bounded (0.001 to 1,000,000 a
 -- second, or Infinity); a stored rate outside the bounds is clamped to them.
 -- ===========================================================================================

@@ -48,12 +48,11 @@ pub async fn scan(cli: &Cli) -> Result<Exit, AppError> {
 
 /// `venue-image-uploader migrate`: applies [`MIGRATIONS`] (as a superuser).
 pub async fn migrate(cli: &Cli) -> Result<Exit, AppError> {
-    let queue = connect(cli, None).await?;
+    let db = connect(cli, None).await?;
     for (name, sql) in MIGRATIONS {
-        queue
-            .execute_script(sql)
-            .await
-            .map_err(|e| AppError::new(format!("{name}: {e} (migrations run as a superuser)")))?;
+        db.migrate(&[(name, sql)]).await.map_err(|(name, e)| {
+            AppError::new(format!("{name}: {e} (migrations run as a superuser)"))
+        })?;
         println!("applied {name}");
     }
     Ok(Exit::Ok)

@@ -2,9 +2,10 @@
 
 use super::setup::{connect, imagekit};
 use crate::cli::{Cli, ImageKitArgs};
+use crate::db::Db;
 use crate::error::AppError;
 use crate::exit::Exit;
-use crate::queue::{Queue, UPLOADER_FUNCTIONS};
+use venue_images_core::roles::{executable, Role};
 
 /// `venue-image-uploader check [--skip-imagekit]`: prints `ok`, `FAIL` or `skip` per
 /// check; exit status 1 when one failed.
@@ -25,9 +26,9 @@ pub async fn check(cli: &Cli, ik: &ImageKitArgs, skip_imagekit: bool) -> Result<
 }
 
 /// The extension, its version and the uploader role's grants.
-async fn database(queue: &Queue) -> bool {
-    match queue
-        .check(UPLOADER_FUNCTIONS, "venue_image_uploader")
+async fn database(db: &Db) -> bool {
+    match db
+        .check(&executable(Role::Uploader), Role::Uploader.as_str())
         .await
     {
         Ok(notes) => {

@@ -8,7 +8,6 @@ use crate::error::AppError;
 use crate::exit::Exit;
 use crate::metrics::Metrics;
 use crate::progress::Reporter;
-use crate::queue::QueueState;
 use crate::shutdown::{self, on_signals, StopReason};
 use crate::tasks::TaskGroup;
 use std::sync::Arc;
@@ -45,10 +44,7 @@ async fn drain(cli: &Cli, args: &WorkerArgs, venue: Option<i64>) -> Result<Exit,
         .depth(venue)
         .await
         .map_err(|e| AppError::db(e, "venue_image_uploader"))?
-        .iter()
-        .filter(|(s, _)| *s == QueueState::Due)
-        .map(|(_, n)| n)
-        .sum();
+        .due;
     eprintln!(
         "{due} image(s) due{}",
         venue.map(|v| format!(" for venue {v}")).unwrap_or_default()
@@ -57,7 +53,12 @@ async fn drain(cli: &Cli, args: &WorkerArgs, venue: Option<i64>) -> Result<Exit,
     let _signals = on_signals(trigger);
     let wake = Arc::new(Notify::new());
     let mut background = TaskGroup::new();
-    background.spawn(listen(queue.clone(), wake.clone(), shutdown.clone()));
+    background.spawn(listen(
+        queue.clone(),
+        args.listen,
+        wake.clone(),
+        shutdown.clone(),
+    ));
     let reporter = Arc::new(Reporter::new(due as u64));
     let summary = run_worker(
         queue,

@@ -47,7 +47,12 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<Exit, AppError> {
     }
     background.spawn(poll_depth(queue.clone(), metrics.clone(), shutdown.clone()));
     let wake = Arc::new(Notify::new());
-    background.spawn(listen(queue.clone(), wake.clone(), shutdown.clone()));
+    background.spawn(listen(
+        queue.clone(),
+        args.worker.listen,
+        wake.clone(),
+        shutdown.clone(),
+    ));
     info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, lease_s = cfg.lease.as_secs(), "uploader running");
     let summary = run_worker(
         queue,

@@ -2,10 +2,10 @@
 //! clients, the worker's settings; and the settings refused before anything starts.
 
 use crate::cli::{Cli, Command, ImageKitArgs, ImageKitSettingsError, LogFormat, WorkerArgs};
+use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::fetch::{FetchConfig, Fetcher};
 use crate::imagekit::{ImageKit, ImageKitConfig};
-use crate::queue::Queue;
 use crate::redact::redact_text;
 use crate::worker::health::HealthConfig;
 use crate::worker::{Services, WorkerConfig};
@@ -51,18 +51,14 @@ pub fn check_settings(cli: &Cli) -> Result<(), AppError> {
     Ok(())
 }
 
-fn database_url(cli: &Cli) -> Result<String, AppError> {
-    cli.database_url
-        .clone()
-        .ok_or_else(|| AppError::new("DATABASE_URL is not set (or pass --database-url)"))
-}
-
-/// The queue over a pool sized for `args`' concurrency (4 connections without). The
-/// sidecar (`run`) starts even when the database is not reachable yet.
-pub async fn connect(cli: &Cli, args: Option<&WorkerArgs>) -> Result<Queue, AppError> {
-    let url = database_url(cli)?;
+/// The database over a pool sized for `args`' concurrency (4 connections without). The
+/// target is `DATABASE_URL` and libpq's variables; the sidecar (`run`) starts even when
+/// the database is not reachable yet.
+pub async fn connect(cli: &Cli, args: Option<&WorkerArgs>) -> Result<Db, AppError> {
+    let target = db::target(cli.database_url.as_deref())
+        .map_err(|e| AppError::new(redact_text(&e.to_string(), &[])))?;
     let sidecar = matches!(cli.command, Command::Run(_));
-    if let Err(e) = Queue::probe(&url).await {
+    if let Err(e) = Db::probe(&target).await {
         let message = redact_text(&e.to_string(), &[]);
         if !sidecar {
             return Err(AppError::new(message));
@@ -74,9 +70,7 @@ pub async fn connect(cli: &Cli, args: Option<&WorkerArgs>) -> Result<Queue, AppE
         .map(|a| a.concurrency as u32 + 4)
         .unwrap_or(4)
         .clamp(4, 64);
-    Queue::connect(&url, pool)
-        .await
-        .map_err(|e| AppError::new(e.to_string()))
+    Ok(Db::open(target, pool))
 }
 
 fn worker_id(args: &WorkerArgs) -> String {

@@ -2,9 +2,9 @@
 
 use super::setup::connect;
 use crate::cli::Cli;
+use crate::db::{BreakdownRow, QueueCounts, QueueState, Summary};
 use crate::error::AppError;
 use crate::exit::Exit;
-use crate::queue::{BreakdownRow, QueueState, Summary};
 
 /// `venue-image-uploader stats [--json]`.
 pub async fn stats(cli: &Cli, json: bool) -> Result<Exit, AppError> {
@@ -16,7 +16,7 @@ pub async fn stats(cli: &Cli, json: bool) -> Result<Exit, AppError> {
     let depth = queue.depth(None).await.unwrap_or_default();
     if json {
         let v = serde_json::json!({"summary": summary, "breakdown": breakdown,
-            "queue": depth.iter().map(|(s, n)| (s.as_str(), *n)).collect::<std::collections::BTreeMap<_, _>>()});
+            "queue": QueueState::ALL.iter().map(|s| (s.as_str(), depth.of(*s))).collect::<std::collections::BTreeMap<_, _>>()});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print!("{}", render_stats(&summary, &breakdown, &depth));
@@ -25,11 +25,7 @@ pub async fn stats(cli: &Cli, json: bool) -> Result<Exit, AppError> {
 }
 
 /// The statistics as text tables.
-pub fn render_stats(
-    s: &Summary,
-    breakdown: &[BreakdownRow],
-    depth: &[(QueueState, i64)],
-) -> String {
+pub fn render_stats(s: &Summary, breakdown: &[BreakdownRow], depth: &QueueCounts) -> String {
     let mut out = String::new();
     out.push_str("Summary\n");
     for (k, v) in [
@@ -62,10 +58,11 @@ pub fn render_stats(
     ] {
         out.push_str(&format!("  {k:<36} {v:>10}\n"));
     }
-    if !depth.is_empty() {
-        let q: Vec<String> = depth
+    if depth.total > 0 {
+        let q: Vec<String> = QueueState::ALL
             .iter()
-            .map(|(s, n)| format!("{} {n}", s.as_str()))
+            .filter(|s| depth.of(**s) > 0)
+            .map(|s| format!("{} {}", s.as_str(), depth.of(*s)))
             .collect();
         out.push_str(&format!("  {:<36} {:>10}\n", "retry queue", q.join(", ")));
     }
@@ -138,7 +135,15 @@ mod tests {
                 count: 1,
             },
         ];
-        let text = render_stats(&s, &rows, &[(QueueState::Due, 3)]);
+        let text = render_stats(
+            &s,
+            &rows,
+            &QueueCounts {
+                due: 3,
+                total: 3,
+                ..QueueCounts::default()
+            },
+        );
         assert!(
             text.contains("  average failure rate %                     11.1\n"),
             "{text}"

@@ -3,20 +3,21 @@
 //! [`TaskGroup`](crate::tasks::TaskGroup)).
 
 use crate::clock::Clock;
+use crate::db::listen::ListenMode;
+use crate::db::{Db, QueueState};
 use crate::error::AppError;
 use crate::metrics::{Metrics, StateLabel};
-use crate::queue::{Queue, QueueState};
 use crate::shutdown::Shutdown;
 use crate::worker::{self, Deps, Progress, Services, WorkerConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tracing::debug;
+use tracing::{debug, info};
 
 /// The worker over the real queue and HTTP clients. It rides out a database that is down
 /// or restarting: claims and write-backs are retried with backoff.
 pub async fn run_worker(
-    queue: Queue,
+    queue: Db,
     services: Services,
     metrics: Arc<Metrics>,
     cfg: WorkerConfig,
@@ -41,22 +42,23 @@ pub async fn run_worker(
 }
 
 /// Wakes the worker on `NOTIFY venue_image_jobs` (a hint: it also sleeps until the next
-/// due time and polls), until the shutdown.
-pub async fn listen(queue: Queue, wake: Arc<Notify>, shutdown: Shutdown) {
+/// due time and polls), until the shutdown; only where `mode` and the connection allow
+/// `LISTEN` (see [`crate::db::listen`]).
+pub async fn listen(db: Db, mode: ListenMode, wake: Arc<Notify>, shutdown: Shutdown) {
     loop {
-        match sqlx::postgres::PgListener::connect_with(queue.pool()).await {
-            Ok(mut l) => {
-                if l.listen("venue_image_jobs").await.is_ok() {
-                    loop {
-                        tokio::select! {
-                            r = l.try_recv() => match r {
-                                Ok(Some(_)) => wake.notify_one(),
-                                _ => break,
-                            },
-                            _ = shutdown.triggered() => return,
-                        }
-                    }
+        match db.listener(mode).await {
+            Ok(Some(mut l)) => loop {
+                tokio::select! {
+                    r = l.try_recv() => match r {
+                        Ok(Some(_)) => wake.notify_one(),
+                        _ => break,
+                    },
+                    _ = shutdown.triggered() => return,
                 }
+            },
+            Ok(None) => {
+                info!("not listening for NOTIFY (a pooler or proxy is in between, or --listen off): polling");
+                return;
             }
             Err(e) => debug!(error = %e, "LISTEN unavailable; polling"),
         }
@@ -68,16 +70,12 @@ pub async fn listen(queue: Queue, wake: Arc<Notify>, shutdown: Shutdown) {
 }
 
 /// Keeps the queue depth gauge (and the database's health) current, until the shutdown.
-pub async fn poll_depth(queue: Queue, m: Arc<Metrics>, shutdown: Shutdown) {
+pub async fn poll_depth(queue: Db, m: Arc<Metrics>, shutdown: Shutdown) {
     loop {
         if let Ok(depth) = queue.depth(None).await {
             m.db_ok();
             for state in QueueState::ALL {
-                let n = depth
-                    .iter()
-                    .find(|(s, _)| *s == state)
-                    .map(|(_, n)| *n)
-                    .unwrap_or(0);
+                let n = depth.of(state);
                 m.queue_depth
                     .get_or_create(&StateLabel {
                         state: state.as_str().into(),

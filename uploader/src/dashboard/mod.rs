@@ -17,11 +17,12 @@
 //!   ([`auth`]), and run as the admin login (`--admin-database-url`); without
 //!   `--admin-token-file` there are no actions at all.
 //!
-//! [`data`] holds the SQL, [`pages`] the bodies, [`html`] and [`svg`] the building blocks.
+//! [`data`] (the database door's [`crate::db::dashboard`]) reads and acts, [`pages`]
+//! renders the bodies, [`html`] and [`svg`] are the building blocks.
 
 pub mod auth;
 pub mod cache;
-pub mod data;
+pub use crate::db::dashboard as data;
 pub mod guard;
 pub mod html;
 pub mod pages;
@@ -29,6 +30,7 @@ pub mod svg;
 pub mod throttle;
 
 use crate::cli::{Cli, DashboardArgs};
+use crate::db::{self, Db, DbError};
 use crate::error::AppError;
 use crate::exit::Exit;
 use crate::redact::redact_text;
@@ -43,14 +45,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use cache::{Cache, Snapshot};
 use chrono::{DateTime, Utc};
-use data::{Action, DbFailure, Done, Live, Overview, Range, Recovery};
+use data::{Action, Done, Live, Overview, Range, Recovery};
 use guard::{AllowedHost, ClientIp, Gate, HostPolicy, Peer};
 use html::{esc, notice, time, Layout, Nav, Viewer};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -82,8 +81,8 @@ pub struct Config {
 
 /// The dashboard's state, shared by the handlers.
 pub struct Dashboard {
-    reader: PgPool,
-    admin_db: Option<PgPool>,
+    reader: Db,
+    admin_db: Option<Db>,
     admin: Option<Admin>,
     overview: Cache<Overview>,
     live: Cache<Live>,
@@ -91,37 +90,60 @@ pub struct Dashboard {
     refresh: Duration,
     allowed_hosts: Vec<AllowedHost>,
     throttle: throttle::Throttle,
-    /// Venues' names and cities seen in search results, so that the venue pages linked
-    /// from them need no name lookup (which scans the venues table's names).
-    names: std::sync::Mutex<HashMap<i64, data::FoundVenue>>,
 }
 
-/// Names remembered at most (the map is emptied when full).
-const NAMES: usize = 10_000;
-
-fn pool(url: &str, max: u32) -> Result<PgPool, String> {
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| redact_text(&format!("database URL: {e}"), &[]))?
-        .application_name("venue-image-dashboard");
-    Ok(PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(opts))
+/// A pool on `url` (libpq's meanings, TLS, `.pgpass`: the door's [`db::target`]).
+fn pool(url: &str, max: u32, name: &str) -> Result<Db, String> {
+    let mut target =
+        db::target(Some(url)).map_err(|e| redact_text(&format!("database URL: {e}"), &[]))?;
+    if target.options.get_application_name() == Some(db::connect::APPLICATION_NAME) {
+        target.options = target.options.clone().application_name(name);
+    }
+    Ok(Db::open(target, max))
 }
 
-fn loader<T, F, Fut>(pool: &PgPool, f: F) -> cache::Loader<T>
+fn loader<T, F, Fut>(db: &Db, f: F) -> cache::Loader<T>
 where
     T: Send + 'static,
-    F: Fn(PgPool) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<T, DbFailure>> + Send + 'static,
+    F: Fn(Db) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, DbError>> + Send + 'static,
 {
-    let pool = pool.clone();
+    let db = db.clone();
     let f = Arc::new(f);
     Arc::new(move || {
-        let pool = pool.clone();
+        let db = db.clone();
         let f = f.clone();
-        Box::pin(async move { f(pool).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { f(db).await.map_err(|e| shown(&e)) })
     })
+}
+
+/// A database error as people see it: the database's message, redacted, with its
+/// SQLSTATE.
+fn shown(e: &DbError) -> String {
+    let message = match e {
+        DbError::Sql(sqlx::Error::PoolTimedOut) => "the database did not answer in time".into(),
+        other => other.message(),
+    };
+    let message = redact_text(&message, &[]);
+    match e.sqlstate() {
+        Some(c) => format!("{message} (SQLSTATE {c})"),
+        None => message,
+    }
+}
+
+/// A JSON value with every string redacted (what the JSON endpoints send).
+pub fn redact_json(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(redact_text(&s, &[])),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact_json).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (redact_text(&k, &[]), redact_json(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 impl Dashboard {
@@ -136,20 +158,20 @@ impl Dashboard {
         if let Some(t) = &config.admin_token {
             auth::check_token_length(t)?;
         }
-        let reader = pool(&config.reader_url, 6)?;
+        let reader = pool(&config.reader_url, 6, "venue-image-dashboard")?;
         let admin = config.admin_token.as_deref().map(Admin::new);
         let admin_db = match (&admin, &config.admin_url) {
-            (Some(_), Some(url)) => Some(pool(url, 2)?),
+            (Some(_), Some(url)) => Some(pool(url, 2, "venue-image-dashboard-admin")?),
             _ => None,
         };
         let refresh = config.refresh.max(Duration::from_secs(1));
         let overview = Cache::new(
             refresh,
-            loader(&reader, |p| async move { data::overview(&p).await }),
+            loader(&reader, |db| async move { db.overview().await }),
         );
         let live = Cache::new(
             refresh.min(Duration::from_secs(5)),
-            loader(&reader, |p| async move { data::live(&p).await }),
+            loader(&reader, |db| async move { db.live().await }),
         );
         let recovery = Range::ALL
             .into_iter()
@@ -158,7 +180,7 @@ impl Dashboard {
                     r,
                     Cache::new(
                         refresh,
-                        loader(&reader, move |p| async move { data::recovery(&p, r).await }),
+                        loader(&reader, move |db| async move { db.recovery(r).await }),
                     ),
                 )
             })
@@ -173,7 +195,6 @@ impl Dashboard {
             refresh,
             allowed_hosts: config.allowed_hosts,
             throttle: throttle::Throttle::new(config.limits),
-            names: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -182,39 +203,9 @@ impl Dashboard {
         self.overview.loads()
     }
 
-    fn names(&self) -> std::sync::MutexGuard<'_, HashMap<i64, data::FoundVenue>> {
-        self.names.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn remember(&self, found: &[data::FoundVenue]) {
-        let mut names = self.names();
-        if names.len() + found.len() > NAMES {
-            names.clear();
-        }
-        for v in found {
-            names.insert(v.id, v.clone());
-        }
-    }
-
-    /// A venue's name and city, if a search or the high-priority list showed it.
-    fn known(&self, id: i64) -> Option<data::FoundVenue> {
-        if let Some(v) = self.names().get(&id) {
-            return Some(v.clone());
-        }
-        let o = self.overview.peek()?;
-        o.high_priority
-            .iter()
-            .find(|v| v.id == Some(id))
-            .map(data::FoundVenue::from)
-    }
-
-    /// A venue's page data, remembering its name.
-    async fn venue(&self, id: i64) -> Result<data::VenueDetail, DbFailure> {
-        let d = data::venue(&self.reader, id, self.known(id)).await?;
-        if let Some(v) = &d.venue {
-            self.remember(std::slice::from_ref(v));
-        }
-        Ok(d)
+    /// A venue's page data.
+    async fn venue(&self, id: i64) -> Result<data::VenueDetail, DbError> {
+        self.reader.venue(id).await
     }
 
     fn credential(&self, headers: &HeaderMap) -> Credential {
@@ -534,9 +525,7 @@ async fn venues_page(State(d): St, headers: HeaderMap, uri: Uri, Query(q): Param
     let overview = d.overview.get();
     let found = async {
         match &query {
-            Some(q) => data::find_venues(&d.reader, q, data::SEARCH_ROWS)
-                .await
-                .map(Some),
+            Some(q) => d.reader.find_venues(q, data::SEARCH_ROWS).await.map(Some),
             None => Ok(None),
         }
     };
@@ -546,14 +535,9 @@ async fn venues_page(State(d): St, headers: HeaderMap, uri: Uri, Query(q): Param
         Err(e) => return db_unavailable(&d, &cred, &e),
     };
     let found = match found {
-        Ok(f) => {
-            if let Some(f) = &f {
-                d.remember(f);
-            }
-            f
-        }
+        Ok(f) => f,
         Err(e) if e.is_bad_input() => Some(Vec::new()),
-        Err(e) => return db_unavailable(&d, &cred, &e.to_string()),
+        Err(e) => return db_unavailable(&d, &cred, &shown(&e)),
     };
     render(
         &d,
@@ -611,7 +595,7 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        data::redact_json(v).to_string(),
+        redact_json(v).to_string(),
     )
         .into_response()
 }
@@ -684,11 +668,7 @@ async fn api_venue(State(d): St, Path(id): Path<String>) -> Response {
 }
 
 async fn healthz(State(d): St) -> Response {
-    let probe = tokio::time::timeout(
-        Duration::from_secs(3),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&d.reader),
-    )
-    .await;
+    let probe = tokio::time::timeout(Duration::from_secs(3), d.reader.ping()).await;
     match probe {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response(),
@@ -952,7 +932,7 @@ impl Dashboard {
                 )
             }
         };
-        match data::act(pool, &action).await {
+        match pool.act(&action).await {
             Ok(done) => {
                 info!(
                     action = %redact_text(&format!("{action:?}"), &[]),
@@ -965,20 +945,21 @@ impl Dashboard {
             }
             Err(e) => {
                 warn!(action = path, error = %e, "dashboard: admin action failed");
-                let (status, msg) = if e.is_permission() {
+                let e = DbFailureText::from(&e);
+                let (status, msg) = if e.permission {
                     (
                         StatusCode::FORBIDDEN,
                         format!(
                             "The admin database login may not do this: grant it <code>venue_image_admin</code> ({}).",
-                            html::text(&e.to_string())
+                            html::text(&e.text)
                         ),
                     )
-                } else if e.is_bad_input() {
-                    (StatusCode::BAD_REQUEST, html::text(&e.to_string()))
+                } else if e.bad_input {
+                    (StatusCode::BAD_REQUEST, html::text(&e.text))
                 } else {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("The database did not do it: {}", html::text(&e.to_string())),
+                        format!("The database did not do it: {}", html::text(&e.text)),
                     )
                 };
                 error_page(self, &cred, status, "Action failed", &msg)
@@ -1143,33 +1124,38 @@ async fn scan(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
 
 // ---- The command -------------------------------------------------------------------
 
-async fn check_grants(d: Arc<Dashboard>) {
-    let reader = sqlx::query_scalar::<_, bool>(
-        "SELECT has_function_privilege('venue_images.venue_image_overview(int)', 'EXECUTE')",
-    )
-    .fetch_one(&d.reader)
-    .await;
-    match reader {
-        Ok(true) => {}
-        Ok(false) => warn!(
-            "DATABASE_URL's login lacks venue_image_reader: GRANT venue_image_reader TO <login>"
-        ),
-        Err(e) => {
-            warn!(error = %DbFailure::from(e), "database not reachable yet (or the extension is missing); pages will say so until it is")
+/// What a failed action says, already redacted.
+struct DbFailureText {
+    text: String,
+    permission: bool,
+    bad_input: bool,
+}
+
+impl From<&DbError> for DbFailureText {
+    fn from(e: &DbError) -> Self {
+        DbFailureText {
+            text: shown(e),
+            permission: e.is_permission_error(),
+            bad_input: e.is_bad_input(),
         }
     }
-    if let Some(pool) = &d.admin_db {
-        let admin = sqlx::query_scalar::<_, bool>(
-            "SELECT has_function_privilege('venue_images.venue_image_force_retry(bigint, text)', 'EXECUTE')",
-        )
-        .fetch_one(pool)
-        .await;
-        match admin {
-            Ok(true) => {}
-            Ok(false) => warn!(
-                "--admin-database-url's login lacks venue_image_admin: actions will be refused"
-            ),
-            Err(e) => warn!(error = %DbFailure::from(e), "admin database login not usable yet"),
+}
+
+async fn check_grants(d: Arc<Dashboard>) {
+    use venue_images_core::roles::{executable, Role};
+    if let Err(e) = d
+        .reader
+        .check(&executable(Role::Reader), Role::Reader.as_str())
+        .await
+    {
+        warn!(error = %shown(&e), "DATABASE_URL's login is not ready for the dashboard (it needs venue_image_reader); pages will say so until it is");
+    }
+    if let Some(admin) = &d.admin_db {
+        if let Err(e) = admin
+            .check(&executable(Role::Admin), Role::Admin.as_str())
+            .await
+        {
+            warn!(error = %shown(&e), "--admin-database-url's login is not ready (it needs venue_image_admin): actions will be refused");
         }
     }
 }

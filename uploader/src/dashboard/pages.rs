@@ -235,7 +235,7 @@ pub fn overview(
     let _ = write!(
         queue,
         r#"<tr class="total"><td>total</td><td class="num" id="queue-total">{}</td><td class="muted">images in the retry queue</td></tr></tbody></table>"#,
-        num(q.total())
+        num(q.total)
     );
     let mut scan = String::new();
     match &live.last_scan {
@@ -283,13 +283,14 @@ pub fn overview(
     b
 }
 
-fn scan_summary(r: &ScanRun, now: DateTime<Utc>) -> String {
+fn scan_summary(run: &ScanRun, now: DateTime<Utc>) -> String {
     let mut s = String::new();
+    let r = &run.result;
     let _ = write!(
         s,
         r#"<p>Finished {} by <code>{}</code>, in {}.</p><dl class="figures">"#,
-        when(r.finished_at, now),
-        text(&r.run_by),
+        when(run.finished_at, now),
+        text(&run.run_by),
         millis(r.elapsed_ms)
     );
     for (id, label, v) in [
@@ -369,7 +370,7 @@ fn providers(
             queue
                 .iter()
                 .find(|(name, _)| *name == p.provider)
-                .map(|(_, c)| num(c.total()))
+                .map(|(_, c)| num(c.total))
                 .unwrap_or_else(|| "0".into())
         };
         let _ = write!(
@@ -942,10 +943,8 @@ fn image_row(v: i64, img: &Image, forms: &Forms<'_>, now: DateTime<Utc>) -> Stri
         (Some(state), _) => badge(state),
         (None, _) => r#"<span class="muted">–</span>"#.into(),
     };
-    // Retry now: for a failed image that is not already due or in flight.
-    let retry = if matches!(status, "failed" | "permanently_failed")
-        && !matches!(img.job_state.as_deref(), Some("due" | "leased"))
-    {
+    // Retry now: where the extension says a force retry would take the image.
+    let retry = if img.can_force {
         forms.form(
             &format!("/venues/{v}/images/{}/force-retry", img.element_index),
             "",
@@ -1005,32 +1004,18 @@ fn attempt_row(a: &Attempt, now: DateTime<Utc>) -> String {
 /// `/venues/{id}`.
 pub fn venue(id: i64, d: &VenueDetail, forms: &Forms<'_>, now: DateTime<Utc>) -> String {
     let mut b = String::new();
-    let failed = d
-        .images
-        .iter()
-        .filter(|i| {
-            matches!(
-                i.upload_status.as_deref(),
-                Some("failed" | "permanently_failed")
-            )
-        })
-        .count() as i64;
-    let permanent = d
-        .images
-        .iter()
-        .filter(|i| i.upload_status.as_deref() == Some("permanently_failed"))
-        .count() as i64;
-    let uploaded = d
-        .images
-        .iter()
-        .filter(|i| i.upload_status.as_deref() == Some("uploaded"))
-        .count() as i64;
-    let queued = d.images.iter().filter(|i| i.job_id.is_some()).count() as i64;
+    let s = d.venue.as_ref();
+    let figure = |f: fn(&super::data::VenueSummary) -> i32| s.map(f).map_or(0, i64::from);
+    let failed = figure(|v| v.failed_count);
+    let permanent = figure(|v| v.permanently_failed_count);
+    let uploaded = figure(|v| v.uploaded_count);
+    let queued = figure(|v| v.queued_count);
+    let images = figure(|v| v.total_images);
     b.push_str(r#"<div class="tiles">"#);
     b.push_str(&tile(
         "venue-images",
         "Images",
-        &num(d.images.len() as i64),
+        &num(images),
         d.venue
             .as_ref()
             .and_then(|v| v.city_id)
@@ -1055,13 +1040,15 @@ pub fn venue(id: i64, d: &VenueDetail, forms: &Forms<'_>, now: DateTime<Utc>) ->
 
     if forms.enabled() {
         let mut a = String::from(r#"<div class="actions-row">"#);
-        a.push_str(&forms.form(
-            &format!("/venues/{id}/force-retry"),
-            "",
-            "Force retry all failed images",
-            "primary",
-        ));
-        if permanent > 0 {
+        if s.is_some_and(|v| v.can_force) {
+            a.push_str(&forms.form(
+                &format!("/venues/{id}/force-retry"),
+                "",
+                "Force retry all failed images",
+                "primary",
+            ));
+        }
+        if s.is_some_and(|v| v.can_purge) {
             a.push_str(&forms.form(
                 &format!("/venues/{id}/purge"),
                 r#"<label class="confirm"><input type="checkbox" name="confirm" value="yes" required> remove the permanently failed images from the venue</label>"#,
@@ -1102,7 +1089,7 @@ pub fn venue(id: i64, d: &VenueDetail, forms: &Forms<'_>, now: DateTime<Utc>) ->
         );
     }
     t.push_str("</tbody></table>");
-    if d.attempts.len() as i64 >= super::data::ATTEMPT_ROWS {
+    if d.attempts.len() as i64 >= i64::from(super::data::ATTEMPT_ROWS) {
         let _ = write!(
             t,
             r#"<p class="hint">The latest {} entries.</p>"#,
@@ -1192,6 +1179,7 @@ mod tests {
                 waiting: 2,
                 leased: 1,
                 paused: 0,
+                total: 6,
             },
             ..Live::default()
         };
@@ -1222,7 +1210,18 @@ mod tests {
         let admin = Admin::new("tok");
         let forms = Forms::new(Some(&admin), "session-1");
         let d = VenueDetail {
-            venue: None,
+            venue: Some(crate::db::dashboard::VenueSummary {
+                id: 9,
+                name: Some("V".into()),
+                city_id: None,
+                total_images: 1,
+                failed_count: 1,
+                permanently_failed_count: 1,
+                uploaded_count: 0,
+                queued_count: 0,
+                can_force: true,
+                can_purge: true,
+            }),
             images: vec![Image {
                 element_index: 2,
                 provider: Some("here".into()),
@@ -1237,6 +1236,7 @@ mod tests {
                 job_state: None,
                 next_attempt_at: None,
                 imagekit_path: None,
+                can_force: true,
             }],
             attempts: vec![],
         };
@@ -1283,6 +1283,7 @@ mod tests {
             pause_reason: paused.then(|| "token=SECRET6".into()),
             last_success_at: None,
             updated_at: None,
+            queued: 0,
         };
         let live = Live {
             providers: names

@@ -8,11 +8,11 @@
 
 use super::health::{Verdict, IMAGEKIT};
 use super::{Ctx, Done, ReleaseReason, Transfer};
+use crate::db::{Claim, OutcomeRecord, QueueApi};
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::imagekit::UploadRequest;
 use crate::metrics::{FailureLabels, ProviderLabel};
-use crate::queue::{Claim, OutcomeRecord, QueueApi};
 use crate::shutdown::StopReason;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};

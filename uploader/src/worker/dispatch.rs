@@ -21,7 +21,7 @@ mod tests;
 
 use super::{attempt, Ctx, Done, ReleaseReason, Transfer};
 use crate::backoff::Backoff;
-use crate::queue::{Claim, DbError, QueueApi};
+use crate::db::{Claim, DbError, QueueApi};
 use crate::shutdown::StopReason;
 use std::collections::VecDeque;
 use std::future::Future;

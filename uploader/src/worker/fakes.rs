@@ -5,9 +5,9 @@
 //! queue is tested against PostgreSQL in `tests/`.
 
 use super::*;
+use crate::db::{ProviderState, WriteBackStatus};
 use crate::failure::{ErrorType, NetworkKind, Stage};
 use crate::fetch::ImageKind;
-use crate::queue::{ProviderState, WriteBackStatus};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};

@@ -23,8 +23,8 @@
 //! refreshes them every second or so).
 
 use crate::backoff::Backoff;
+use crate::db::ProviderState;
 use crate::failure::{ErrorType, Failure, NetworkKind, Scope, Stage};
-use crate::queue::ProviderState;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Mutex;

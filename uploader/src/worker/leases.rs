@@ -4,7 +4,7 @@
 //! released; the heartbeat extends every held lease each third of the lease length.
 
 use super::Ctx;
-use crate::queue::QueueApi;
+use crate::db::QueueApi;
 use crate::worker::Transfer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

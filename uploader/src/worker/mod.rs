@@ -37,11 +37,11 @@ mod fakes;
 mod tests;
 
 use crate::clock::Clock;
+use crate::db::{Claim, DbError, OutcomeRecord, QueueApi};
 use crate::failure::Failure;
 use crate::fetch::{Downloaded, Fetcher};
 use crate::imagekit::{ImageKit, UploadRequest, Uploaded};
 use crate::metrics::{Metrics, ProviderLabel};
-use crate::queue::{Claim, DbError, OutcomeRecord, QueueApi};
 use crate::shutdown::{Shutdown, StopReason};
 use crate::tasks::{Task, TaskGroup};
 pub use dispatch::Dispatcher;

@@ -11,8 +11,8 @@
 
 use super::{Ctx, Done, ReleaseReason, Transfer};
 use crate::backoff::Backoff;
+use crate::db::{OutcomeRecord, QueueApi, WriteBackStatus};
 use crate::metrics::StateLabel;
-use crate::queue::{OutcomeRecord, QueueApi, WriteBackStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
