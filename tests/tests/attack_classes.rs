@@ -1041,3 +1041,185 @@ async fn a_relation_swapped_during_a_call_is_refused() -> Result<()> {
     u.close().await?;
     s.finish().await
 }
+
+// ---------------------------------------------------------------------------------------
+// Class: Search path capture, in client sessions (CVE-2018-1058). The owner points the
+// database's search_path at public, where it shadows every built-in. Before 0.4.0 the
+// owner's functions ran as the admin login (now() in the dashboard's pause action) and as
+// the uploader login (hashtext() in the scan scheduler). Every statement the sidecar,
+// its one-off commands and the dashboard send now names its schema.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sessions_run_nothing_of_the_owner() -> Result<()> {
+    use std::time::Duration;
+    use venue_images_tests::fakes::{FakeImageKit, ImageKitConfig};
+    use venue_images_tests::sidecar::{self, Sidecar};
+
+    let s = Site::new("atk_clients").await?;
+    unlimited(&s).await?;
+    let owner = s.owner.clone();
+    let dbname: String = s
+        .scalar("SELECT pg_catalog.current_database()::pg_catalog.text")
+        .await?;
+    let mut o = s.connect(&s.owner_url).await?;
+    traps::plant(&mut o, "public", &format!("ALTER ROLE {owner} SUPERUSER")).await?;
+    traps::canary(&mut o, "public").await?;
+    o.execute(format!("ALTER DATABASE {dbname} SET search_path = public, pg_catalog").as_str())
+        .await?;
+    o.close().await?;
+    // A venue whose images a provider serves (the fake provider answers on loopback).
+    let ik = FakeImageKit::start(ImageKitConfig::default()).await?;
+    let provider = venue_images_tests::fakes::FakeProvider::start(Default::default()).await?;
+    let images: Vec<_> = (0..3)
+        .map(|i| {
+            json!({"provider": "here", "upload_status": "failed",
+                   "provider_url": format!("{}/here/img/ok-{i}.png", provider.base_url()),
+                   "error_details": {"error_type": "rate_limited"}})
+        })
+        .collect();
+    let mut o = s.connect(&s.owner_url).await?;
+    o.execute("SET search_path = pg_catalog").await?;
+    let venue: i64 = sqlx::query_scalar(
+        "INSERT INTO public.venues (name, venue_images) VALUES ('v', $1) RETURNING id",
+    )
+    .bind(serde_json::Value::Array(images))
+    .fetch_one(&mut o)
+    .await?;
+    o.close().await?;
+
+    let dir = std::env::temp_dir().join(format!("vi-atk-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let run = |name: &str, url: &str, args: &[&str]| -> Result<()> {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::process::Command::new(sidecar::uploader_bin()?)
+            .args(args)
+            .envs(sidecar::env(url, &ik.upload_url(), ik.private_key()))
+            .stderr(std::fs::File::create(&log)?)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        ensure!(out.success(), "{name}: {}", sidecar::tail(&log, 20));
+        Ok(())
+    };
+    // The uploader login: a drain of the queue, stats, check, the scan.
+    run("once", &s.uploader_url, &["once"])?;
+    run("stats", &s.uploader_url, &["stats", "--json"])?;
+    run("check", &s.uploader_url, &["check", "--skip-imagekit"])?;
+    run("scan", &s.uploader_url, &["scan"])?;
+    // The sidecar with its scan scheduler firing every two seconds.
+    let log = dir.join("run.log");
+    let args: Vec<String> = ["run", "--scan-schedule", "*/2 * * * * *"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let mut up = Sidecar::spawn(
+        &args,
+        &sidecar::env(&s.uploader_url, &ik.upload_url(), ik.private_key()),
+        &log,
+    )?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    up.signal(sidecar::Signal::TERM)?;
+    up.wait_for(Duration::from_secs(30)).await?;
+    ensure!(
+        std::fs::read_to_string(&log)?.contains("scheduled scan"),
+        "the scheduler did not fire: {}",
+        sidecar::tail(&log, 20)
+    );
+    // The dashboard: pages and its JSON API as the reader, a pause and a resume as the
+    // admin login.
+    let token = "an-admin-token-of-some-length";
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token)?;
+    let port = venue_images_tests::browser::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<String> = vec![
+        "dashboard".into(),
+        "--listen".into(),
+        listen.clone(),
+        "--admin-token-file".into(),
+        token_file.display().to_string(),
+        "--admin-database-url".into(),
+        s.admin_url.clone(),
+    ];
+    let mut dash = Sidecar::spawn(
+        &args,
+        &sidecar::env(&s.reader_url, &ik.upload_url(), ik.private_key()),
+        &dir.join("dashboard.log"),
+    )?;
+    let http = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let mut up_now = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up_now = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        up_now,
+        "the dashboard did not start: {}",
+        sidecar::tail(&dir.join("dashboard.log"), 20)
+    );
+    let pages = [
+        "/".to_string(),
+        "/failures".into(),
+        "/recovery".into(),
+        "/venues?q=v".into(),
+        format!("/venues/{venue}"),
+        "/api/overview".into(),
+        "/api/recovery".into(),
+        format!("/api/venues/{venue}"),
+    ];
+    for page in pages {
+        let r = http.get(format!("{base}{page}")).send().await?;
+        ensure!(r.status().is_success(), "{page}: {}", r.status());
+    }
+    for (path, form) in [
+        ("/providers/pause", "provider=here&minutes=5&reason=test"),
+        ("/providers/resume", "provider=here"),
+    ] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Origin", &base)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await?;
+        ensure!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{path}: {} {}",
+            r.status(),
+            sidecar::tail(&dir.join("dashboard.log"), 20)
+        );
+    }
+    dash.signal(sidecar::Signal::TERM)?;
+    dash.wait_for(Duration::from_secs(15)).await?;
+    let mut su = checker(&s).await?;
+    let paused: Option<String> = sqlx::query_scalar(
+        "SELECT pause_reason FROM venue_images.venue_image_providers WHERE provider OPERATOR(pg_catalog.=) 'here'",
+    )
+    .fetch_optional(&mut su)
+    .await?
+    .flatten();
+    assert_eq!(
+        paused, None,
+        "the pause was made and ended through the dashboard"
+    );
+    let uploaded: i64 = sqlx::query_scalar(
+        "SELECT pg_catalog.count(*) FROM public.venues v, pg_catalog.jsonb_array_elements(v.venue_images) e
+          WHERE e OPERATOR(pg_catalog.->>) 'upload_status' OPERATOR(pg_catalog.=) 'uploaded'",
+    )
+    .fetch_one(&mut su)
+    .await?;
+    assert_eq!(uploaded, 3, "the sidecar recovered the images");
+    su.close().await?;
+    assert_unharmed(&s.db.url, &owner).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    s.finish().await
+}

@@ -966,3 +966,64 @@ async fn the_role_matrix_holds() -> Result<()> {
     }
     s.finish().await
 }
+
+/// The grants in the database are exactly the one list's (`venue_images_core::roles`):
+/// each function and relation of the extension is granted to exactly the roles the list
+/// names, directly, and nothing else is (the trigger and the aggregates' internal
+/// functions are nobody's). The install script and sql/002_roles.sql grant from the list;
+/// this pins both to it.
+#[tokio::test]
+async fn the_grants_are_exactly_the_one_lists() -> Result<()> {
+    use venue_images_core::roles::GRANTS;
+    let s = Site::new("sec_grants").await?;
+    let actual: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN 'PUBLIC'
+                     ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END,
+                a.privilege_type,
+                o.obj
+           FROM (SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS obj, p.proacl AS acl, p.proowner AS owner
+                   FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'venue_images'::pg_catalog.regnamespace
+                 UNION ALL
+                 SELECT c.oid::pg_catalog.regclass::pg_catalog.text, c.relacl, c.relowner
+                   FROM pg_catalog.pg_class c
+                  WHERE c.relnamespace OPERATOR(pg_catalog.=) 'venue_images'::pg_catalog.regnamespace
+                    AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v}'::pg_catalog.\"char\"[])) o
+          CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) a
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+          WHERE a.grantee OPERATOR(pg_catalog.<>) o.owner
+            AND (a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                 OR r.rolname OPERATOR(pg_catalog.~~) 'venue_image\\_%')
+            AND r.rolname IS DISTINCT FROM 'venue_image_definer'
+          ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&s.db.pool)
+    .await?;
+    let mut want: Vec<(String, String, String)> = GRANTS
+        .iter()
+        .map(|(r, p, o)| {
+            // regprocedure and regclass print our objects without the schema when it is
+            // on the search path; compare without it.
+            (
+                r.as_str().to_string(),
+                p.as_str().to_string(),
+                o.to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    let norm = |o: &str| o.trim_start_matches("venue_images.").replace(", ", ",");
+    let actual: Vec<(String, String, String)> = actual
+        .into_iter()
+        .map(|(r, p, o)| (r, p, norm(&o)))
+        .collect();
+    let want: Vec<(String, String, String)> =
+        want.into_iter().map(|(r, p, o)| (r, p, norm(&o))).collect();
+    let missing: Vec<_> = want.iter().filter(|g| !actual.contains(g)).collect();
+    let extra: Vec<_> = actual.iter().filter(|g| !want.contains(g)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "grants differ from venue_images_core::roles::GRANTS:\nmissing {missing:#?}\nextra {extra:#?}"
+    );
+    s.finish().await
+}
