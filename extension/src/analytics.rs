@@ -8,7 +8,7 @@
 //!
 //! Functions that only need venues with failures read them through a GIN index on the
 //! images column when one exists and failures are rare (see
-//! [`crate::source::VenueSource::failures_filter`]). Malformed values never abort a
+//! [`crate::gin::failures_filter`]). Malformed values never abort a
 //! query (see `venue_image_summary_stats`' health columns).
 
 use crate::aggregates::breakdown_node;
@@ -60,7 +60,7 @@ struct List {
 
 /// Runs `venue_images_venue_list` over the table.
 fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
-    let filter = src.failures_filter()?;
+    let filter = crate::gin::failures_filter(&src)?;
     let sql = format!(
         "SELECT venue_images.venue_images_venue_list({id}, {name}, {city}, {img}, {min}, {up}, {max}, {prio}, {types})
            FROM {rel}{filter}",
@@ -111,7 +111,7 @@ fn venue_image_failure_breakdown() -> Result<
     ErrorReport,
 > {
     let src = crate::plans::venue_source().report()?;
-    let filter = src.failures_filter().report()?;
+    let filter = crate::gin::failures_filter(&src).report()?;
     let st = stats(&src, &filter).report()?;
     Ok(TableIterator::new(
         st.scanner.breakdown_rows().into_iter().map(|r| {

@@ -15,6 +15,28 @@
 //! - [`queue`]: the retry queue: claims, leases, fenced write-back, scan, trigger.
 //! - [`datum`]: `jsonb` in and out without the text round trip.
 //! - [`errors`]: errors with SQLSTATEs.
+//! - [`spi`]: plain reads through SPI; [`gin`]: full scan or the GIN index;
+//!   [`handoff`], [`srf`]: how the analytics hand rows back.
+//!
+//! ## Module graph
+//!
+//! What each module imports from the crate; every module imports only modules listed
+//! below it, so there is no cycle (`tests/tests/module_graphs.rs` checks it; within
+//! `queue`, the submodules use their parent's helpers):
+//!
+//! ```text
+//! analytics  → aggregates datum errors gin handoff owner plans settings source srf
+//! queue      → datum errors gin owner plans settings source spi
+//! values     → datum errors settings
+//! aggregates → datum errors handoff settings
+//! gin        → errors owner settings source spi
+//! plans      → errors settings source spi
+//! owner      → errors source
+//! source     → errors settings spi
+//! spi        → errors
+//! settings   → errors
+//! datum  errors  handoff  srf   (import nothing)
+//! ```
 
 // pgrx raises errors with their SQLSTATE through `Result<T, ErrorReport>`; the report is
 // large, but errors are the cold path and this is the type PostgreSQL needs.
@@ -31,12 +53,14 @@ pub mod aggregates;
 pub mod analytics;
 pub mod datum;
 pub mod errors;
+pub mod gin;
 pub mod handoff;
 pub mod owner;
 pub mod plans;
 pub mod queue;
 pub mod settings;
 pub mod source;
+pub mod spi;
 pub mod srf;
 pub mod values;
 

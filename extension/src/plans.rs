@@ -37,7 +37,7 @@ pub fn require_current_version() -> Result<(), VenueError> {
     if VERSION_CHECKED.with(Cell::get) {
         return Ok(());
     }
-    let installed = select_one::<String>(
+    let installed = crate::spi::select_one::<String>(
         "SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'venue_images'",
         &[],
     )?;
@@ -65,25 +65,8 @@ fn prepare(
     Ok(Rc::new(client.prepare_mut(sql, &types)?.keep()))
 }
 
-/// The first column of the first row of a read-only query, without marking the
-/// transaction as writing: pgrx's `Spi::get_one*` and `SpiClient::update` assign a
-/// transaction id, which a hot standby refuses ("cannot assign TransactionIds during
-/// recovery"). Every read path of the extension goes through `select`.
-pub fn select_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> Result<Option<T>, VenueError> {
-    Ok(pgrx::spi::Spi::connect(|client| {
-        let table = client.select(sql, Some(1), args)?;
-        if table.is_empty() {
-            return Ok::<_, pgrx::spi::Error>(None);
-        }
-        table.first().get_one::<T>()
-    })?)
-}
-
 /// Runs a constant read-only statement through its kept plan, without marking the
-/// transaction as writing (see [`select_one`]).
+/// transaction as writing (see [`crate::spi::select_one`]).
 pub fn read<'conn>(
     client: &SpiClient<'conn>,
     sql: &'static str,

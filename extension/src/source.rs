@@ -1,5 +1,5 @@
 //! The configured venues relation (`venue_images.venues_table` and its columns), resolved
-//! against the catalog, and the choice between a full scan and the GIN index.
+//! against the catalog.
 
 use crate::errors::VenueError;
 use crate::settings::{self, TableNames};
@@ -190,7 +190,7 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
     let id_column = quote_ident(&names.id);
     let has_gin = images_type.as_deref() == Some("jsonb")
         && match images_attnum {
-            Some(attnum) => crate::plans::select_one::<bool>(
+            Some(attnum) => crate::spi::select_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                    JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
                    JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) ic.relam
@@ -232,63 +232,4 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         has_gin,
         names,
     })
-}
-
-impl VenueSource {
-    /// `WHERE` clause restricting a query to venues with a failed image: the
-    /// containment test the GIN index answers.
-    fn failures_predicate(&self) -> String {
-        format!(
-            "({c} OPERATOR(pg_catalog.@>) '[{{\"upload_status\": \"failed\"}}]'::pg_catalog.jsonb \
-             OR {c} OPERATOR(pg_catalog.@>) '[{{\"upload_status\": \"permanently_failed\"}}]'::pg_catalog.jsonb)",
-            c = self.images_column
-        )
-    }
-
-    /// The `WHERE` clause for a query that only needs venues with failures: the GIN
-    /// predicate when an index exists and a small sample says failures are rarer than
-    /// `venue_images.gin_max_failing_share`, otherwise nothing (one full, parallel scan).
-    /// Measured on the benchmark data: at 25% of venues failing, the bitmap heap scan
-    /// plus its recheck already costs as much as the parallel scan of the whole table.
-    pub fn failures_filter(&self) -> Result<String, VenueError> {
-        let threshold = settings::gin_max_failing_share();
-        if !self.has_gin || threshold <= 0.0 {
-            return Ok(String::new());
-        }
-        if threshold >= 1.0 {
-            return Ok(format!(" WHERE {}", self.failures_predicate()));
-        }
-        let reltuples = crate::plans::select_one::<f32>(
-            "SELECT reltuples FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
-            &[self.oid.into()],
-        )?
-        .unwrap_or(-1.0) as f64;
-        // About 500 rows, whole pages at random (cheap), same sample every time. The
-        // share only chooses a plan, and near the threshold both plans cost about the
-        // same: at a 5% share, 500 rows estimate it within about 1 point (one standard
-        // error), and the sample costs 3 ms instead of 2,000 rows' 12 ms on 200,000
-        // compact venues (its rows are detoasted for the containment test).
-        let pct = if reltuples > 0.0 {
-            (500.0 / reltuples * 100.0).clamp(0.01, 100.0)
-        } else {
-            100.0
-        };
-        let _as_owner = crate::owner::AsOwner::of(self)?;
-        let share = crate::plans::select_one::<f64>(
-            &format!(
-                "SELECT (pg_catalog.count(*) FILTER (WHERE {pred}))::pg_catalog.float8
-                    OPERATOR(pg_catalog./) greatest(pg_catalog.count(*), 1)
-               FROM {rel} TABLESAMPLE pg_catalog.system ({pct}) REPEATABLE (2008)",
-                pred = self.failures_predicate(),
-                rel = self.relation,
-            ),
-            &[],
-        )?
-        .unwrap_or(1.0);
-        Ok(if share < threshold {
-            format!(" WHERE {}", self.failures_predicate())
-        } else {
-            String::new()
-        })
-    }
 }

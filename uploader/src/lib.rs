@@ -45,7 +45,7 @@
 //! error      → cli exit db redact
 //! imagekit   → backoff failure fetch redact
 //! metrics    → shutdown
-//! cli        → host redact
+//! cli        → db host redact
 //! fetch      → failure redact
 //! shutdown   → exit tasks
 //! backoff  clock  exit  failure  host  db  redact  tasks   (import nothing)

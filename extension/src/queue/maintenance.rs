@@ -145,7 +145,7 @@ fn cleanup_scan() -> Result<(ScanCounts, f64), VenueError> {
     // (3 GB for 1,000,000 venues). The cursor's portal lives across connections by name.
     let (now, cursor_name) = Spi::connect_mut(|c| {
         let now = now_iso(c)?;
-        let filter = src.failures_filter()?;
+        let filter = crate::gin::failures_filter(&src)?;
         let sql = format!(
             "SELECT {id}, {img} FROM {rel}{filter}",
             id = src.id_expr,
@@ -292,7 +292,7 @@ fn venue_images_finalize(images: Jsonb<'_>) -> PgResult<JsonbResult> {
     // Not SECURITY DEFINER (everyone may call it): its one statement is parsed with
     // pg_catalog only, whatever the caller's search_path.
     let _path = crate::owner::PinnedPath::new();
-    let now = crate::plans::select_one::<String>(super::NOW_ISO_SQL, &[])
+    let now = crate::spi::select_one::<String>(super::NOW_ISO_SQL, &[])
         .report()?
         .unwrap_or_default();
     let policy = settings::policy();
