@@ -270,23 +270,172 @@ pub fn badge(value: &str) -> String {
     badge_as(value, value)
 }
 
-/// A badge coloured for `value`, saying `label`.
+/// A badge's colour: what the word means for the person looking at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Done, nothing to do.
+    Ok,
+    /// Needs time or attention.
+    Warn,
+    /// Lost for good unless someone acts.
+    Bad,
+    /// In flight.
+    Info,
+    /// Neutral.
+    Muted,
+}
+
+impl Tone {
+    /// The CSS class suffix (`badge-<tone>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tone::Ok => "ok",
+            Tone::Warn => "warn",
+            Tone::Bad => "bad",
+            Tone::Info => "info",
+            Tone::Muted => "muted",
+        }
+    }
+}
+
+/// The tone of each word of the extension's vocabularies (`venue_images_core`'s enums):
+/// a new word cannot be added to one of them without deciding its colour here.
+pub mod tones {
+    use super::Tone;
+    use venue_images_core::classify::ErrorClass;
+    use venue_images_core::image::Status;
+    use venue_images_core::retry::{AttemptOutcome, Lifecycle, QueueState, ReportGroup};
+
+    /// An image's upload status.
+    pub fn status(s: Status) -> Tone {
+        match s {
+            Status::Uploaded => Tone::Ok,
+            Status::Failed => Tone::Warn,
+            Status::PermanentlyFailed => Tone::Bad,
+            Status::Other => Tone::Muted,
+        }
+    }
+
+    /// Where the lifecycle has an image.
+    pub fn lifecycle(l: Lifecycle) -> Tone {
+        match l {
+            Lifecycle::NotFailed => Tone::Ok,
+            Lifecycle::Queued | Lifecycle::Review => Tone::Warn,
+            Lifecycle::ToFinalize | Lifecycle::PermanentlyFailed => Tone::Bad,
+            Lifecycle::Skipped => Tone::Muted,
+        }
+    }
+
+    /// A queue job's state.
+    pub fn queue(q: QueueState) -> Tone {
+        match q {
+            QueueState::Due | QueueState::Waiting | QueueState::Paused => Tone::Warn,
+            QueueState::Leased => Tone::Info,
+        }
+    }
+
+    /// An attempt-log outcome.
+    pub fn outcome(o: AttemptOutcome) -> Tone {
+        match o {
+            AttemptOutcome::Uploaded => Tone::Ok,
+            AttemptOutcome::Failed | AttemptOutcome::Review => Tone::Warn,
+            AttemptOutcome::PermanentlyFailed | AttemptOutcome::Purged => Tone::Bad,
+            AttemptOutcome::Superseded | AttemptOutcome::Finalized | AttemptOutcome::Forced => {
+                Tone::Muted
+            }
+        }
+    }
+
+    /// An error class.
+    pub fn class(c: ErrorClass) -> Tone {
+        match c {
+            ErrorClass::Transient => Tone::Warn,
+            ErrorClass::Permanent => Tone::Bad,
+            ErrorClass::Ambiguous | ErrorClass::Unknown => Tone::Muted,
+        }
+    }
+
+    /// A group of the retry report.
+    pub fn group(g: ReportGroup) -> Tone {
+        match g {
+            ReportGroup::Recovered => Tone::Ok,
+            ReportGroup::FailedAgain => Tone::Warn,
+            ReportGroup::PermanentFailure => Tone::Bad,
+            ReportGroup::Finalized => Tone::Muted,
+        }
+    }
+
+    /// The tone of a word of any vocabulary (a word several vocabularies share has one
+    /// tone: a test checks it); muted for any other word.
+    pub fn of(word: &str) -> Tone {
+        Status::parse(word)
+            .filter(|s| *s != Status::Other)
+            .map(status)
+            .or_else(|| Lifecycle::parse(word).map(lifecycle))
+            .or_else(|| QueueState::parse(word).map(queue))
+            .or_else(|| AttemptOutcome::parse(word).map(outcome))
+            .or_else(|| ErrorClass::parse(word).map(class))
+            .or_else(|| ReportGroup::parse(word).map(group))
+            .unwrap_or(Tone::Muted)
+    }
+}
+
+/// A badge coloured for `value` (a word of one of the extension's vocabularies), saying
+/// `label`.
 pub fn badge_as(value: &str, label: &str) -> String {
-    let kind = match value {
-        "uploaded" | "recovered" | "not_failed" => "ok",
-        "failed" | "queued" | "review" | "transient" | "due" | "waiting" => "warn",
-        "permanently_failed" | "permanent" | "to_finalize" | "purged" => "bad",
-        "ambiguous" | "skipped" | "superseded" | "forced" | "finalized" => "muted",
-        "leased" => "info",
-        "paused" => "warn",
-        _ => "muted",
-    };
-    format!(r#"<span class="badge badge-{kind}">{}</span>"#, text(label))
+    format!(
+        r#"<span class="badge badge-{}">{}</span>"#,
+        tones::of(value).as_str(),
+        text(label)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A word that several vocabularies share means the same to people in each.
+    #[test]
+    fn shared_words_have_one_tone() {
+        use venue_images_core::classify::ErrorClass;
+        use venue_images_core::image::Status;
+        use venue_images_core::retry::{AttemptOutcome, Lifecycle, QueueState, ReportGroup};
+        let mut all: Vec<(&str, Tone)> = Vec::new();
+        all.extend(Status::ALL.iter().map(|s| (s.as_str(), tones::status(*s))));
+        all.extend(
+            Lifecycle::ALL
+                .iter()
+                .map(|l| (l.as_str(), tones::lifecycle(*l))),
+        );
+        all.extend(
+            QueueState::ALL
+                .iter()
+                .map(|q| (q.as_str(), tones::queue(*q))),
+        );
+        all.extend(
+            AttemptOutcome::ALL
+                .iter()
+                .map(|o| (o.as_str(), tones::outcome(*o))),
+        );
+        all.extend(
+            ErrorClass::ALL
+                .iter()
+                .map(|c| (c.as_str(), tones::class(*c))),
+        );
+        all.extend(
+            ReportGroup::ALL
+                .iter()
+                .map(|g| (g.as_str(), tones::group(*g))),
+        );
+        for (word, tone) in &all {
+            if *word == Status::Other.as_str() {
+                continue;
+            }
+            assert_eq!(tones::of(word), *tone, "{word} has two tones");
+        }
+        assert_eq!(tones::of("uploaded"), Tone::Ok);
+        assert_eq!(tones::of("something_else"), Tone::Muted);
+    }
     use chrono::TimeZone;
 
     #[test]

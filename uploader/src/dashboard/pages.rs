@@ -13,6 +13,7 @@ use super::html::{
 use super::svg::{self, colour, HBar, Series};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
+use venue_images_core::retry::QueueState;
 
 /// Renders action forms for an admin (with CSRF tokens), or nothing for anyone else.
 pub struct Forms<'a> {
@@ -194,32 +195,38 @@ pub fn overview(
     queue.push_str(&svg::stacked_bar(
         "Retry queue by state",
         &[
-            ("due", q.due, colour::DUE),
-            ("waiting", q.waiting, colour::WAITING),
-            ("leased", q.leased, colour::LEASED),
-            ("paused", q.paused, colour::PAUSED),
+            (QueueState::Due.as_str(), q.due, colour::DUE),
+            (QueueState::Waiting.as_str(), q.waiting, colour::WAITING),
+            (QueueState::Leased.as_str(), q.leased, colour::LEASED),
+            (QueueState::Paused.as_str(), q.paused, colour::PAUSED),
         ],
     ));
     queue.push_str(r#"<table class="states"><tbody>"#);
     for (id, name, v, c, note) in [
-        ("queue-due", "due", q.due, colour::DUE, "claimable now"),
+        (
+            "queue-due",
+            QueueState::Due.as_str(),
+            q.due,
+            colour::DUE,
+            "claimable now",
+        ),
         (
             "queue-waiting",
-            "waiting",
+            QueueState::Waiting.as_str(),
             q.waiting,
             colour::WAITING,
             "backoff or Retry-After not over",
         ),
         (
             "queue-leased",
-            "leased",
+            QueueState::Leased.as_str(),
             q.leased,
             colour::LEASED,
             "being downloaded or uploaded",
         ),
         (
             "queue-paused",
-            "paused",
+            QueueState::Paused.as_str(),
             q.paused,
             colour::PAUSED,
             "their provider is paused",
@@ -924,24 +931,27 @@ fn image_row(v: i64, img: &Image, forms: &Forms<'_>, now: DateTime<Utc>) -> Stri
             .unwrap_or_default();
         format!("{}{reason}", badge_as(lifecycle, &label))
     };
-    let queue = match (img.job_state.as_deref(), img.next_attempt_at) {
-        (Some(state @ "waiting"), Some(t)) => format!(
+    let state = img.job_state.as_deref();
+    let queue = match (state.and_then(QueueState::parse), img.next_attempt_at) {
+        (Some(s @ QueueState::Waiting), Some(t)) => format!(
             r#"{}<div class="muted small">next attempt {}</div>"#,
-            badge(state),
+            badge(s.as_str()),
             when(t, now)
         ),
-        (Some(state @ "leased"), _) => {
+        (Some(s @ QueueState::Leased), _) => {
             format!(
                 r#"{}<div class="muted small">in flight</div>"#,
-                badge(state)
+                badge(s.as_str())
             )
         }
-        (Some(state @ "paused"), _) => format!(
+        (Some(s @ QueueState::Paused), _) => format!(
             r#"{}<div class="muted small">its provider is paused</div>"#,
-            badge(state)
+            badge(s.as_str())
         ),
-        (Some(state), _) => badge(state),
-        (None, _) => r#"<span class="muted">–</span>"#.into(),
+        _ => match state {
+            Some(s) => badge(s),
+            None => r#"<span class="muted">–</span>"#.into(),
+        },
     };
     // Retry now: where the extension says a force retry would take the image.
     let retry = if img.can_force {
