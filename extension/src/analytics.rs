@@ -60,7 +60,7 @@ struct List {
 
 /// Runs `venue_images_venue_list` over the table.
 fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
-    let filter = crate::gin::failures_filter(&src)?;
+    let filter = crate::gin::failures_filter(src)?;
     let sql = format!(
         "SELECT venue_images.venue_images_venue_list({id}, {name}, {city}, {img}, {min}, {up}, {max}, {prio}, {types})
            FROM {rel}{filter}",
