@@ -72,16 +72,25 @@ pub fn read<'conn>(
     sql: &'static str,
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
+    let stmt = constant_plan(client, sql, args)?;
+    Ok(client.select(&*stmt, None, args)?)
+}
+
+/// The kept plan of a constant statement (prepared on first use).
+fn constant_plan(
+    client: &SpiClient<'_>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
     let cached = PLANS.with(|p| p.borrow().get(sql).cloned());
-    let stmt = match cached {
+    Ok(match cached {
         Some(s) => s,
         None => {
             let s = prepare(client, sql, args)?;
             PLANS.with(|p| p.borrow_mut().insert(sql, s.clone()));
             s
         }
-    };
-    Ok(client.select(&*stmt, None, args)?)
+    })
 }
 
 /// Runs a read-only statement built at run time through a kept plan (see [`read`]).
@@ -137,15 +146,7 @@ pub fn run<'conn>(
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
     require_writable()?;
-    let cached = PLANS.with(|p| p.borrow().get(sql).cloned());
-    let stmt = match cached {
-        Some(s) => s,
-        None => {
-            let s = prepare(client, sql, args)?;
-            PLANS.with(|p| p.borrow_mut().insert(sql, s.clone()));
-            s
-        }
-    };
+    let stmt = constant_plan(client, sql, args)?;
     Ok(client.update(&*stmt, None, args)?)
 }
 

@@ -4,8 +4,8 @@
 //! URL) become one job.
 
 use super::{
-    ensure_providers, log_attempts, notify_due, queue_write_in_progress, read_venue, record_skips,
-    require_jsonb, Attempt,
+    column, ensure_providers, log_attempts, notify_due, queue_write_in_progress, read_venue,
+    record_skips, require_jsonb, Attempt,
 };
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
@@ -82,41 +82,16 @@ pub(crate) fn insert_jobs(
             c,
             &sql,
             &[
-                chunk
-                    .iter()
-                    .map(|(v, _, _)| *v)
-                    .collect::<Vec<i64>>()
-                    .into(),
-                chunk
-                    .iter()
-                    .map(|(_, _, r)| r.hash.to_vec())
-                    .collect::<Vec<Vec<u8>>>()
-                    .into(),
-                chunk
-                    .iter()
-                    .map(|(_, _, r)| r.redacted_url.clone())
-                    .collect::<Vec<String>>()
-                    .into(),
-                chunk
-                    .iter()
-                    .map(|(_, _, r)| r.provider.clone())
-                    .collect::<Vec<String>>()
-                    .into(),
-                chunk
-                    .iter()
-                    .map(|(_, _, r)| r.error_type.clone())
-                    .collect::<Vec<Option<String>>>()
-                    .into(),
-                chunk
-                    .iter()
-                    .map(|(_, _, r)| r.retry_count.clamp(0, i32::MAX as i64) as i32)
-                    .collect::<Vec<i32>>()
-                    .into(),
-                chunk
-                    .iter()
-                    .map(|(_, p, _)| *p)
-                    .collect::<Vec<f64>>()
-                    .into(),
+                column(chunk, |(v, _, _)| *v).into(),
+                column(chunk, |(_, _, r)| r.hash.to_vec()).into(),
+                column(chunk, |(_, _, r)| r.redacted_url.clone()).into(),
+                column(chunk, |(_, _, r)| r.provider.clone()).into(),
+                column(chunk, |(_, _, r)| r.error_type.clone()).into(),
+                column(chunk, |(_, _, r)| {
+                    r.retry_count.clamp(0, i32::MAX as i64) as i32
+                })
+                .into(),
+                column(chunk, |(_, p, _)| *p).into(),
                 forced.into(),
                 enqueued_by.into(),
             ],

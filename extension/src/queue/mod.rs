@@ -214,7 +214,8 @@ pub(crate) struct Attempt {
     pub detail: Option<Vec<u8>>,
 }
 
-fn column<T>(rows: &[Attempt], field: impl Fn(&Attempt) -> T) -> Vec<T> {
+/// One column of rows, for a statement that reads its rows from arrays (`unnest`).
+pub(crate) fn column<R, T>(rows: &[R], field: impl Fn(&R) -> T) -> Vec<T> {
     rows.iter().map(field).collect()
 }
 
@@ -310,6 +311,11 @@ pub(crate) fn record_skips(
     if venues.is_empty() {
         return Ok(());
     }
+    let skip_venues: Vec<i64> = skips.iter().map(|(v, _)| *v).collect();
+    let skip_indexes: Vec<i32> = skips
+        .iter()
+        .map(|(_, s)| s.index.min(i32::MAX as usize) as i32)
+        .collect();
     plans::run(
         client,
         "DELETE FROM venue_images.venue_image_skips s
@@ -321,12 +327,8 @@ pub(crate) fn record_skips(
                                AND k.i OPERATOR(pg_catalog.=) s.element_index)",
         &[
             venues.to_vec().into(),
-            skips.iter().map(|(v, _)| *v).collect::<Vec<i64>>().into(),
-            skips
-                .iter()
-                .map(|(_, s)| s.index.min(i32::MAX as usize) as i32)
-                .collect::<Vec<i32>>()
-                .into(),
+            skip_venues.clone().into(),
+            skip_indexes.clone().into(),
         ],
     )?;
     if skips.is_empty() {
@@ -342,12 +344,8 @@ pub(crate) fn record_skips(
          ON CONFLICT (venue_id, element_index) DO UPDATE
             SET reason = excluded.reason, seen_by = excluded.seen_by, last_seen_at = pg_catalog.now()",
         &[
-            skips.iter().map(|(v, _)| *v).collect::<Vec<i64>>().into(),
-            skips
-                .iter()
-                .map(|(_, s)| s.index.min(i32::MAX as usize) as i32)
-                .collect::<Vec<i32>>()
-                .into(),
+            skip_venues.into(),
+            skip_indexes.into(),
             skips
                 .iter()
                 .map(|(_, s)| venue_images_core::retry::clean_message(&s.reason))
