@@ -14,6 +14,7 @@
 # PG_MAJORS="15" limits the majors. With DATABASE_URL set, the integration suites run once,
 # against that server (its major must be one of PG_MAJORS), instead of private clusters.
 source "$(dirname "$0")/lib.sh"
+no_arguments "$@"
 cd "$ROOT"
 read -r -a MAJORS <<<"${PG_MAJORS:-${SUPPORTED_PG_MAJORS[*]}}"
 for m in "${MAJORS[@]}"; do
@@ -108,6 +109,11 @@ else
     check_jsonb_golden
     stop_cluster
   done
+fi
+
+if [[ " ${MAJORS[*]} " == *" 15 "* ]]; then
+  step "SQLsmith: random SQL against the extension on PostgreSQL 15, as four roles (scripts/sqlsmith.sh)"
+  PG_MAJOR=15 scripts/sqlsmith.sh 2500
 fi
 
 step "Debian packages, from the builds above, checked with lintian (scripts/package.sh)"
