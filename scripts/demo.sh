@@ -6,21 +6,43 @@
 # prints the statistics again, and starts the web dashboard: on a terminal it prints its URL
 # and keeps it up until Ctrl-C; otherwise (CI, a pipe) it saves a screenshot of every page
 # under target/demo-screenshots/ (or, without Chromium, fetches each page) and exits.
-# DASHBOARD_LISTEN (default 127.0.0.1:8780, another free port when taken) sets its address.
+#
+# Usage: scripts/demo.sh   (no arguments; settings in the environment:)
+#   VENUES=300               sample venues to load (a positive integer)
+#   DASHBOARD_LISTEN=127.0.0.1:8780   the dashboard's address (another free port when taken)
+#   DATABASE_URL=...         use that database (as a superuser, on this machine) instead of a
+#                            private cluster
+#   DEMO_SKIP_INSTALL=1      do not build and install the extension: the one installed in the
+#                            system PostgreSQL 15 is used (it must be the current version)
+#
+# It builds what the test command builds, with the same `ci` profile (scripts/test.sh), so
+# after the test command nothing is compiled again and the demo starts in about a minute.
+set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
+no_arguments "$@"
 VENUES=${VENUES:-300}
-bootstrap
-install_extension release
+[[ $VENUES =~ ^[1-9][0-9]*$ ]] || usage_error "VENUES=<a positive integer> scripts/demo.sh   (got VENUES=$VENUES)"
+cd "$ROOT"
+if [ -n "${DEMO_SKIP_INSTALL:-}" ]; then
+  ensure_apt_packages
+  info "DEMO_SKIP_INSTALL is set: using the venue_images extension installed in PostgreSQL $PG_MAJOR"
+else
+  bootstrap
+  install_extension ci
+fi
 start_cluster
 migrate
 
-step "Building the uploader, the fakes and the dev tool"
-cargo build --release -q -p venue-image-uploader -p venue-images-tests --bins
+step "Building the uploader, the fakes and the dev tool (the test command's ci build: nothing to do after scripts/test.sh)"
+# The same two commands as scripts/test.sh: the uploader alone, then the tests crate as
+# `cargo test` builds it (its binaries share that build's dependency features).
+cargo build --profile ci -q -p venue-image-uploader
+cargo test --profile ci -q -p venue-images-tests --no-run
+BIN=$(cargo_target_dir)/ci
 
 step "Starting the fake ImageKit and the fake image providers"
 FAKES_OUT=$(mktemp /tmp/venue-images-fakes.XXXXXX)
-./target/release/venue-images-fakes >"$FAKES_OUT" 2>/dev/null &
+"$BIN/venue-images-fakes" >"$FAKES_OUT" 2>/dev/null &
 FAKES_PID=$!
 DASH_PID=""
 DASH_DIR=$(mktemp -d /tmp/venue-images-dashboard.XXXXXX)
@@ -33,7 +55,7 @@ export IMAGEKIT_PRIVATE_KEY=$(json_field private_key)
 info "fake provider at $PROVIDER_BASE, fake ImageKit at $IMAGEKIT_UPLOAD_URL"
 
 step "Loading $VENUES sample venues (deterministic; failed images point at the fake provider)"
-./target/release/venue-images-dev seed --venues "$VENUES" --provider-base "$PROVIDER_BASE"
+"$BIN/venue-images-dev" seed --venues "$VENUES" --provider-base "$PROVIDER_BASE"
 # Short backoff so that retries happen within the demo (a superuser's setting).
 dbsql -c "ALTER DATABASE $(dbsql -Atc 'SELECT current_database()') SET venue_images.retry_base_seconds = 1" >/dev/null
 
@@ -56,27 +78,27 @@ READER_URL=$(as_login demo_reader)
 info "uploader: $UPLOADER_URL"
 info "admin:    $ADMIN_URL"
 
-UPLOADER=./target/release/venue-image-uploader
+UPLOADER=$BIN/venue-image-uploader
 export VENUE_UPLOADER_ALLOW_LOOPBACK=true        # the fakes listen on 127.0.0.1
 export VENUE_UPLOADER_INSECURE_IMAGEKIT_LOOPBACK=true   # the fake ImageKit speaks http
 
 step "venue-image-uploader rates (as the admin: shared provider rates)"
-DATABASE_URL=$ADMIN_URL $UPLOADER rates '*=40' google_places=10
+DATABASE_URL=$ADMIN_URL "$UPLOADER" rates '*=40' google_places=10
 
 step "Before: venue-image-uploader stats (as the uploader)"
-DATABASE_URL=$UPLOADER_URL $UPLOADER stats
+DATABASE_URL=$UPLOADER_URL "$UPLOADER" stats
 
 step "venue-image-uploader check"
-DATABASE_URL=$UPLOADER_URL $UPLOADER check
+DATABASE_URL=$UPLOADER_URL "$UPLOADER" check
 
 step "venue-image-uploader scan (the nightly scan: queue transient failures, finalise hopeless ones)"
-DATABASE_URL=$UPLOADER_URL $UPLOADER scan
+DATABASE_URL=$UPLOADER_URL "$UPLOADER" scan
 
 step "venue-image-uploader once (recover everything due; waits up to 15 s for quick retries)"
-DATABASE_URL=$UPLOADER_URL $UPLOADER once --concurrency 16 --linger 15 --log error
+DATABASE_URL=$UPLOADER_URL "$UPLOADER" once --concurrency 16 --linger 15 --log error
 
 step "After: venue-image-uploader stats"
-DATABASE_URL=$UPLOADER_URL $UPLOADER stats
+DATABASE_URL=$UPLOADER_URL "$UPLOADER" stats
 
 step "SELECT * FROM venue_image_retry_report();"
 dbsql -c "SELECT * FROM venue_image_retry_report()"
@@ -94,7 +116,7 @@ if ! python3 -c 'import socket,sys; h,p=sys.argv[1].rsplit(":",1); socket.socket
   info "$DASH_LISTEN is taken: using another free port"
   DASH_LISTEN=127.0.0.1:0
 fi
-DATABASE_URL=$READER_URL $UPLOADER dashboard --listen "$DASH_LISTEN" --refresh 10 \
+DATABASE_URL=$READER_URL "$UPLOADER" dashboard --listen "$DASH_LISTEN" --refresh 10 \
   --admin-token-file "$DASH_TOKEN_FILE" --admin-database-url "$ADMIN_URL" \
   >"$DASH_DIR/stdout" 2>"$DASH_DIR/log" &
 DASH_PID=$!
@@ -106,6 +128,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$DASH_URL" ] || { cat "$DASH_DIR/log" >&2; die "the dashboard printed no URL"; }
+step_times   # up to here: the demo is ready, the dashboard serving
 TOP_VENUE=$(dbsql -Atc "SELECT id FROM venue_image_high_priority_venues(1)")
 PAGES=(/ /failures "/recovery?range=24h" "/recovery?range=7d" "/recovery?range=30d" /venues)
 [ -n "$TOP_VENUE" ] && PAGES+=("/venues/$TOP_VENUE")

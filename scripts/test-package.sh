@@ -15,21 +15,29 @@
 # unit's exposure score), and man -l of its man page.
 #
 # Usage: scripts/test-package.sh [--majors "15 18"]
+set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+USAGE='scripts/test-package.sh [--majors "15 18"]'
 MAJORS=("${SUPPORTED_PG_MAJORS[@]}")
 while [ $# -gt 0 ]; do
   case $1 in
-    --majors) read -r -a MAJORS <<<"$2"; shift 2 ;;
-    *) die "usage: scripts/test-package.sh [--majors \"15 18\"]" ;;
+    --majors) [ $# -ge 2 ] || usage_error "$USAGE"; read -r -a MAJORS <<<"$2"; shift 2 ;;
+    -h | --help) printf 'usage: %s\n' "$USAGE"; exit 0 ;;
+    *) usage_error "$USAGE" "unknown argument: $1" ;;
   esac
+done
+[ ${#MAJORS[@]} -gt 0 ] || usage_error "$USAGE" "--majors: at least one major"
+for m in "${MAJORS[@]}"; do
+  [[ " ${SUPPORTED_PG_MAJORS[*]} " == *" $m "* ]] ||
+    usage_error "$USAGE" "--majors: PostgreSQL $m is not supported (${SUPPORTED_PG_MAJORS[*]})"
 done
 
 APT_PACKAGES+=(dpkg-dev man-db)
 ensure_apt_packages
 
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TARGET_DIR=$(cargo_target_dir)
 VERSION=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "venue_images"))')
 ARCH=$(dpkg --print-architecture)
@@ -153,12 +161,16 @@ test_extension_package() {
     fail "CREATE EXTENSION venue_images: got '$got'"
   info "CREATE EXTENSION venue_images: $VERSION, the package's library loaded"
 
-  # ALTER EXTENSION ... UPDATE from every released version (test fixtures copied in).
-  local control old
-  for control in extension/sql/released/venue_images--*.control; do
-    old=$(basename "$control" .control)
+  # ALTER EXTENSION ... UPDATE from every released version (test fixtures copied in: each
+  # frozen install script, and its own control file for the versions before 0.3.0, which
+  # lived in the schema they were created in; later ones use the package's control file).
+  local script old
+  for script in extension/sql/released/venue_images--*.sql; do
+    old=$(basename "$script" .sql)
     old=${old#venue_images--}
-    cp extension/sql/released/venue_images--"$old".sql "$control" "$extdir/"
+    cp "$script" "$extdir/"
+    [ ! -f "extension/sql/released/venue_images--$old.control" ] ||
+      cp "extension/sql/released/venue_images--$old.control" "$extdir/"
     pkgsql -d postgres -c "CREATE DATABASE from_${old//./_}"
     got=$(PGOPTIONS="-c client_min_messages=warning" pkgsql -d "from_${old//./_}" \
       -c "CREATE EXTENSION venue_images VERSION '$old'" \

@@ -40,6 +40,9 @@ def lit(s):
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument('--out', help='output file (default: the server major\'s fixture)')
 args = parser.parse_args()
+if not os.environ.get('DATABASE_URL'):
+    parser.error('set DATABASE_URL to a superuser connection (pageinspect), e.g. '
+                 'DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres')  # exits 2
 
 sql("CREATE EXTENSION IF NOT EXISTS pageinspect; DROP TABLE IF EXISTS jsonb_golden; "
     "CREATE TABLE jsonb_golden(j jsonb); ALTER TABLE jsonb_golden ALTER COLUMN j SET STORAGE PLAIN;")

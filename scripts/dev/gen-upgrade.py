@@ -66,7 +66,9 @@ def read_all(paths):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(
+        description='Writes an update script to stdout from two install scripts '
+                    '(scripts/dev/regen-upgrade.sh runs it for every update path).')
     ap.add_argument('old')
     ap.add_argument('new')
     ap.add_argument('--before-bootstrap', action='append', default=[])

@@ -5,9 +5,14 @@
 # (extension/sql/released/) and the hand-written parts in scripts/dev/upgrade/. Run it
 # after changing any SQL of the extension; tests/tests/upgrade.rs checks that an updated
 # catalog equals a fresh install's.
+#
+# Usage: scripts/dev/regen-upgrade.sh   (no arguments; needs cargo-pgrx and python3, which
+# scripts/test.sh installs)
 set -euo pipefail
+[ $# -eq 0 ] || { echo "usage: scripts/dev/regen-upgrade.sh   (no arguments)" >&2; exit 2; }
 cd "$(dirname "$0")/../.."
-command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is required (apt-get install python3, or run scripts/test.sh once)" >&2; exit 1; }
+command -v cargo-pgrx >/dev/null || { echo "cargo-pgrx is required (scripts/test.sh installs it)" >&2; exit 1; }
 new_version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 new=$(mktemp /tmp/venue_images-new.XXXXXX.sql)
 trap 'rm -f "$new"' EXIT
