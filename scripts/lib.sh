@@ -14,9 +14,11 @@ SUPPORTED_PG_MAJORS=(15 18)
 PG18_WHEEL_VERSION=18.6.3
 PG18_HOME=${PG18_HOME:-/opt/venue-images/pg18}
 # What the scripts call and a bare Debian 12 lacks. python3: the scripts' small helpers
-# (JSON fields, URLs, free ports, the PostgreSQL 18 wheel, scripts/dev/*.py).
+# (JSON fields, URLs, free ports, the PostgreSQL 18 wheel, scripts/dev/*.py); sqlsmith:
+# scripts/sqlsmith.sh.
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron
-              libclang-dev clang pkg-config sudo chromium chromium-driver pgbouncer python3)
+              libclang-dev clang pkg-config sudo chromium chromium-driver pgbouncer python3
+              sqlsmith)
 
 # The bin directory of a PostgreSQL major: Debian's for the majors apt installs, the wheel's
 # for 18.
