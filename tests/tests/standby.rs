@@ -8,146 +8,22 @@
 //! private cluster of scripts/test.sh does) and `PG_BIN` (its bin directory; default
 //! /usr/lib/postgresql/15/bin). As root, the standby runs as the postgres OS user.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use venue_images_tests::db::TestDb;
+use venue_images_tests::pgctl::Cluster;
 use venue_images_tests::sidecar;
 
-fn pg_bin() -> PathBuf {
-    PathBuf::from(std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
-/// Runs a PostgreSQL program (as the postgres OS user when we are root).
-fn pg(program: &str, args: &[&str]) -> Result<()> {
-    let bin = pg_bin().join(program);
-    let mut cmd = if is_root() {
-        let mut c = Command::new("sudo");
-        c.args(["-u", "postgres", "--"]).arg(&bin);
-        c
-    } else {
-        Command::new(&bin)
-    };
-    let out = cmd
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{program} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// A streaming standby; stopped and removed on drop.
-struct Standby {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Standby {
-    /// Takes a base backup of the primary and starts it as a hot standby.
-    async fn start(primary: &url::Url, settings: &[(String, String)]) -> Result<Standby> {
-        let dir = std::env::temp_dir().join(format!("vi-standby-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        if is_root() {
-            ensure!(
-                Command::new("chown")
-                    .args(["postgres:postgres"])
-                    .arg(&dir)
-                    .status()?
-                    .success(),
-                "chown failed"
-            );
-        }
-        let data = dir.join("data");
-        let host = primary.host_str().unwrap_or("127.0.0.1").to_string();
-        let port = primary.port().unwrap_or(5432).to_string();
-        pg(
-            "pg_basebackup",
-            &[
-                "-h",
-                &host,
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-D",
-                path(&data),
-                "-R",
-                "-X",
-                "stream",
-                // An immediate checkpoint: the default spreads it over minutes.
-                "--checkpoint=fast",
-            ],
-        )?;
-        let standby_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        // A hot standby needs these at least as high as the primary's.
-        let mut opts = format!(
-            "-c port={standby_port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c hot_standby=on -c shared_preload_libraries=''",
-            path(&dir)
-        );
-        for (name, value) in settings {
-            opts.push_str(&format!(" -c {name}={value}"));
-        }
-        let log = dir.join("server.log");
-        pg(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&data),
-                "-l",
-                path(&log),
-                "-o",
-                &opts,
-                "-w",
-                "start",
-            ],
-        )?;
-        Ok(Standby {
-            dir,
-            port: standby_port,
-        })
-    }
-
-    fn url(&self, of: &str) -> Result<String> {
-        let mut u = url::Url::parse(of)?;
-        u.set_host(Some("127.0.0.1"))?;
-        u.set_port(Some(self.port))
-            .map_err(|_| anyhow::anyhow!("port"))?;
-        Ok(u.to_string())
-    }
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        let data = self.dir.join("data");
-        let _ = pg("pg_ctl", &["-D", path(&data), "-m", "immediate", "stop"]);
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
+/// `of` with the standby's host and port.
+fn standby_url(standby: &Cluster, of: &str) -> Result<String> {
+    let mut u = url::Url::parse(of)?;
+    u.set_host(Some("127.0.0.1"))?;
+    u.set_port(Some(standby.port))
+        .map_err(|_| anyhow::anyhow!("port"))?;
+    Ok(u.to_string())
 }
 
 /// Every read function, as text, in a stable order.
@@ -254,9 +130,19 @@ async fn analysts_on_a_hot_standby_get_the_primarys_answers() -> Result<()> {
     )
     .fetch_all(&mut c)
     .await?;
-    let standby = Standby::start(&primary, &settings).await?;
-    let standby_super = standby.url(&t.url)?;
-    let standby_reader = standby.url(&reader)?;
+    // A hot standby needs these at least as high as the primary's.
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let standby = Cluster::standby_of(
+        "standby",
+        primary.host_str().unwrap_or("127.0.0.1"),
+        primary.port().unwrap_or(5432),
+        &settings,
+    )?;
+    let standby_super = standby_url(&standby, &t.url)?;
+    let standby_reader = standby_url(&standby, &reader)?;
     // Streaming works: a write on the primary reaches the standby.
     c.execute("UPDATE venues SET name = name || ' (renamed)' WHERE id = 1")
         .await?;
