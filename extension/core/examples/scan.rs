@@ -1,8 +1,15 @@
 //! Times the analytics scanner on rows shaped like a real app's (10 images, about 4.8 KB
 //! of JSON, 10% failed), without PostgreSQL: the per-element cost that the table-level
 //! analytics add on top of detoasting. `cargo run --release -p venue_images_core --example scan`
+//!
+//! `ROWS_FILE=<file>` reads the rows from a file instead, one JSON array per line (for
+//! example `COPY (SELECT venue_images FROM venues) TO '<file>'` from a benchmark
+//! database, whose text format leaves JSON arrays of plain strings as they are).
+//! `WHAT=list` times the venue list of `venues_with_image_failures` (every venue with a
+//! failure, sorted) instead of the summary and breakdown. Run under
+//! `valgrind --tool=callgrind` with `ROUNDS=1` for instruction counts by function.
 use std::time::Instant;
-use venue_images_core::analytics::Stats;
+use venue_images_core::analytics::{ListSpec, Stats, VenueList, VenueOrder};
 use venue_images_core::classify::Classifier;
 use venue_images_core::jsonb::{encode, parse_json};
 
@@ -37,14 +44,40 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(50_000);
-    let rows: Vec<Vec<u8>> = (0..n)
-        .map(|id| encode(&parse_json(&row(id)).expect("json")).expect("encode"))
+    let texts: Vec<String> = match std::env::var("ROWS_FILE") {
+        Ok(path) => std::fs::read_to_string(&path)
+            .expect("ROWS_FILE")
+            .lines()
+            .take(n as usize)
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => (0..n).map(row).collect(),
+    };
+    let rows: Vec<Vec<u8>> = texts
+        .iter()
+        .map(|t| encode(&parse_json(t).expect("json")).expect("encode"))
         .collect();
+    let names: Vec<String> = (0..rows.len()).map(|id| format!("Venue {id}")).collect();
+    let list = std::env::var("WHAT").is_ok_and(|w| w == "list");
+    let spec = ListSpec {
+        min_failures: 1,
+        require_uploaded: false,
+        max_rows: None,
+        order: VenueOrder::ByFailures,
+        with_error_types: false,
+    };
     let rounds: usize = std::env::var("ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let elements = (rows.len() * 10) as f64;
+    let elements = rows
+        .iter()
+        .map(|r| {
+            venue_images_core::jsonb::parse_varlena(r)
+                .map(|c| c.len())
+                .unwrap_or(0)
+        })
+        .sum::<usize>() as f64;
     let mut best = f64::MAX;
     for round in 0..rounds {
         // The floor: the copy alone, as decompression leaves each row in cache.
@@ -58,15 +91,31 @@ fn main() {
         }
         let floor = start.elapsed();
         let start = Instant::now();
-        let mut stats = Stats::new(Classifier::default());
-        for r in &rows {
-            hot.clear();
-            hot.extend_from_slice(r);
-            stats.add(Some(&hot));
-        }
+        let kept = if list {
+            let mut venues = VenueList::new(spec, Classifier::default());
+            for (id, r) in rows.iter().enumerate() {
+                hot.clear();
+                hot.extend_from_slice(r);
+                venues.add(
+                    Some(id as i64),
+                    Some(names[id].as_bytes()),
+                    Some(1),
+                    Some(&hot),
+                );
+            }
+            venues.into_sorted().len()
+        } else {
+            let mut stats = Stats::new(Classifier::default());
+            for r in &rows {
+                hot.clear();
+                hot.extend_from_slice(r);
+                stats.add(Some(&hot));
+            }
+            stats.scanner.breakdown_rows().len()
+        };
         let el = start.elapsed();
         println!(
-            "round {round}: copy {:.1} ns per element, copy + scan {:.1} ns per element: scan {:.1} ns ({sum})",
+            "round {round}: copy {:.1} ns per element, copy + scan {:.1} ns per element: scan {:.1} ns ({sum}, {kept} kept)",
             floor.as_nanos() as f64 / elements,
             el.as_nanos() as f64 / elements,
             (el.as_nanos() as f64 - floor.as_nanos() as f64) / elements,

@@ -11,7 +11,7 @@
 use crate::classify::{Classifier, ErrorClass};
 use crate::image::Status;
 use crate::jsonb::Malformed;
-use crate::jsonb::{parse_varlena, value_to_text, Container, Kind, Value};
+use crate::jsonb::{parse_varlena, short_eq, value_to_text, Container, KeyHint, Kind, Value};
 use crate::scores::{failure_rate_tenths, mean_rate_pct};
 use crate::wire::{Reader, Writer};
 use std::borrow::Cow;
@@ -61,15 +61,64 @@ impl RowScan {
 }
 
 /// Strings seen in `provider` / `error_type`, each stored once.
-#[derive(Default)]
 struct Interner {
     ids: HashMap<Vec<u8>, u32>,
     names: Vec<Vec<u8>>,
     classes: Vec<ErrorClass>,
+    /// Recently interned ids by [`quick_hash`] of their bytes (id + 1; 0 is empty),
+    /// checked against `names`: two ways per bucket, the latest first. A scan meets a
+    /// handful of providers and error types over and over: almost every lookup ends
+    /// here, and only a miss hashes the bytes with `ids`' SipHash (which keeps any data,
+    /// however crafted, at its usual cost).
+    recent: Vec<[u32; 2]>,
+}
+
+/// Buckets of [`Interner::recent`].
+const RECENT: usize = 128;
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            ids: HashMap::new(),
+            names: Vec::new(),
+            classes: Vec::new(),
+            recent: vec![[0; 2]; RECENT],
+        }
+    }
+}
+
+/// A bucket of [`Interner::recent`] for `b`: its length and its first and last 8 bytes,
+/// mixed by one multiplication.
+#[inline(always)]
+fn quick_hash(b: &[u8]) -> usize {
+    let n = b.len();
+    let (head, tail) = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
+        _ => (b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64), 0),
+    };
+    let x = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 57) as usize % RECENT
 }
 
 impl Interner {
+    #[inline(always)]
     fn intern(&mut self, b: &[u8], classifier: &Classifier) -> u32 {
+        let bucket = quick_hash(b);
+        for way in self.recent[bucket] {
+            if let Some(id) = way.checked_sub(1) {
+                if short_eq(&self.names[id as usize], b) {
+                    return id;
+                }
+            }
+        }
+        let id = self.intern_slow(b, classifier);
+        let ways = &mut self.recent[bucket];
+        *ways = [id + 1, ways[0]];
+        id
+    }
+
+    #[inline(never)]
+    fn intern_slow(&mut self, b: &[u8], classifier: &Classifier) -> u32 {
         if let Some(&id) = self.ids.get(b) {
             return id;
         }
@@ -93,29 +142,99 @@ impl Interner {
     }
 }
 
+/// Hashes the interned ids of the breakdown's (provider, error type) pairs: ids are
+/// small numbers the interner hands out, so one multiplication mixes them well enough
+/// (SipHash was a third of the cost of a failed image).
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    #[inline(always)]
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(x as u64);
+    }
+
+    #[inline(always)]
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(26) ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Counts by (provider id, error type id).
+type PairCounts = HashMap<(u32, u32), i64, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Where the keys a scan reads sat in the previous image (see [`Container::get_hinted`]).
+#[derive(Default, Clone, Copy)]
+struct Hints {
+    status: KeyHint,
+    details: KeyHint,
+    error_type: KeyHint,
+    provider: KeyHint,
+}
+
 /// `obj->>'key'` as bytes: strings as they are, other scalars and containers as JSON text.
-fn text_of<'a>(v: Option<Value<'a>>) -> Option<std::borrow::Cow<'a, [u8]>> {
+#[inline(always)]
+fn text_of<'a>(v: Option<Value<'a>>) -> Option<Cow<'a, [u8]>> {
     match v? {
         Value::Null => None,
-        Value::String(b) => Some(std::borrow::Cow::Borrowed(b)),
+        Value::String(b) => Some(Cow::Borrowed(b)),
         other => value_to_text(&other)
             .ok()
-            .map(|s| std::borrow::Cow::Owned(s.into_bytes())),
+            .map(|s| Cow::Owned(s.into_bytes())),
     }
 }
 
 /// `img->'error_details'->>'error_type'`.
-fn error_type_of<'a>(obj: &Container<'a>) -> Option<std::borrow::Cow<'a, [u8]>> {
-    let details = obj.get("error_details").ok()??;
+#[inline(always)]
+fn error_type_of<'a>(obj: &Container<'a>, hints: &mut Hints) -> Option<Cow<'a, [u8]>> {
+    let details = obj.get_hinted("error_details", &mut hints.details).ok()??;
     let details = details.as_object()?;
-    text_of(details.get("error_type").ok()?)
+    text_of(
+        details
+            .get_hinted("error_type", &mut hints.error_type)
+            .ok()?,
+    )
 }
 
 /// Status by `->>` semantics: only a string can equal a status name.
-fn status_of(obj: &Container<'_>) -> Status {
-    match obj.get("upload_status") {
-        Ok(Some(Value::String(b))) => Status::from_bytes(Some(b)),
+#[inline(always)]
+fn status_of(obj: &Container<'_>, hint: &mut KeyHint) -> Status {
+    match obj.get_hinted("upload_status", hint) {
+        Ok(Some(Value::String(b))) => status_named(b),
         _ => Status::Other,
+    }
+}
+
+/// [`Status::from_bytes`] of a present string, deciding by its length which one spelling
+/// to compare it with (the three have different lengths).
+#[inline(always)]
+fn status_named(b: &[u8]) -> Status {
+    const UPLOADED: usize = Status::Uploaded.as_str().len();
+    const FAILED: usize = Status::Failed.as_str().len();
+    const PERMANENTLY_FAILED: usize = Status::PermanentlyFailed.as_str().len();
+    const _DISTINCT: () = assert!(
+        UPLOADED != FAILED && UPLOADED != PERMANENTLY_FAILED && FAILED != PERMANENTLY_FAILED
+    );
+    let candidate = match b.len() {
+        UPLOADED => Status::Uploaded,
+        FAILED => Status::Failed,
+        PERMANENTLY_FAILED => Status::PermanentlyFailed,
+        _ => return Status::Other,
+    };
+    if short_eq(candidate.as_str().as_bytes(), b) {
+        candidate
+    } else {
+        Status::Other
     }
 }
 
@@ -136,7 +255,8 @@ pub struct BreakdownRow {
 pub struct Scanner {
     classifier: Classifier,
     interner: Interner,
-    breakdown: HashMap<(u32, u32), i64>,
+    breakdown: PairCounts,
+    hints: Hints,
     /// What the scan met.
     pub health: Health,
 }
@@ -147,7 +267,8 @@ impl Scanner {
         Scanner {
             classifier,
             interner: Interner::default(),
-            breakdown: HashMap::new(),
+            breakdown: PairCounts::default(),
+            hints: Hints::default(),
             health: Health::default(),
         }
     }
@@ -192,11 +313,11 @@ impl Scanner {
                 }
             };
             r.total += 1;
-            match status_of(&obj) {
+            match status_of(&obj, &mut self.hints.status) {
                 Status::Uploaded => r.uploaded += 1,
                 Status::Failed | Status::PermanentlyFailed => {
                     r.failed += 1;
-                    let et = error_type_of(&obj);
+                    let et = error_type_of(&obj, &mut self.hints);
                     let et_id = match &et {
                         Some(b) => self.interner.intern(b, &self.classifier),
                         None => NULL_ID,
@@ -208,7 +329,11 @@ impl Scanner {
                         ErrorClass::Unknown => {}
                     }
                     if breakdown {
-                        let provider = text_of(obj.get("provider").ok().flatten());
+                        let provider = text_of(
+                            obj.get_hinted("provider", &mut self.hints.provider)
+                                .ok()
+                                .flatten(),
+                        );
                         let p_id = match &provider {
                             Some(b) => self.interner.intern(b, &self.classifier),
                             None => NULL_ID,
@@ -260,11 +385,15 @@ pub fn failed_error_types(images: &[u8]) -> Vec<Option<String>> {
     if arr.kind() != Kind::Array {
         return Vec::new();
     }
-    arr.elements()
-        .filter_map(|e| e.ok()?.as_object())
-        .filter(|o| status_of(o).is_failure())
-        .map(|o| error_type_of(&o).map(|b| String::from_utf8_lossy(&b).into_owned()))
-        .collect()
+    let mut hints = Hints::default();
+    let mut types = Vec::new();
+    for obj in arr.elements().filter_map(|e| e.ok()?.as_object()) {
+        if status_of(&obj, &mut hints.status).is_failure() {
+            let t = error_type_of(&obj, &mut hints);
+            types.push(t.map(|b| String::from_utf8_lossy(&b).into_owned()));
+        }
+    }
+    types
 }
 
 /// A venue with failed images.

@@ -307,16 +307,7 @@ impl<'a> Container<'a> {
     /// End offset of child `i`, given its start offset.
     #[inline]
     fn end_of(&self, i: usize, start: usize) -> Result<usize, Malformed> {
-        let e = self.entry(i)?;
-        let field = (e & JENTRY_OFFLENMASK) as usize;
-        if e & JENTRY_HAS_OFF != 0 {
-            if field < start {
-                return Err(Malformed("offset goes backwards"));
-            }
-            Ok(field)
-        } else {
-            start.checked_add(field).ok_or(Malformed("length overflow"))
-        }
+        end_from(self.entry(i)?, start)
     }
 
     /// Decodes child `i` that occupies `[start, end)` of the data area.
@@ -391,8 +382,8 @@ impl<'a> Container<'a> {
         };
         Elements {
             container: *self,
-            index: 0,
-            n,
+            // `parse` checked that the entries hold n words.
+            rest: self.entries.get(..n * 4).unwrap_or(&[]),
             offset: 0,
         }
     }
@@ -416,15 +407,97 @@ impl<'a> Container<'a> {
     ///
     /// Keys are sorted by (length, bytes), so the walk stops as soon as it passes `key`.
     /// One forward walk over the entries finds the key and then the value's offset (the
-    /// remaining keys, then the values before it), reading each entry once: this is the
-    /// per-element cost of every analytics scan, so it avoids `getJsonbOffset`'s
-    /// backward walk and decides most key comparisons on the first byte.
-    #[inline(always)]
+    /// remaining keys, then the values before it), reading each entry once, so it avoids
+    /// `getJsonbOffset`'s backward walk and decides most key comparisons on the first byte.
+    /// Scans that read the same keys of many objects use [`Container::get_hinted`].
+    #[inline]
     pub fn get(&self, key: &str) -> Result<Option<Value<'a>>, Malformed> {
+        Ok(self.find(key.as_bytes())?.map(|(_, v)| v))
+    }
+
+    /// The value of `key` in an object, like [`Container::get`], looked for first at the
+    /// position `hint` gives for objects with as many keys as this one (the position
+    /// `key` had in the last such object the caller read; `hint` is updated wherever it
+    /// is found).
+    ///
+    /// Objects in an array mostly share their keys, so the key sits at the same position
+    /// in most objects of the same size (an uploaded image and a failed one differ in
+    /// size and in where their keys sit): then the lookup is two branch-free sums over the entries (the
+    /// offsets of the key and of its value) and one comparison, instead of a walk that
+    /// compares key lengths one entry at a time. This is the per-image cost of every
+    /// analytics scan. Any other case (another position, a stored offset among the
+    /// entries, a short or corrupt container) takes the walk of [`Container::get`], so
+    /// the answer is always the same as its answer.
+    #[inline(always)]
+    pub fn get_hinted(
+        &self,
+        key: &str,
+        hint: &mut KeyHint,
+    ) -> Result<Option<Value<'a>>, Malformed> {
         if self.kind() != Kind::Object {
             return Ok(None);
         }
         let key = key.as_bytes();
+        let slot = &mut hint.0[self.len() % KeyHint::SLOTS];
+        if let Some(v) = self.at_hint(key, *slot as usize) {
+            return v.map(Some);
+        }
+        Ok(self.find(key)?.map(|(i, v)| {
+            *slot = i as u32;
+            v
+        }))
+    }
+
+    /// The value of `key` if the object's key at `h` is `key` and no entry up to that of
+    /// the value stores an offset (besides the first, whose offset is its length): `None`
+    /// for anything else, which the caller then walks to.
+    #[inline(always)]
+    fn at_hint(&self, key: &[u8], h: usize) -> Option<Result<Value<'a>, Malformed>> {
+        let n = self.len();
+        // With more entries than a stride, one of them stores an offset (PostgreSQL
+        // stores one every 32 entries).
+        if h >= n || n + h >= JB_OFFSET_STRIDE {
+            return None;
+        }
+        // Entries 0 ..= n + h: the keys, then the values up to the one of key h (`parse`
+        // checked that the entries hold 2n words). When none but the first stores an
+        // offset (the first one's offset is its length), the offset of a child is the
+        // sum of the lengths before it.
+        let words = self.entries.get(..(n + h + 1) * 4)?;
+        let (first, rest) = words.split_first_chunk::<4>()?;
+        let first = (u32::from_ne_bytes(*first) & JENTRY_OFFLENMASK) as usize;
+        // Entry j + 1 is at rest[4j..].
+        let entry = |j: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(*rest.get(j * 4..)?.first_chunk::<4>()?))
+        };
+        let (before_flags, key_start, key_len) = match h.checked_sub(1) {
+            None => (0, 0, first),
+            Some(k) => {
+                let (flags, sum) = run(rest.get(..k * 4)?);
+                let w = entry(k)?;
+                (flags | w, first + sum, (w & JENTRY_OFFLENMASK) as usize)
+            }
+        };
+        let (between_flags, between) = run(rest.get(h * 4..(n + h - 1) * 4)?);
+        let e = entry(n + h - 1)?;
+        if (before_flags | between_flags | e) & JENTRY_HAS_OFF != 0 || key_len != key.len() {
+            return None;
+        }
+        if !short_eq(self.data.get(key_start..key_start + key_len)?, key) {
+            return None;
+        }
+        // The value starts after the key, the keys after it and the values before it.
+        let start = key_start + key_len + between;
+        let end = start + (e & JENTRY_OFFLENMASK) as usize;
+        Some(self.child_of(e, start, end))
+    }
+
+    /// The position and value of `key` in an object: the walk of [`Container::get`].
+    #[inline]
+    fn find(&self, key: &[u8]) -> Result<Option<(usize, Value<'a>)>, Malformed> {
+        if self.kind() != Kind::Object {
+            return Ok(None);
+        }
         let n = self.len();
         // `parse` checked that the entries hold 2n words.
         let (keys, values) = self
@@ -475,7 +548,21 @@ impl<'a> Container<'a> {
         if end < start {
             return Err(Malformed("offset goes backwards"));
         }
-        self.child_of(e, start, end).map(Some)
+        self.child_of(e, start, end).map(|v| Some((i, v)))
+    }
+}
+
+/// End offset of the child whose entry is `e`, given its start offset.
+#[inline(always)]
+fn end_from(e: u32, start: usize) -> Result<usize, Malformed> {
+    let field = (e & JENTRY_OFFLENMASK) as usize;
+    if e & JENTRY_HAS_OFF != 0 {
+        if field < start {
+            return Err(Malformed("offset goes backwards"));
+        }
+        Ok(field)
+    } else {
+        start.checked_add(field).ok_or(Malformed("length overflow"))
     }
 }
 
@@ -483,6 +570,70 @@ impl<'a> Container<'a> {
 #[inline(always)]
 fn word(w: &[u8]) -> u32 {
     u32::from_ne_bytes(<[u8; 4]>::try_from(w).unwrap_or([0; 4]))
+}
+
+/// Where a key was found in the objects a scan read, by their number of keys modulo
+/// [`KeyHint::SLOTS`] (see [`Container::get_hinted`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHint([u32; KeyHint::SLOTS]);
+
+impl KeyHint {
+    /// Object sizes told apart.
+    pub const SLOTS: usize = 16;
+
+    /// A hint giving position `i` for objects of every size.
+    #[cfg(test)]
+    pub(crate) fn at(i: u32) -> KeyHint {
+        KeyHint([i; KeyHint::SLOTS])
+    }
+}
+
+/// `a == b` for byte strings of equal length, comparing two overlapping 8-byte words when
+/// they have 8 to 16 bytes (object keys and status values mostly do) instead of calling
+/// `memcmp`.
+#[inline(always)]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match (
+        a.first_chunk::<8>(),
+        a.last_chunk::<8>(),
+        b.first_chunk::<8>(),
+        b.last_chunk::<8>(),
+    ) {
+        (Some(ah), Some(at), Some(bh), Some(bt)) if a.len() <= 16 => {
+            u64::from_ne_bytes(*ah) == u64::from_ne_bytes(*bh)
+                && u64::from_ne_bytes(*at) == u64::from_ne_bytes(*bt)
+        }
+        _ => a == b,
+    }
+}
+
+/// The flags of at most [`JB_OFFSET_STRIDE`] consecutive entries (`entries`, 4 bytes
+/// each), or-ed together, and the sum of their lengths: two entries per 8-byte word (the
+/// runs are short, a dozen entries, and a loop of one entry per step cost more than the
+/// rest of a key lookup). Each half of the word adds at most 16 lengths below 2^28, so
+/// the low half never carries into the high one.
+#[inline(always)]
+fn run(entries: &[u8]) -> (u32, usize) {
+    const LENGTHS: u64 = (JENTRY_OFFLENMASK as u64) << 32 | JENTRY_OFFLENMASK as u64;
+    let entries = entries.get(..JB_OFFSET_STRIDE * 4).unwrap_or(entries);
+    let (pairs, rest) = entries.as_chunks::<8>();
+    let (mut flags, mut sum) = (0u64, 0u64);
+    for pair in pairs {
+        let x = u64::from_ne_bytes(*pair);
+        flags |= x;
+        sum += x & LENGTHS;
+    }
+    let mut flags = (flags | flags >> 32) as u32;
+    let mut sum = ((sum & 0xFFFF_FFFF) + (sum >> 32)) as usize;
+    if let Some(last) = rest.first_chunk::<4>() {
+        let e = u32::from_ne_bytes(*last);
+        flags |= e;
+        sum += (e & JENTRY_OFFLENMASK) as usize;
+    }
+    (flags, sum)
 }
 
 /// The end of the last of consecutive children whose entries are `entries` (4 bytes each),
@@ -519,8 +670,8 @@ fn next_offset(e: u32, start: usize) -> usize {
 /// Iterator over an array's elements.
 pub struct Elements<'a> {
     container: Container<'a>,
-    index: usize,
-    n: usize,
+    /// The entries of the elements not read yet (4 bytes each).
+    rest: &'a [u8],
     offset: usize,
 }
 
@@ -529,25 +680,31 @@ impl<'a> Iterator for Elements<'a> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.index >= self.n {
-            return None;
-        }
-        let i = self.index;
-        self.index += 1;
-        let res = self.container.end_of(i, self.offset).and_then(|end| {
-            let v = self.container.child(i, self.offset, end);
-            self.offset = end;
-            v
-        });
+        let (e, rest) = match self.rest.split_first_chunk::<4>() {
+            Some((e, rest)) => (u32::from_ne_bytes(*e), rest),
+            None if self.rest.is_empty() => return None,
+            None => {
+                self.rest = &[];
+                return Some(Err(Malformed("truncated")));
+            }
+        };
+        self.rest = rest;
+        let start = self.offset;
+        let res = match end_from(e, start) {
+            Ok(end) => {
+                self.offset = end;
+                self.container.child_of(e, start, end)
+            }
+            Err(m) => Err(m),
+        };
         if res.is_err() {
-            self.index = self.n;
+            self.rest = &[];
         }
         Some(res)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.n - self.index;
-        (0, Some(left))
+        (0, Some(self.rest.len() / 4))
     }
 }
 

@@ -253,15 +253,95 @@ proptest! {
         bytes[i] = byte;
         if let Ok(c) = parse_varlena(&bytes) {
             let _ = to_json_text(&c);
+            let (mut a, mut b) = (KeyHint::default(), KeyHint::default());
             for e in c.elements().take(50) {
                 if let Ok(Value::Container(o)) = e {
                     let _ = o.get("upload_status");
                     let _ = o.get("a");
+                    let _ = o.get_hinted("upload_status", &mut a);
+                    let _ = o.get_hinted("a", &mut b);
                 }
             }
             let _ = c.get("upload_status");
         }
     }
+
+    /// A hinted lookup of a mutated object never panics, whatever position the hint
+    /// holds.
+    #[test]
+    fn hinted_lookups_of_mutated_objects_never_panic(
+        pairs in prop::collection::vec(("[a-e_]{0,3}|upload_status", small_json()), 1..20),
+        pos in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        at in 0u32..40,
+    ) {
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| {
+                let mut key = String::new();
+                escape_json_string(&mut key, k);
+                format!("{key}: {v}")
+            })
+            .collect();
+        let mut bytes = encode_text(&format!("{{{}}}", body.join(", ")));
+        let i = pos.index(bytes.len());
+        bytes[i] = byte;
+        if let Ok(c) = parse_varlena(&bytes) {
+            let mut hint = KeyHint::at(at);
+            let _ = c.get_hinted("upload_status", &mut hint);
+            let _ = c.get_hinted("a", &mut hint);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `get_hinted`, its hints carried from object to object of an array as a scan
+    /// carries them, finds what `get` finds: for keys present at the hinted position or
+    /// elsewhere, absent keys, objects of every size (some sharing a hint slot, some
+    /// large enough to store offsets every 32 entries) and non-objects.
+    #[test]
+    fn get_hinted_agrees_with_get(
+        objects in prop::collection::vec(
+            prop::collection::vec(("[a-e_]{0,3}|upload_status|error_details", small_json()), 0..40),
+            1..8,
+        ),
+        probes in prop::collection::vec("[a-e_]{0,4}|upload_status|provider", 1..6),
+    ) {
+        let elements: Vec<String> = objects
+            .iter()
+            .map(|pairs| {
+                let body: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut key = String::new();
+                        escape_json_string(&mut key, k);
+                        format!("{key}: {v}")
+                    })
+                    .collect();
+                format!("{{{}}}", body.join(", "))
+            })
+            .chain(["[1, 2]".to_string(), "\"x\"".to_string()])
+            .collect();
+        let bytes = encode_text(&format!("[{}]", elements.join(", ")));
+        let array = parse_varlena(&bytes).unwrap();
+        let mut hints = vec![KeyHint::default(); probes.len()];
+        for e in array.elements() {
+            let Value::Container(c) = e.unwrap() else { continue };
+            for (key, hint) in probes.iter().zip(hints.iter_mut()) {
+                let text = |v: Option<Value<'_>>| v.map(|v| value_to_text(&v).unwrap());
+                let by_get = text(c.get(key).unwrap());
+                let by_hint = text(c.get_hinted(key, hint).unwrap());
+                prop_assert_eq!(by_hint, by_get, "key {:?}", key);
+            }
+        }
+    }
+}
+
+/// Small JSON values of each kind (scalars, a string, an empty and a short container).
+fn small_json() -> impl Strategy<Value = String> {
+    "[1-9][0-9]{0,3}|0|\"[a-z]{0,6}\"|null|true|\\{\\}|\\[1, 2\\]|\\{\"a\": 1\\}"
 }
 
 fn normalize(v: serde_json::Value) -> serde_json::Value {
