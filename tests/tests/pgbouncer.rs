@@ -40,15 +40,6 @@ const SESSION_STATE_ERRORS: &[&str] = &[
     "extra_float_digits",
 ];
 
-/// The server's error for the one statement of the uploader that runs outside an
-/// explicit transaction: the start-up probe's `pg_stat_ssl` query (`db::ops::encrypted`,
-/// an unnamed statement whose Parse/Describe/Sync and Bind/Execute/Sync PgBouncer may
-/// send to two different server connections). The probe ignores its failure, so the
-/// commands work; `the_start_up_probe_keeps_to_one_server_connection` (ignored until the
-/// uploader is fixed) shows it. The other tests of this suite leave exactly this line out
-/// of their log checks; remove it from them when the uploader is fixed.
-const KNOWN_PROBE_ERROR: &str = "ERROR:  unnamed prepared statement does not exist";
-
 fn login(url: &str) -> Result<String> {
     Ok(url::Url::parse(url)?.username().to_string())
 }
@@ -118,14 +109,12 @@ impl Pooled {
     }
 
     /// The server's log lines since the test started that say something about session
-    /// state, leaving out [`KNOWN_PROBE_ERROR`] when `known` is false; `None` when the
-    /// log cannot be read here.
-    fn server_session_errors(&self, with_known: bool) -> Option<Vec<String>> {
+    /// state; `None` when the log cannot be read here.
+    fn server_session_errors(&self) -> Option<Vec<String>> {
         Some(
             self.server_log()?
                 .lines()
                 .filter(|l| SESSION_STATE_ERRORS.iter().any(|bad| l.contains(bad)))
-                .filter(|l| with_known || !l.contains(KNOWN_PROBE_ERROR))
                 .map(String::from)
                 .collect(),
         )
@@ -135,7 +124,7 @@ impl Pooled {
     /// error); and the pool's server connections for the uploader login hold no named
     /// prepared statement.
     async fn assert_no_session_state(&self) -> Result<()> {
-        match self.server_session_errors(false) {
+        match self.server_session_errors() {
             Some(errors) => assert!(
                 errors.is_empty(),
                 "the server's log says:\n{}",
@@ -711,10 +700,8 @@ async fn a_short_chaos_run_through_pgbouncer() -> Result<()> {
 /// error (`unwrap_or(false)`), so the command goes on; only the server's log shows it.
 /// `server_round_robin = 1` makes it happen every time.
 ///
-/// Fails with the uploader as it is; ignored until the uploader is fixed: run it with
-/// `--ignored`.
+/// (It did, until the probe got a transaction of its own like every other statement.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the uploader's start-up probe runs an unnamed statement outside a transaction; see the doc comment"]
 async fn the_start_up_probe_keeps_to_one_server_connection() -> Result<()> {
     let p = Pooled::with("pgbprobe", ProviderConfig::default(), true).await?;
     if p.server_log.is_none() {
@@ -739,7 +726,7 @@ async fn the_start_up_probe_keeps_to_one_server_connection() -> Result<()> {
         let out = command_as(&p.w, &p.via(&p.w.uploader_url), args).await?;
         assert_eq!(out.0, Some(0), "{}", out.1);
     }
-    let errors = p.server_session_errors(true).unwrap_or_default();
+    let errors = p.server_session_errors().unwrap_or_default();
     assert!(
         errors.is_empty(),
         "the server's log, after `stats` and `check` through PgBouncer:\n{}",

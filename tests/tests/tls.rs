@@ -740,14 +740,9 @@ async fn wrong_ca_wrong_host_plaintext_and_missing_credentials_are_refused() -> 
 
 /// libpq's verify-ca (and require with a root certificate, which libpq turns into
 /// verify-ca) checks the chain, not the host name: `127.0.0.1` with the right CA gets in.
-///
-/// Fails with the uploader as it is: sqlx 0.8.6's verifier for `verify-ca` forgives only
-/// rustls's `CertificateError::NotValidForName`, while the rustls 0.23.46 / webpki 0.103 in
-/// the lock file report a wrong name as `NotValidForNameContext`, so the uploader refuses
-/// with "invalid peer certificate: certificate not valid for name "127.0.0.1"" where psql
-/// connects. Ignored until the uploader is fixed: run it with `--ignored`.
+/// (sqlx 0.8.6's verifier forgave only rustls's `NotValidForName`, not the
+/// `NotValidForNameContext` newer rustls reports: the uploader uses sqlx 0.9.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "the uploader's verify-ca checks the host name (sqlx 0.8.6 with rustls 0.23.46); see the doc comment"]
 async fn verify_ca_checks_the_chain_but_not_the_host_name() -> Result<()> {
     let Some(s) = Setup::new("tls-verify-ca").await? else {
         return Ok(());

@@ -149,7 +149,7 @@ impl Db {
 
     /// Runs several statements without parameters (the migrations, each its own
     /// transaction), through the simple query protocol: nothing is prepared at all.
-    async fn script(&self, sql: &str) -> Result<(), DbError> {
+    async fn script(&self, sql: &'static str) -> Result<(), DbError> {
         use sqlx::Executor;
         self.pool.execute(sqlx::raw_sql(sql)).await?;
         Ok(())

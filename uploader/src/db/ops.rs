@@ -8,12 +8,16 @@ use super::{get, sql, statement, Db, DbError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-/// Whether this connection is encrypted, as the server sees it.
+/// Whether this connection is encrypted, as the server sees it. Like every statement of
+/// the door, in a transaction of its own (a pooler keeps one server connection for it).
 pub(crate) async fn encrypted(conn: &mut sqlx::PgConnection) -> Result<bool, DbError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
     let r = sqlx::query(sql::ENCRYPTED)
         .persistent(false)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(r.try_get::<bool, _>(0)?)
 }
 
@@ -136,7 +140,7 @@ impl Db {
 
     /// Applies migrations (SQL files that are each one transaction, pinning their own
     /// search path), in order.
-    pub async fn migrate(&self, scripts: &[(&str, &str)]) -> Result<(), (String, DbError)> {
+    pub async fn migrate(&self, scripts: &[(&str, &'static str)]) -> Result<(), (String, DbError)> {
         for (name, sql) in scripts {
             self.script(sql).await.map_err(|e| (name.to_string(), e))?;
         }
