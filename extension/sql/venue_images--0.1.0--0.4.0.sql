@@ -230,7 +230,7 @@ BEGIN
 END
 $acl$;
 
--- extension/src/analytics.rs:191
+-- extension/src/analytics.rs:202
 
 CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
 	"id" bigint,
@@ -308,7 +308,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:180
+-- extension/src/queue/enqueue.rs:155
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE OR REPLACE FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -349,7 +349,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:393
+-- extension/src/queue/enqueue.rs:368
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -360,7 +360,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
 
--- extension/src/queue/enqueue.rs:405
+-- extension/src/queue/enqueue.rs:380
 -- venue_images::queue::enqueue::venue_image_force_retry_image
 CREATE OR REPLACE FUNCTION "venue_image_force_retry_image"(
 	"venue_id" bigint, /* i64 */
@@ -371,7 +371,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_image_wrapper';
 
--- extension/src/analytics.rs:276
+-- extension/src/analytics.rs:288
 -- venue_images::analytics::venue_image_high_priority_venues
 CREATE OR REPLACE FUNCTION "venue_image_high_priority_venues"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -787,7 +787,7 @@ AS $$
      ORDER BY GROUPING(a.provider, a.retried_error_type) DESC, pg_catalog.count(*) DESC, 1, 2
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_retry_report(interval) IS
-    'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease. See the README for each figure.';
+    'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease. See docs/sql-api.md for each figure.';
 
 -- Recovered attempts as a percentage of attempts, one decimal; NULL without attempts.
 CREATE OR REPLACE FUNCTION venue_images.venue_image_success_rate(recovered bigint, attempts bigint)
@@ -957,7 +957,7 @@ $$;
 COMMENT ON FUNCTION venue_images.venue_image_scheduled_scan(timestamptz) IS
     'The cleanup scan for one firing of a schedule shared by several uploaders: runs it unless another caller holds the scan lock now or a scan started since then (no row then)';
 
--- extension/src/analytics.rs:409
+-- extension/src/analytics.rs:422
 -- venue_images::analytics::venue_image_overview
 CREATE OR REPLACE FUNCTION "venue_image_overview"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -967,7 +967,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_overview_wrapper';
 
--- extension/src/analytics.rs:220
+-- extension/src/analytics.rs:231
 -- venue_images::analytics::venue_image_partial_failure_candidates
 CREATE OR REPLACE FUNCTION "venue_image_partial_failure_candidates"(
 	"min_failures" INT DEFAULT 1, /* i32 */
@@ -1050,7 +1050,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_role_grants_wrapper';
 
--- extension/src/analytics.rs:326
+-- extension/src/analytics.rs:339
 -- venue_images::analytics::venue_image_summary_stats
 CREATE OR REPLACE FUNCTION "venue_image_summary_stats"() RETURNS TABLE (
 	"total_venues_with_failures" bigint,  /* i64 */
@@ -1096,7 +1096,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
 
--- extension/src/queue/inspect.rs:348
+-- extension/src/queue/inspect.rs:359
 -- venue_images::queue::inspect::venue_image_venue_summary
 CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
 	"venue_id" bigint /* i64 */
@@ -1144,7 +1144,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:366
+-- extension/src/queue/mod.rs:364
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
@@ -1195,7 +1195,7 @@ STABLE PARALLEL SAFE COST 100
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
 
--- extension/src/queue/enqueue.rs:294
+-- extension/src/queue/enqueue.rs:269
 -- venue_images::queue::enqueue::venue_images_enqueue_trigger
 CREATE OR REPLACE FUNCTION "venue_images_enqueue_trigger"()
 	RETURNS TRIGGER

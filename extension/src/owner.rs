@@ -26,7 +26,7 @@
 //! the venues table but are not `SECURITY DEFINER` (so no `SET search_path` clause pins
 //! their path): every SQL text the extension runs is parsed with `pg_catalog` only.
 //!
-//! What owner code may still do, as itself, and what that means, is in the README's
+//! What owner code may still do, as itself, and what that means, is in docs/security.md's
 //! threat model (session-level advisory locks, non-holdable cursors that close at the end
 //! of the transaction).
 

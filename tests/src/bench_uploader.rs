@@ -79,7 +79,7 @@ fn histogram_mean(scrape: &str, name: &str) -> Duration {
     Duration::from_secs_f64(value("_sum") / count)
 }
 
-/// The three scenarios of the README.
+/// The three scenarios of docs/development.md's benchmark section.
 pub fn scenarios(scale: f64, latency: Duration) -> Vec<Scenario> {
     let n = |x: f64| ((x * scale) as usize).max(40);
     vec![

@@ -132,5 +132,5 @@ const SEE_ALSO: &str = r#".SH "SEE ALSO"
 .BR systemd.exec (5),
 .BR systemctl (1)
 .PP
-The SQL API, roles and operations are described in the README of venue_images.
+The SQL API, roles and operations are described in docs/sql-api.md, docs/security.md and docs/operations.md of venue_images.
 "#;

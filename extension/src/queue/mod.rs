@@ -5,7 +5,7 @@
 //! The rules (what is queued, attempted, finalised or left for review; what an outcome
 //! does; the backoff) are `venue_images_core::retry`'s; this module only moves rows.
 //!
-//! Security (see the README's threat model): every function here that touches the
+//! Security (see docs/security.md): every function here that touches the
 //! queue's tables or the venues table is `SECURITY DEFINER`, owned by the
 //! `venue_image_definer` role (never a superuser, it cannot log in), with
 //! `search_path = pg_catalog, pg_temp` and every object of ours schema-qualified

@@ -381,7 +381,7 @@ AS $$
      ORDER BY GROUPING(a.provider, a.retried_error_type) DESC, pg_catalog.count(*) DESC, 1, 2
 $$;
 COMMENT ON FUNCTION venue_images.venue_image_retry_report(interval) IS
-    'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease. See the README for each figure.';
+    'Retry outcomes since then, by provider and the error type retried, with a total row (provider and error_type NULL) that also gives the age of the oldest live lease. See docs/sql-api.md for each figure.';
 
 -- Recovered attempts as a percentage of attempts, one decimal; NULL without attempts.
 CREATE OR REPLACE FUNCTION venue_images.venue_image_success_rate(recovered bigint, attempts bigint)

@@ -1,6 +1,6 @@
 //! Provider health: which providers are paused, and whose fault a failure is.
 //!
-//! The rules (README, "Whose fault is a failure"):
+//! The rules (docs/operations.md, "Whose fault is a failure"):
 //!
 //! - A 429 is the provider throttling us, never the image's fault: the provider
 //!   (ImageKit: `*`, everything) is paused for every uploader for its wait hint (or
