@@ -99,6 +99,7 @@ async fn run_every_privileged_path(s: &Site) -> Result<()> {
         "SELECT venue_images.venue_image_enqueue_venue($1)",
         "SELECT venue_images.venue_image_next_due($1)",
         "SELECT * FROM venue_images.venue_image_cleanup_scan()",
+        "SELECT * FROM venue_images.venue_image_scheduled_scan(pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::interval)",
     ] {
         let q = sqlx::query(sql);
         let q = if sql.contains("$1") { q.bind(venue) } else { q };
@@ -127,6 +128,18 @@ async fn run_every_privileged_path(s: &Site) -> Result<()> {
         "SELECT * FROM venue_images.venue_image_venue_images($1)",
         "SELECT * FROM venue_images.venue_image_find_venues('v')",
         "SELECT venue_images.venue_images_relation()",
+        "SELECT * FROM venue_images.venue_image_venue_summary($1)",
+        "SELECT * FROM venue_images.venue_image_venue_attempts($1, 10)",
+        "SELECT * FROM venue_images.venue_image_queue_summary($1)",
+        "SELECT * FROM venue_images.venue_image_queue_summary()",
+        "SELECT * FROM venue_images.venue_image_provider_overview()",
+        "SELECT * FROM venue_images.venue_image_scan_log(10)",
+        "SELECT * FROM venue_images.venue_image_role_grants()",
+        "SELECT venue_images.venue_image_success_rate(3, 4)",
+        "SELECT venue_images.venue_image_outcome_group('recovered')",
+        "SELECT venue_images.venue_image_effective_rate('google', NULL, NULL)",
+        "SELECT venue_images.venue_image_job_claimable(pg_catalog.now(), NULL, NULL)",
+        "SELECT venue_images.venue_image_default_rate('google')",
     ] {
         let q = sqlx::query(sql);
         let q = if sql.contains("$1") { q.bind(venue) } else { q };
