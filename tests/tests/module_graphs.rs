@@ -22,7 +22,7 @@ fn files_of(src: &Path, module: &str) -> Vec<PathBuf> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "rs")
-                && !p.file_name().is_some_and(|n| n == "tests.rs")
+                && p.file_name().is_none_or(|n| n != "tests.rs")
             {
                 out.push(p);
             }
