@@ -368,6 +368,32 @@ impl Transfer for FakeTransfer {
     }
 }
 
+/// A paused-time test's world on the system clock: a queue holding `n` images of
+/// `provider`, and an HTTP side where every download and upload succeeds at once.
+pub fn fakes(provider: &str, n: usize) -> (Clock, Arc<FakeQueue>, Arc<FakeTransfer>) {
+    let clock = Clock::system();
+    let q = Arc::new(FakeQueue::new(clock));
+    q.add(provider, n);
+    (clock, q, Arc::new(FakeTransfer::default()))
+}
+
+impl FakeTransfer {
+    /// Every download takes `delay` from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Downloads of `url` fail with `f`.
+    pub fn fail_download(&self, url: &str, f: Failure) {
+        self.answers.lock().unwrap().insert(url.into(), f);
+    }
+
+    /// Every upload fails with `f`.
+    pub fn fail_uploads(&self, f: Failure) {
+        *self.upload_failure.lock().unwrap() = Some(f);
+    }
+}
+
 /// Draining, 4 slots, quick flushes and refreshes.
 pub fn cfg() -> WorkerConfig {
     WorkerConfig {
@@ -380,6 +406,14 @@ pub fn cfg() -> WorkerConfig {
         drain: true,
         health_refresh: Duration::from_millis(500),
         ..WorkerConfig::default()
+    }
+}
+
+/// [`cfg`], but running until stopped rather than until the queue is drained.
+pub fn cfg_until_stopped() -> WorkerConfig {
+    WorkerConfig {
+        drain: false,
+        ..cfg()
     }
 }
 

@@ -233,46 +233,53 @@ mod tests {
         Failure::transport(Stage::Download, ErrorType::NetworkError, kind, "no route")
     }
 
+    /// The image is charged the attempt, and nothing is paused.
+    const CHARGED: Verdict = Verdict::Charge(None);
+
+    /// How `h` judges a network failure of `kind` from `provider` at `t(at)`.
+    fn judge_net(h: &Health, provider: &str, kind: NetworkKind, at: i64) -> Verdict {
+        h.judge(provider, &net(kind), t(at))
+    }
+
+    /// A download answered `status`, asking to wait `secs` seconds.
+    fn wait_hint(status: u16, secs: u64) -> Failure {
+        Failure {
+            retry_after: Some(Duration::from_secs(secs)),
+            ..Failure::from_status(Stage::Download, status, format!("HTTP {status}"))
+        }
+    }
+
     #[test]
     fn network_failures_are_charged_only_while_the_provider_is_reachable() {
         let h = Health::new(HealthConfig::default());
         // Nothing known: an outage. Released, paused 5 s, then 10 s, ...
-        let Verdict::Release(Some(p)) = h.judge("here", &net(NetworkKind::Dns), t(0)) else {
+        let Verdict::Release(Some(p)) = judge_net(&h, "here", NetworkKind::Dns, 0) else {
             panic!("expected a release")
         };
         assert_eq!(p.until, t(5));
         assert!(p.reason.contains("unreachable (dns)"), "{}", p.reason);
         assert_eq!(h.paused("here", t(1)), Some(t(5)));
         assert_eq!(h.paused("other", t(1)), None);
-        let Verdict::Release(Some(p)) = h.judge("here", &net(NetworkKind::Connect), t(6)) else {
+        let Verdict::Release(Some(p)) = judge_net(&h, "here", NetworkKind::Connect, 6) else {
             panic!()
         };
         assert_eq!(p.until, t(16));
         // Up again: the next network failure is the image's own.
         h.success("here", t(20));
-        assert_eq!(
-            h.judge("here", &net(NetworkKind::Timeout), t(30)),
-            Verdict::Charge(None)
-        );
+        assert_eq!(judge_net(&h, "here", NetworkKind::Timeout, 30), CHARGED);
         // A truncated body is always the image's.
         let h2 = Health::new(HealthConfig::default());
-        assert_eq!(
-            h2.judge("here", &net(NetworkKind::Other), t(0)),
-            Verdict::Charge(None)
-        );
+        assert_eq!(judge_net(&h2, "here", NetworkKind::Other, 0), CHARGED);
         // Unreachable for longer than charge_after: charged again.
         let h3 = Health::new(HealthConfig {
             charge_after: Duration::from_secs(100),
             ..HealthConfig::default()
         });
         assert!(matches!(
-            h3.judge("x", &net(NetworkKind::Dns), t(0)),
+            judge_net(&h3, "x", NetworkKind::Dns, 0),
             Verdict::Release(_)
         ));
-        assert_eq!(
-            h3.judge("x", &net(NetworkKind::Dns), t(150)),
-            Verdict::Charge(None)
-        );
+        assert_eq!(judge_net(&h3, "x", NetworkKind::Dns, 150), CHARGED);
     }
 
     #[test]
@@ -284,17 +291,13 @@ mod tests {
             pause_reason: None,
             last_success_at: Some(t(-30)),
         }]);
-        assert_eq!(
-            h.judge("here", &net(NetworkKind::Dns), t(0)),
-            Verdict::Charge(None)
-        );
+        assert_eq!(judge_net(&h, "here", NetworkKind::Dns, 0), CHARGED);
     }
 
     #[test]
     fn server_errors_are_an_outage_only_without_a_recent_success() {
         let h = Health::new(HealthConfig::default());
-        let mut f = Failure::from_status(Stage::Download, 503, "HTTP 503");
-        f.retry_after = Some(Duration::from_secs(1));
+        let f = wait_hint(503, 1);
         let Verdict::Release(Some(p)) = h.judge("here", &f, t(0)) else {
             panic!("a provider answering 503 with no success is down")
         };
@@ -310,10 +313,8 @@ mod tests {
     #[test]
     fn rate_limits_pause_and_are_not_attempts() {
         let h = Health::new(HealthConfig::default());
-        let mut f = Failure::from_status(Stage::Download, 429, "slow down");
-        f.retry_after = Some(Duration::from_secs(30));
         assert_eq!(
-            h.judge("here", &f, t(0)),
+            h.judge("here", &wait_hint(429, 30), t(0)),
             Verdict::Release(Some(Pause {
                 provider: "here".into(),
                 until: t(30),
@@ -328,6 +329,6 @@ mod tests {
         assert_eq!(h.paused("anything", t(1)), Some(t(60)));
         // A permanent error is the image's.
         let f = Failure::from_status(Stage::Download, 404, "gone");
-        assert_eq!(h.judge("here", &f, t(0)), Verdict::Charge(None));
+        assert_eq!(h.judge("here", &f, t(0)), CHARGED);
     }
 }

@@ -20,13 +20,25 @@ async fn go<Q: QueueApi>(
     run(deps(q, t, clock, shutdown), cfg).await.unwrap()
 }
 
+/// [`go`] until stopped by a SIGTERM `after` its start: its summary.
+async fn stopped_after<Q: QueueApi>(
+    q: Arc<Q>,
+    t: Arc<FakeTransfer>,
+    cfg: WorkerConfig,
+    clock: Clock,
+    after: Duration,
+) -> RunSummary {
+    let (trigger, shutdown) = crate::shutdown::channel();
+    let run = tokio::spawn(go(q, t, cfg, clock, shutdown));
+    tokio::time::sleep(after).await;
+    trigger.fire();
+    run.await.unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_slot_in_the_future_is_waited_for() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
+    let (clock, q, t) = fakes("google_places", 3);
     q.st().pace = Duration::from_secs(30);
-    q.add("google_places", 3);
-    let t = Arc::new(FakeTransfer::default());
     let start = Instant::now();
     let s = go(q.clone(), t.clone(), cfg(), clock, Shutdown::new()).await;
     assert_eq!(s.statuses.get("uploaded"), Some(&3));
@@ -41,17 +53,15 @@ async fn a_slot_in_the_future_is_waited_for() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pause_mid_batch_sends_the_rest_back_unattempted() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
+    let (clock, q, t) = fakes("google_places", 4);
     q.st().pace = Duration::from_secs(1);
-    q.add("google_places", 4);
-    let t = Arc::new(FakeTransfer::default());
-    let mut f = Failure::from_status(Stage::Download, 429, "HTTP 429");
-    f.retry_after = Some(Duration::from_secs(3600));
-    t.answers
-        .lock()
-        .unwrap()
-        .insert("https://google_places.example/1.jpg".into(), f);
+    t.fail_download(
+        "https://google_places.example/1.jpg",
+        Failure {
+            retry_after: Some(Duration::from_secs(3600)),
+            ..Failure::from_status(Stage::Download, 429, "HTTP 429")
+        },
+    );
     let s = go(q.clone(), t.clone(), cfg(), clock, Shutdown::new()).await;
     // One download (the 429); the three claimed after it never start.
     assert_eq!(t.downloads.lock().unwrap().len(), 1);
@@ -70,19 +80,11 @@ async fn a_pause_mid_batch_sends_the_rest_back_unattempted() {
 
 #[tokio::test(start_paused = true)]
 async fn sigterm_lets_work_in_flight_finish_and_releases_the_rest() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
+    let (clock, q, t) = fakes("here", 2);
     q.st().pace = Duration::from_secs(100);
-    q.add("here", 2);
-    let t = Arc::new(FakeTransfer::default());
-    *t.delay.lock().unwrap() = Duration::from_secs(5);
-    let (trigger, shutdown) = crate::shutdown::channel();
-    let mut c = cfg();
-    c.drain = false;
-    let run = tokio::spawn(go(q.clone(), t.clone(), c, clock, shutdown));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    trigger.fire();
-    let s = run.await.unwrap();
+    t.set_delay(Duration::from_secs(5));
+    let c = cfg_until_stopped();
+    let s = stopped_after(q.clone(), t.clone(), c, clock, Duration::from_secs(1)).await;
     assert_eq!(
         s.statuses.get("uploaded"),
         Some(&1),
@@ -98,28 +100,17 @@ async fn sigterm_lets_work_in_flight_finish_and_releases_the_rest() {
 
 #[tokio::test(start_paused = true)]
 async fn sigterm_after_the_grace_period_releases_what_is_still_running() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 1);
-    let t = Arc::new(FakeTransfer::default());
-    *t.delay.lock().unwrap() = Duration::from_secs(600);
-    let (trigger, shutdown) = crate::shutdown::channel();
-    let mut c = cfg();
-    c.drain = false;
-    let run = tokio::spawn(go(q.clone(), t.clone(), c, clock, shutdown));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    trigger.fire();
-    let s = run.await.unwrap();
+    let (clock, q, t) = fakes("here", 1);
+    t.set_delay(Duration::from_secs(600));
+    let c = cfg_until_stopped();
+    let s = stopped_after(q.clone(), t.clone(), c, clock, Duration::from_secs(1)).await;
     assert!(s.statuses.is_empty());
     assert_eq!(q.st().released, vec![1]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_write_back_that_fails_transiently_then_refuses_one_outcome() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 3);
-    let t = Arc::new(FakeTransfer::default());
+    let (clock, q, t) = fakes("here", 3);
     // ImageKit answers job 2's upload with a URL the database will refuse.
     {
         let mut s = q.st();
@@ -178,8 +169,7 @@ async fn an_unreachable_provider_costs_no_attempts_and_recovers() {
     let t = Arc::new(FakeTransfer::default());
     t.unreachable.store(true, Ordering::SeqCst);
     let (trigger, shutdown) = crate::shutdown::channel();
-    let mut c = cfg();
-    c.drain = false;
+    let mut c = cfg_until_stopped();
     c.health.probe_base = Duration::from_secs(2);
     c.health.probe_max = Duration::from_secs(8);
     let run = tokio::spawn(go(q.clone(), t.clone(), c, clock, shutdown));
@@ -199,13 +189,10 @@ async fn an_unreachable_provider_costs_no_attempts_and_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn one_dead_host_among_live_ones_is_charged() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 4);
-    let t = Arc::new(FakeTransfer::default());
+    let (clock, q, t) = fakes("here", 4);
     // Job 4's own host does not resolve; the provider's other images download fine.
-    t.answers.lock().unwrap().insert(
-        "https://here.example/4.jpg".into(),
+    t.fail_download(
+        "https://here.example/4.jpg",
         Failure::transport(
             Stage::Download,
             ErrorType::NetworkError,
@@ -224,13 +211,10 @@ async fn one_dead_host_among_live_ones_is_charged() {
 
 #[tokio::test(start_paused = true)]
 async fn nothing_due_sleeps_until_the_next_due_time() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 1);
+    let (clock, q, t) = fakes("here", 1);
     // Due in 40 s (a backoff): with a linger, `once` waits for it, asking next_due.
     let due = clock.now() + chrono::Duration::seconds(40);
     q.st().available[0].1 = due;
-    let t = Arc::new(FakeTransfer::default());
     let mut c = cfg();
     c.linger = Duration::from_secs(60);
     c.poll = Duration::from_secs(3600);
@@ -246,16 +230,13 @@ async fn nothing_due_sleeps_until_the_next_due_time() {
 
 #[tokio::test(start_paused = true)]
 async fn imagekit_refusing_the_key_stops_the_run_with_its_exit_status() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
+    let (clock, q, t) = fakes("here", 3);
     q.st().pace = Duration::from_secs(10);
-    q.add("here", 3);
-    let t = Arc::new(FakeTransfer::default());
-    let mut refused = Failure::from_status(Stage::Upload, 401, "cannot be authenticated");
-    refused.scope = crate::failure::Scope::Service;
-    *t.upload_failure.lock().unwrap() = Some(refused);
-    let mut c = cfg();
-    c.drain = false;
+    t.fail_uploads(Failure {
+        scope: crate::failure::Scope::Service,
+        ..Failure::from_status(Stage::Upload, 401, "cannot be authenticated")
+    });
+    let c = cfg_until_stopped();
     let shutdown = Shutdown::new();
     let d = deps(q.clone(), t.clone(), clock, shutdown.clone());
     let metrics = d.metrics.clone();
@@ -294,13 +275,9 @@ async fn imagekit_refusing_the_key_stops_the_run_with_its_exit_status() {
 
 #[tokio::test(start_paused = true)]
 async fn nothing_the_run_started_outlives_it_when_it_panics() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 1);
-    let t = Arc::new(FakeTransfer::default());
-    *t.delay.lock().unwrap() = Duration::from_secs(600);
-    let mut c = cfg();
-    c.drain = false;
+    let (clock, q, t) = fakes("here", 1);
+    t.set_delay(Duration::from_secs(600));
+    let c = cfg_until_stopped();
     let worker = tokio::spawn(go(q.clone(), t.clone(), c, clock, Shutdown::new()));
     // Image 1 is downloading; the batcher, the heartbeat and the refresher run.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -9,11 +9,14 @@ use crate::worker::fakes::*;
 use crate::worker::WorkerConfig;
 use tokio::task::JoinHandle;
 
-/// A dispatcher over `q` and `t`, and the test's stand-in for the batcher.
+/// A running dispatcher over `q` and `t`, and the test's stand-in for the batcher.
 struct Rig {
     ctx: Arc<Ctx<FakeQueue, FakeTransfer>>,
-    dispatcher: Dispatcher<FakeQueue, FakeTransfer>,
+    /// The dispatcher's run: how many images it claimed.
+    running: JoinHandle<u64>,
     batcher: JoinHandle<Vec<Done>>,
+    /// When the dispatcher started.
+    start: Instant,
 }
 
 fn rig(q: &Arc<FakeQueue>, t: &Arc<FakeTransfer>, cfg: WorkerConfig, clock: Clock) -> Rig {
@@ -32,9 +35,20 @@ fn rig(q: &Arc<FakeQueue>, t: &Arc<FakeTransfer>, cfg: WorkerConfig, clock: Cloc
         got
     });
     Rig {
-        dispatcher: Dispatcher::new(ctx.clone(), tx),
+        running: tokio::spawn(Dispatcher::new(ctx.clone(), tx).run()),
         ctx,
         batcher,
+        start: Instant::now(),
+    }
+}
+
+impl Rig {
+    /// Stops the dispatcher as a signal does: how many images it claimed, and what the
+    /// batcher got.
+    async fn stop(self) -> (u64, Vec<Done>) {
+        self.ctx.shutdown.trigger(StopReason::Signal);
+        let claimed = self.running.await.unwrap();
+        (claimed, self.batcher.await.unwrap())
     }
 }
 
@@ -69,30 +83,21 @@ fn claims(q: &FakeQueue, start: Instant) -> Vec<(u64, i32)> {
 
 #[tokio::test(start_paused = true)]
 async fn claims_for_the_free_slots_plus_a_prefetch_and_holds_their_leases() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 10);
-    let t = Arc::new(FakeTransfer::default());
-    *t.delay.lock().unwrap() = Duration::from_secs(5);
-    let mut c = cfg();
-    c.drain = false;
-    let r = rig(&q, &t, c, clock);
-    let start = Instant::now();
-    let ctx = r.ctx.clone();
-    let running = tokio::spawn(r.dispatcher.run());
+    let (clock, q, t) = fakes("here", 10);
+    t.set_delay(Duration::from_secs(5));
+    let r = rig(&q, &t, cfg_until_stopped(), clock);
     tokio::time::sleep(Duration::from_secs(1)).await;
     // 4 slots and a prefetch of 2: one claim of 6; 4 start, 2 wait with their leases.
-    assert_eq!(claims(&q, start), vec![(0, 6)]);
+    assert_eq!(claims(&q, r.start), vec![(0, 6)]);
     assert_eq!(t.downloads.lock().unwrap().len(), 4);
-    assert!((1..=6).all(|j| ctx.leases.holds(j)));
+    assert!((1..=6).all(|j| r.ctx.leases.holds(j)));
     // The 4 end at 5 s: the 2 ready ones start at once, and a claim refills the
     // prefetch and the 2 slots still free.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(claims(&q, start), vec![(0, 6), (5000, 4)]);
+    assert_eq!(claims(&q, r.start), vec![(0, 6), (5000, 4)]);
     assert_eq!(t.downloads.lock().unwrap().len(), 8);
-    ctx.shutdown.trigger(StopReason::Signal);
-    assert_eq!(running.await.unwrap(), 10, "images claimed");
-    let done = r.batcher.await.unwrap();
+    let (claimed, done) = r.stop().await;
+    assert_eq!(claimed, 10, "images claimed");
     assert_eq!(
         releases(&done),
         vec![(9, ReleaseReason::Shutdown), (10, ReleaseReason::Shutdown)],
@@ -105,9 +110,7 @@ async fn claims_for_the_free_slots_plus_a_prefetch_and_holds_their_leases() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_claim_backs_off_doubling_and_a_success_resets_it() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 1);
+    let (clock, q, t) = fakes("here", 1);
     q.st().claim_script = [
         Some(transient()),
         Some(transient()),
@@ -116,17 +119,13 @@ async fn a_failed_claim_backs_off_doubling_and_a_success_resets_it() {
         Some(transient()),
     ]
     .into();
-    let t = Arc::new(FakeTransfer::default());
     let r = rig(&q, &t, cfg(), clock);
-    let wake = r.ctx.wake.clone();
-    let start = Instant::now();
-    let running = tokio::spawn(r.dispatcher.run());
     // A NOTIFY does not cut a backoff short.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    wake.notify_one();
-    assert_eq!(running.await.unwrap(), 1);
+    r.ctx.wake.notify_one();
+    assert_eq!(r.running.await.unwrap(), 1);
     assert_eq!(
-        claims(&q, start)
+        claims(&q, r.start)
             .iter()
             .map(|(at, _)| *at)
             .collect::<Vec<_>>(),
@@ -139,47 +138,37 @@ async fn a_failed_claim_backs_off_doubling_and_a_success_resets_it() {
 
 #[tokio::test(start_paused = true)]
 async fn nothing_due_sleeps_until_a_wake_up() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    let t = Arc::new(FakeTransfer::default());
-    let mut c = cfg();
-    c.drain = false;
-    c.poll = Duration::from_secs(3600);
+    let (clock, q, t) = fakes("here", 0);
+    let c = WorkerConfig {
+        poll: Duration::from_secs(3600),
+        ..cfg_until_stopped()
+    };
     let r = rig(&q, &t, c, clock);
-    let ctx = r.ctx.clone();
-    let start = Instant::now();
-    let running = tokio::spawn(r.dispatcher.run());
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(claims(&q, start), vec![(0, 6)], "asleep until the poll");
+    assert_eq!(claims(&q, r.start), vec![(0, 6)], "asleep until the poll");
     q.add("here", 1);
-    ctx.wake.notify_one();
+    r.ctx.wake.notify_one();
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(claims(&q, start)[1].0, 10_000, "woken by the NOTIFY");
+    assert_eq!(claims(&q, r.start)[1].0, 10_000, "woken by the NOTIFY");
     assert_eq!(t.downloads.lock().unwrap().len(), 1);
-    ctx.shutdown.trigger(StopReason::Signal);
-    assert_eq!(running.await.unwrap(), 1);
+    assert_eq!(r.stop().await.0, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_stop_gives_back_what_did_not_start_and_waits_for_what_did() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 3);
-    let t = Arc::new(FakeTransfer::default());
-    *t.delay.lock().unwrap() = Duration::from_secs(5);
-    let mut c = cfg();
-    c.drain = false;
-    c.concurrency = 1;
+    let (clock, q, t) = fakes("here", 3);
+    t.set_delay(Duration::from_secs(5));
+    let c = WorkerConfig {
+        concurrency: 1,
+        ..cfg_until_stopped()
+    };
     let r = rig(&q, &t, c, clock);
-    let ctx = r.ctx.clone();
-    let start = Instant::now();
-    let running = tokio::spawn(r.dispatcher.run());
+    let start = r.start;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ctx.shutdown.trigger(StopReason::Signal);
+    let (claimed, done) = r.stop().await;
     // 1 slot and a prefetch of 1: images 1 (in flight) and 2 (ready) were claimed.
-    assert_eq!(running.await.unwrap(), 2);
+    assert_eq!(claimed, 2);
     assert_eq!(Instant::now() - start, Duration::from_secs(5), "1 finished");
-    let done = r.batcher.await.unwrap();
     assert_eq!(releases(&done), vec![(2, ReleaseReason::Shutdown)]);
     assert_eq!(outcomes(&done), vec![1]);
     assert_eq!(q.st().available.len(), 1, "image 3 was never claimed");
@@ -187,34 +176,27 @@ async fn the_stop_gives_back_what_did_not_start_and_waits_for_what_did() {
 
 #[tokio::test(start_paused = true)]
 async fn attempts_past_the_grace_period_are_aborted_with_their_leases_held() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    q.add("here", 1);
-    let t = Arc::new(FakeTransfer::default());
-    *t.delay.lock().unwrap() = Duration::from_secs(600);
-    let mut c = cfg();
-    c.drain = false;
-    c.grace = Duration::from_secs(10);
+    let (clock, q, t) = fakes("here", 1);
+    t.set_delay(Duration::from_secs(600));
+    let c = WorkerConfig {
+        grace: Duration::from_secs(10),
+        ..cfg_until_stopped()
+    };
     let r = rig(&q, &t, c, clock);
-    let ctx = r.ctx.clone();
-    let start = Instant::now();
-    let running = tokio::spawn(r.dispatcher.run());
+    let (start, ctx) = (r.start, r.ctx.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ctx.shutdown.trigger(StopReason::Signal);
-    assert_eq!(running.await.unwrap(), 1);
+    let (claimed, done) = r.stop().await;
+    assert_eq!(claimed, 1);
     assert_eq!(Instant::now() - start, Duration::from_secs(11), "the grace");
-    assert!(r.batcher.await.unwrap().is_empty(), "nothing sent for it");
+    assert!(done.is_empty(), "nothing sent for it");
     assert!(ctx.leases.holds(1), "held, for `run` to release");
 }
 
 #[tokio::test(start_paused = true)]
 async fn draining_an_empty_queue_stops_by_itself_and_says_why() {
-    let clock = Clock::system();
-    let q = Arc::new(FakeQueue::new(clock));
-    let t = Arc::new(FakeTransfer::default());
+    let (clock, q, t) = fakes("here", 0);
     let r = rig(&q, &t, cfg(), clock);
-    let ctx = r.ctx.clone();
-    assert_eq!(r.dispatcher.run().await, 0);
-    assert_eq!(ctx.shutdown.reason(), Some(StopReason::Drained));
+    assert_eq!(r.running.await.unwrap(), 0);
+    assert_eq!(r.ctx.shutdown.reason(), Some(StopReason::Drained));
     assert!(r.batcher.await.unwrap().is_empty());
 }
