@@ -385,27 +385,25 @@ pub fn resolve_private_key(
         (Some(_), Some(_)) => Err(ImageKitSettingsError::Usage(format!(
             "both {PRIVATE_KEY_ENV} and --imagekit-private-key-file are set: keep one"
         ))),
-        (Some(path), None) => {
-            let raw = std::fs::read_to_string(path).map_err(|e| {
-                ImageKitSettingsError::Config(format!(
-                    "ImageKit private key file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let key = raw.trim();
-            if key.is_empty() {
-                return Err(ImageKitSettingsError::Config(format!(
-                    "ImageKit private key file {} is empty",
-                    path.display()
-                )));
-            }
-            Ok(key.to_string())
-        }
+        (Some(path), None) => read_secret_file(path, "ImageKit private key file")
+            .map_err(ImageKitSettingsError::Config),
         (None, Some(key)) => Ok(key.trim().to_string()),
         (None, None) => Err(ImageKitSettingsError::Config(format!(
             "{PRIVATE_KEY_ENV} is not set (or pass --imagekit-private-key-file)"
         ))),
     }
+}
+
+/// The secret a file holds (a key, a token), without surrounding whitespace; an error
+/// naming the file as `what` when it cannot be read or holds nothing else.
+pub fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
+    let raw =
+        std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let secret = raw.trim();
+    if secret.is_empty() {
+        return Err(format!("{what} {} is empty", path.display()));
+    }
+    Ok(secret.to_string())
 }
 
 /// The upload endpoint must be https: HTTP Basic sends the private key with every
@@ -478,6 +476,35 @@ impl WorkerArgs {
     }
 }
 
+/// A directory of a test's own under the temporary directory, for files named on the
+/// command line (keys, tokens); removed when dropped.
+#[cfg(test)]
+pub(crate) struct ScratchDir(pub PathBuf);
+
+#[cfg(test)]
+impl ScratchDir {
+    /// `vi-{name}-{pid}`, created.
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vi-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+
+    /// The file `name` in it, holding `content`.
+    pub(crate) fn file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+#[cfg(test)]
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,10 +565,8 @@ mod tests {
 
     #[test]
     fn the_private_key_comes_from_a_file_or_the_environment() {
-        let dir = std::env::temp_dir().join(format!("vi-ik-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("key");
-        std::fs::write(&file, "  private_from_file\n").unwrap();
+        let dir = ScratchDir::new("ik-key");
+        let file = dir.file("key", "  private_from_file\n");
         assert_eq!(
             resolve_private_key(Some(&file), None).unwrap(),
             "private_from_file"
@@ -567,44 +592,59 @@ mod tests {
             resolve_private_key(Some(&file), None),
             Err(ImageKitSettingsError::Config(m)) if m.contains("empty")
         ));
-        let missing = dir.join("missing");
+        let missing = dir.0.join("missing");
         assert!(matches!(
             resolve_private_key(Some(&missing), None),
             Err(ImageKitSettingsError::Config(_))
         ));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn http_upload_urls_only_to_loopback_and_only_when_asked() {
-        for url in [
-            "https://upload.imagekit.io/api/v1/files/upload",
-            "https://127.0.0.1:8443/upload",
-        ] {
-            assert_eq!(check_upload_url(url, false), Ok(()), "{url}");
-            assert_eq!(check_upload_url(url, true), Ok(()), "{url}");
-        }
-        for url in [
-            "http://127.0.0.1:41231/api/v1/files/upload",
-            "http://127.8.9.10/x",
-            "http://[::1]:41231/x",
-            "http://localhost:41231/x",
-            "http://LOCALHOST/x",
-        ] {
-            let e = check_upload_url(url, false).unwrap_err();
-            assert!(e.contains("in clear"), "{url}: {e}");
-            assert_eq!(check_upload_url(url, true), Ok(()), "{url}");
-        }
-        for url in [
-            "http://upload.imagekit.io/api/v1/files/upload",
-            "http://10.0.0.5/x",
-            "http://[::ffff:127.0.0.1]/x",
-            "http://localhost.evil.example/x",
-            "http://127.0.0.1.nip.io/x",
-        ] {
-            assert!(check_upload_url(url, false).is_err(), "{url}");
-            let e = check_upload_url(url, true).unwrap_err();
-            assert!(e.contains("loopback"), "{url}: {e}");
+        // What is said of each URL without --insecure-imagekit-loopback and with it:
+        // `None`, accepted; `Some(text)`, refused with a message containing the text.
+        let cases: [(Option<&str>, Option<&str>, &[&str]); 3] = [
+            (
+                None,
+                None,
+                &[
+                    "https://upload.imagekit.io/api/v1/files/upload",
+                    "https://127.0.0.1:8443/upload",
+                ],
+            ),
+            (
+                Some("in clear"),
+                None,
+                &[
+                    "http://127.0.0.1:41231/api/v1/files/upload",
+                    "http://127.8.9.10/x",
+                    "http://[::1]:41231/x",
+                    "http://localhost:41231/x",
+                    "http://LOCALHOST/x",
+                ],
+            ),
+            (
+                Some(""),
+                Some("loopback"),
+                &[
+                    "http://upload.imagekit.io/api/v1/files/upload",
+                    "http://10.0.0.5/x",
+                    "http://[::ffff:127.0.0.1]/x",
+                    "http://localhost.evil.example/x",
+                    "http://127.0.0.1.nip.io/x",
+                ],
+            ),
+        ];
+        for (without, with, urls) in cases {
+            for url in urls {
+                for (loopback, refusal) in [(false, without), (true, with)] {
+                    match (check_upload_url(url, loopback), refusal) {
+                        (Ok(()), None) => {}
+                        (Err(e), Some(why)) => assert!(e.contains(why), "{url}: {e}"),
+                        (got, want) => panic!("{url} (loopback {loopback}): {got:?}, not {want:?}"),
+                    }
+                }
+            }
         }
         for url in [
             "ftp://upload.imagekit.io/x",

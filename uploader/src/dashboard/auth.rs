@@ -122,15 +122,10 @@ impl Admin {
     /// Reads the token from a file (surrounding whitespace and the final newline are not
     /// part of it). Refuses an empty token, and one shorter than [`MIN_TOKEN_CHARS`].
     pub fn from_file(path: &std::path::Path) -> Result<Admin, String> {
-        let raw = std::fs::read_to_string(path)
-            .map_err(|e| format!("admin token file {}: {e}", path.display()))?;
-        let token = raw.trim();
-        if token.is_empty() {
-            return Err(format!("admin token file {} is empty", path.display()));
-        }
-        check_token_length(token)
-            .map_err(|e| format!("admin token file {}: {e}", path.display()))?;
-        Ok(Admin::new(token))
+        const WHAT: &str = "admin token file";
+        let token = crate::cli::read_secret_file(path, WHAT)?;
+        check_token_length(&token).map_err(|e| format!("{WHAT} {}: {e}", path.display()))?;
+        Ok(Admin::new(&token))
     }
 
     /// Whether `presented` is the token (constant time).
@@ -263,10 +258,8 @@ mod tests {
 
     #[test]
     fn token_file() {
-        let dir = std::env::temp_dir().join(format!("vi-dash-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("token");
-        std::fs::write(&p, "  abc123-abc123-abc123\n").unwrap();
+        let dir = crate::cli::ScratchDir::new("dash-token");
+        let p = dir.file("token", "  abc123-abc123-abc123\n");
         assert!(Admin::from_file(&p)
             .unwrap()
             .token_matches("abc123-abc123-abc123"));
@@ -279,8 +272,7 @@ mod tests {
         assert!(Admin::from_file(&p).is_ok());
         std::fs::write(&p, "\n").unwrap();
         assert!(Admin::from_file(&p).unwrap_err().contains("empty"));
-        assert!(Admin::from_file(&dir.join("missing")).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(Admin::from_file(&dir.0.join("missing")).is_err());
     }
 
     #[test]

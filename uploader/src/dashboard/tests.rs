@@ -18,15 +18,12 @@ async fn start_with(
     limits: throttle::Limits,
 ) -> (String, crate::shutdown::Trigger) {
     let d = Dashboard::new(Config {
-        reader_url: "postgres://nobody@127.0.0.1:1/none".into(),
-        admin_url: token.map(|_| "postgres://nobody@127.0.0.1:1/none".into()),
-        admin_token: token.map(String::from),
-        refresh: Duration::from_secs(60),
         allowed_hosts: allowed_hosts
             .iter()
             .map(|h| guard::parse_allowed_host(h).unwrap())
             .collect(),
         limits,
+        ..config(token)
     })
     .unwrap();
     let (trigger, shutdown) = shutdown::channel();
@@ -36,11 +33,47 @@ async fn start_with(
     (format!("http://{addr}"), trigger)
 }
 
+/// A configuration whose database is never reached: with an admin login when `token`.
+fn config(token: Option<&str>) -> Config {
+    const NOWHERE: &str = "postgres://nobody@127.0.0.1:1/none";
+    Config {
+        reader_url: NOWHERE.into(),
+        admin_url: token.map(|_| NOWHERE.into()),
+        admin_token: token.map(String::from),
+        refresh: Duration::from_secs(60),
+        allowed_hosts: Vec::new(),
+        limits: throttle::Limits::default(),
+    }
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
         .unwrap()
+}
+
+/// The admin token of the dashboards these tests start with one.
+const TOKEN: &str = "the-admin-token-123";
+
+/// Sends a request, which must be answered.
+async fn send(r: reqwest::RequestBuilder) -> reqwest::Response {
+    r.send().await.unwrap()
+}
+
+/// Sends a request: the status of the answer.
+async fn status_of(r: reqwest::RequestBuilder) -> reqwest::StatusCode {
+    send(r).await.status()
+}
+
+/// The answer to `GET {base}{path}` from a fresh client.
+async fn get(base: &str, path: &str) -> reqwest::Response {
+    send(client().get(format!("{base}{path}"))).await
+}
+
+/// [`get`], for another `Host`.
+async fn get_for_host(base: &str, path: &str, host: &str) -> reqwest::Response {
+    send(client().get(format!("{base}{path}")).header("host", host)).await
 }
 
 fn csrf_of(html: &str, action: &str) -> String {
@@ -52,22 +85,31 @@ fn csrf_of(html: &str, action: &str) -> String {
     rest[v..v + 64].to_string()
 }
 
-async fn login(base: &str, token: &str) -> (reqwest::StatusCode, Option<String>) {
-    let c = client();
-    let page = c.get(format!("{base}/login")).send().await.unwrap();
+/// The CSRF token of the login form, as `c` is served it.
+async fn login_csrf(c: &reqwest::Client, base: &str) -> String {
+    let page = send(c.get(format!("{base}/login"))).await;
     assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    let csrf = csrf_of(&html, "/login");
-    let r = c
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("token", token),
-            ("next", "/venues"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    csrf_of(&page.text().await.unwrap(), "/login")
+}
+
+/// Logs in with `token` through the login form: the answer's status and cookie.
+async fn login(base: &str, token: &str) -> (reqwest::StatusCode, Option<String>) {
+    login_from(&client(), base, token).await
+}
+
+/// [`login`] from a given client.
+async fn login_from(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> (reqwest::StatusCode, Option<String>) {
+    let csrf = login_csrf(c, base).await;
+    let r = send(c.post(format!("{base}/login")).form(&[
+        ("csrf", csrf.as_str()),
+        ("token", token),
+        ("next", "/venues"),
+    ]))
+    .await;
     let cookie = r
         .headers()
         .get("set-cookie")
@@ -77,14 +119,14 @@ async fn login(base: &str, token: &str) -> (reqwest::StatusCode, Option<String>)
 
 #[tokio::test]
 async fn every_response_has_the_security_headers() {
-    let (base, _t) = start(Some("the-admin-token-123")).await;
+    let (base, _t) = start(Some(TOKEN)).await;
     for path in [
         "/assets/dashboard.css",
         "/login",
         "/no-such-page",
         "/favicon.ico",
     ] {
-        let r = client().get(format!("{base}{path}")).send().await.unwrap();
+        let r = get(&base, path).await;
         let h = r.headers();
         assert_eq!(h["content-security-policy"], CSP, "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
@@ -92,38 +134,25 @@ async fn every_response_has_the_security_headers() {
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert!(h.contains_key("cache-control"), "{path}");
     }
-    let r = client().get(format!("{base}/login")).send().await.unwrap();
+    let r = get(&base, "/login").await;
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert!(r.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    let r = client()
-        .get(format!("{base}/assets/dashboard.css"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&base, "/assets/dashboard.css").await;
     assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
     assert!(r.text().await.unwrap().contains(":root"));
-    let r = client()
-        .get(format!("{base}/no-such-page"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(get(&base, "/no-such-page").await.status(), 404);
 }
 
 #[tokio::test]
 async fn actions_need_the_token_and_a_csrf_token() {
-    let (base, _t) = start(Some("the-admin-token-123")).await;
+    let (base, _t) = start(Some(TOKEN)).await;
     let c = client();
     let post = |path: &str| c.post(format!("{base}{path}"));
     // No credential: 401, with the scheme to use.
-    let r = post("/venues/1/force-retry")
-        .form(&[("csrf", "x")])
-        .send()
-        .await
-        .unwrap();
+    let r = send(post("/venues/1/force-retry").form(&[("csrf", "x")])).await;
     assert_eq!(r.status(), 401);
     assert!(r.headers()["www-authenticate"]
         .to_str()
@@ -138,26 +167,20 @@ async fn actions_need_the_token_and_a_csrf_token() {
         "/providers/resume",
         "/scan",
     ] {
-        let r = post(path)
-            .bearer_auth("the-admin-token-12")
-            .form(&[("provider", "here"), ("minutes", "60"), ("confirm", "yes")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{path}");
-        let r = post(path).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{path}");
+        let wrong = post(path).bearer_auth("the-admin-token-12").form(&[
+            ("provider", "here"),
+            ("minutes", "60"),
+            ("confirm", "yes"),
+        ]);
+        assert_eq!(status_of(wrong).await, 403, "{path}");
+        assert_eq!(status_of(post(path)).await, 401, "{path}");
     }
     // A forged session cookie is no session.
-    let r = post("/scan")
-        .header("cookie", "vi_dashboard_session=00ff")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let forged = post("/scan").header("cookie", "vi_dashboard_session=00ff");
+    assert_eq!(status_of(forged).await, 401);
 
     // A real session, but no CSRF token, or another form's: 403.
-    let (status, cookie) = login(&base, "the-admin-token-123").await;
+    let (status, cookie) = login(&base, TOKEN).await;
     assert_eq!(status, 303);
     let cookie = cookie.unwrap();
     assert!(
@@ -165,95 +188,70 @@ async fn actions_need_the_token_and_a_csrf_token() {
         "{cookie}"
     );
     let session = cookie.split(';').next().unwrap().to_string();
-    let r = post("/scan")
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let d_admin_page = c
-        .get(format!("{base}/login"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(
+        status_of(post("/scan").header("cookie", &session)).await,
+        403
+    );
+    let admin_page = send(c.get(format!("{base}/login")).header("cookie", &session)).await;
     // The page of an admin has the logout form with its own token.
-    let logout_csrf = csrf_of(&d_admin_page, "/logout");
+    let logout_csrf = csrf_of(&admin_page.text().await.unwrap(), "/logout");
     let r = post("/scan")
         .header("cookie", &session)
-        .form(&[("csrf", logout_csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "a token for /logout is no token for /scan");
+        .form(&[("csrf", logout_csrf.as_str())]);
+    assert_eq!(
+        status_of(r).await,
+        403,
+        "a token for /logout is no token for /scan"
+    );
 
     // Cross-site: refused whatever the credential.
-    let r = post("/scan")
-        .bearer_auth("the-admin-token-123")
-        .header("origin", "http://evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = post("/scan")
-        .bearer_auth("the-admin-token-123")
-        .header("sec-fetch-site", "cross-site")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = post("/scan").bearer_auth(TOKEN).header(header, value);
+        assert_eq!(status_of(r).await, 403, "{header}: {value}");
+    }
 
     // Credential and CSRF right, input wrong: the action is checked before the database.
     let r = post("/providers/pause")
-        .bearer_auth("the-admin-token-123")
-        .form(&[("provider", "here"), ("minutes", "0")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = post("/venues/1/purge")
-        .bearer_auth("the-admin-token-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "purge needs its confirmation");
+        .bearer_auth(TOKEN)
+        .form(&[("provider", "here"), ("minutes", "0")]);
+    assert_eq!(status_of(r).await, 400);
+    let r = post("/venues/1/purge").bearer_auth(TOKEN);
+    assert_eq!(status_of(r).await, 400, "purge needs its confirmation");
 
     // Logging out ends the session.
-    let r = post("/logout")
-        .header("cookie", &session)
-        .form(&[("csrf", logout_csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        post("/logout")
+            .header("cookie", &session)
+            .form(&[("csrf", logout_csrf.as_str())]),
+    )
+    .await;
     assert_eq!(r.status(), 303);
     assert!(r.headers()["set-cookie"]
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    let r = post("/scan")
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(
+        status_of(post("/scan").header("cookie", &session)).await,
+        401
+    );
 }
 
 #[tokio::test]
 async fn login_refuses_a_wrong_token_and_returns_only_to_local_pages() {
-    let (base, _t) = start(Some("the-admin-token-123")).await;
+    let (base, _t) = start(Some(TOKEN)).await;
     let (status, cookie) = login(&base, "nope").await;
     assert_eq!(status, 401);
     assert!(cookie.is_none());
     // Without the login page's CSRF token: refused.
-    let r = client()
-        .post(format!("{base}/login"))
-        .form(&[("token", "the-admin-token-123")])
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        client()
+            .post(format!("{base}/login"))
+            .form(&[("token", TOKEN)]),
+    )
+    .await;
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("set-cookie").is_none());
     assert_eq!(safe_next(Some("/venues/3?x=1")), "/venues/3?x=1");
@@ -272,29 +270,20 @@ async fn login_refuses_a_wrong_token_and_returns_only_to_local_pages() {
 #[tokio::test]
 async fn without_a_token_file_there_is_nothing_to_log_in_to() {
     let (base, _t) = start(None).await;
-    let c = client();
-    let r = c.get(format!("{base}/login")).send().await.unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(get(&base, "/login").await.status(), 403);
     for path in ["/scan", "/venues/1/force-retry", "/login"] {
-        let r = c
+        let r = client()
             .post(format!("{base}{path}"))
-            .bearer_auth("anything")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{path}");
+            .bearer_auth("anything");
+        assert_eq!(status_of(r).await, 403, "{path}");
     }
 }
 
 #[test]
 fn a_token_file_without_an_admin_login_is_refused() {
     let e = Dashboard::new(Config {
-        reader_url: "postgres://x@127.0.0.1:1/x".into(),
         admin_url: None,
-        admin_token: Some("t".into()),
-        refresh: Duration::from_secs(60),
-        allowed_hosts: Vec::new(),
-        limits: throttle::Limits::default(),
+        ..config(Some("t"))
     })
     .err()
     .unwrap();
@@ -302,8 +291,6 @@ fn a_token_file_without_an_admin_login_is_refused() {
 }
 
 // ---- Security review findings 6 and 7 ------------------------------------------------
-
-const TOKEN: &str = "the-admin-token-123";
 
 /// The port of a base URL (`http://127.0.0.1:PORT`).
 fn port(base: &str) -> &str {
@@ -337,12 +324,7 @@ async fn a_rebinding_page_gets_421_everywhere() {
         "/assets/dashboard.css",
         "/no-such-page",
     ] {
-        let r = client()
-            .get(format!("{base}{path}"))
-            .header("host", &evil)
-            .send()
-            .await
-            .unwrap();
+        let r = get_for_host(&base, path, &evil).await;
         assert_eq!(r.status(), 421, "{path}");
         assert_eq!(r.headers()["content-security-policy"], CSP, "{path}");
         let body = r.text().await.unwrap();
@@ -357,32 +339,19 @@ async fn a_rebinding_page_gets_421_everywhere() {
         .header("host", &evil)
         .header("origin", format!("http://{evil}"))
         .header("sec-fetch-site", "same-origin")
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 421);
+        .bearer_auth(TOKEN);
+    assert_eq!(status_of(r).await, 421);
     // The names it does answer to.
     for host in [
         format!("127.0.0.1:{}", port(&base)),
         format!("localhost:{}", port(&base)),
         format!("LOCALHOST:{}", port(&base)),
     ] {
-        let r = client()
-            .get(format!("{base}/assets/dashboard.css"))
-            .header("host", &host)
-            .send()
-            .await
-            .unwrap();
+        let r = get_for_host(&base, "/assets/dashboard.css", &host).await;
         assert_eq!(r.status(), 200, "{host}");
     }
     for host in ["localhost", "127.0.0.1", "dash.example.com"] {
-        let r = client()
-            .get(format!("{base}/login"))
-            .header("host", host)
-            .send()
-            .await
-            .unwrap();
+        let r = get_for_host(&base, "/login", host).await;
         assert_eq!(r.status(), 421, "{host}");
     }
 }
@@ -400,12 +369,7 @@ async fn allowed_hosts_are_served() {
         "dash.example.org",
         "dash.example.org:443",
     ] {
-        let r = client()
-            .get(format!("{base}/login"))
-            .header("host", host)
-            .send()
-            .await
-            .unwrap();
+        let r = get_for_host(&base, "/login", host).await;
         assert_eq!(r.status(), 200, "{host}");
     }
     // Its origin is the https one: a POST from the http one is refused.
@@ -416,11 +380,8 @@ async fn allowed_hosts_are_served() {
         let r = client()
             .post(format!("{base}/scan"))
             .header("host", "dash.example.org")
-            .header("origin", origin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), status, "{origin}");
+            .header("origin", origin);
+        assert_eq!(status_of(r).await, status, "{origin}");
     }
 }
 
@@ -428,15 +389,7 @@ async fn allowed_hosts_are_served() {
 async fn posts_from_another_origin_are_refused() {
     let (base, _t) = start(Some(TOKEN)).await;
     let c = client();
-    let html = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_of(&html, "/login");
+    let csrf = login_csrf(&c, &base).await;
     let login = |origin: Option<&str>, site: Option<&str>| {
         let mut r = c.post(format!("{base}/login")).form(&[
             ("csrf", csrf.as_str()),
@@ -554,52 +507,15 @@ async fn wrong_tokens_are_throttled_per_client_and_in_all() {
     assert_eq!(r.status(), 200);
 }
 
-/// [`login`] from a given client.
-async fn login_from(
-    c: &reqwest::Client,
-    base: &str,
-    token: &str,
-) -> (reqwest::StatusCode, Option<String>) {
-    let html = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_of(&html, "/login");
-    let r = c
-        .post(format!("{base}/login"))
-        .form(&[("csrf", csrf.as_str()), ("token", token), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .map(|v| v.to_str().unwrap().to_string());
-    (r.status(), cookie)
-}
-
 #[tokio::test]
 async fn a_short_admin_token_is_refused_at_start() {
-    let e = Dashboard::new(Config {
-        reader_url: "postgres://x@127.0.0.1:1/x".into(),
-        admin_url: Some("postgres://x@127.0.0.1:1/x".into()),
-        admin_token: Some("fifteen-chars-x".into()),
-        refresh: Duration::from_secs(60),
-        allowed_hosts: Vec::new(),
-        limits: throttle::Limits::default(),
-    })
-    .err()
-    .unwrap();
+    let e = Dashboard::new(config(Some("fifteen-chars-x")))
+        .err()
+        .unwrap();
     assert!(e.contains("fewer than 16"), "{e}");
     // The command, from a token file: a configuration error, before anything is served.
-    let dir = std::env::temp_dir().join(format!("vi-dash-short-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("token");
-    std::fs::write(&file, "short-token\n").unwrap();
+    let dir = crate::cli::ScratchDir::new("dash-short");
+    let file = dir.file("token", "short-token\n");
     let cli = crate::cli::Cli::try_parse_from([
         "venue-image-uploader",
         "--database-url",
@@ -619,5 +535,4 @@ async fn a_short_admin_token_is_refused_at_start() {
     let e = run(&cli, args).await.err().unwrap();
     assert_eq!(e.exit, Exit::Failure);
     assert!(e.message.contains("fewer than 16"), "{}", e.message);
-    let _ = std::fs::remove_dir_all(&dir);
 }

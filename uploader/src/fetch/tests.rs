@@ -242,14 +242,14 @@ async fn redirects_are_limited_and_rechecked() {
 async fn timeouts_and_truncation() {
     let base = routes().await;
     let f = fetcher(true);
-    assert_eq!(
-        err(&f, &format!("{base}/slow-headers")).await.error_type,
-        ErrorType::NetworkTimeout
-    );
-    assert_eq!(
-        err(&f, &format!("{base}/drip")).await.error_type,
-        ErrorType::NetworkTimeout
-    );
+    for (path, error_type) in [
+        ("/slow-headers", ErrorType::NetworkTimeout),
+        ("/drip", ErrorType::NetworkTimeout),
+        ("/lying-length", ErrorType::DownloadFailed),
+    ] {
+        let e = err(&f, &format!("{base}{path}")).await;
+        assert_eq!(e.error_type, error_type, "{path}: {e}");
+    }
     let e = err(&f, &format!("{base}/truncated")).await;
     assert_eq!(
         (e.error_type, e.network),
@@ -258,24 +258,16 @@ async fn timeouts_and_truncation() {
     );
     let e = err(&f, &format!("{base}/slow-headers")).await;
     assert_eq!(e.network, Some(NetworkKind::Timeout));
-    assert_eq!(
-        err(&f, &format!("{base}/lying-length")).await.error_type,
-        ErrorType::DownloadFailed
-    );
 }
 
 #[tokio::test]
 async fn size_limit_on_header_and_stream() {
     let base = routes().await;
     let f = fetcher(true);
-    assert_eq!(
-        err(&f, &format!("{base}/big")).await.error_type,
-        ErrorType::FileTooLarge
-    );
-    assert_eq!(
-        err(&f, &format!("{base}/big-chunked")).await.error_type,
-        ErrorType::FileTooLarge
-    );
+    for path in ["/big", "/big-chunked"] {
+        let e = err(&f, &format!("{base}{path}")).await;
+        assert_eq!(e.error_type, ErrorType::FileTooLarge, "{path}: {e}");
+    }
 }
 
 #[tokio::test]
@@ -469,59 +461,80 @@ async fn unresolvable_host_is_a_dns_failure() {
     }
 }
 
+/// A listener on 127.0.0.1 that hands each connection to `each`, in turn; its address.
+async fn accept_each<F, Fut>(mut each: F) -> SocketAddr
+where
+    F: FnMut(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            each(sock).await;
+        }
+    });
+    addr
+}
+
+/// Fetching `url` (loopback allowed) fails at the network with this type and kind.
+async fn assert_network_failure(url: &str, error_type: ErrorType, network: NetworkKind) {
+    let e = err(&fetcher(true), url).await;
+    assert_eq!(
+        (e.error_type, e.network),
+        (error_type, Some(network)),
+        "{e}"
+    );
+}
+
+/// Fetching `url` times out, well within the test's patience.
+async fn assert_times_out(url: &str) {
+    let t = std::time::Instant::now();
+    assert_network_failure(url, ErrorType::NetworkTimeout, NetworkKind::Timeout).await;
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
 #[tokio::test]
 async fn closed_port_is_a_connect_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let e = err(&fetcher(true), &format!("http://127.0.0.1:{port}/x.jpg")).await;
-    assert_eq!(
-        (e.error_type, e.network),
-        (ErrorType::NetworkError, Some(NetworkKind::Connect)),
-        "{e}"
-    );
+    assert_network_failure(
+        &format!("http://127.0.0.1:{port}/x.jpg"),
+        ErrorType::NetworkError,
+        NetworkKind::Connect,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn failed_tls_handshake_is_a_connect_failure() {
     // A plain-HTTP server behind an https:// URL: the handshake gets garbage and fails.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let _ = sock
-                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                .await;
-            let _ = sock.shutdown().await;
-        }
-    });
-    let e = err(&fetcher(true), &format!("https://{addr}/x.jpg")).await;
-    assert_eq!(
-        (e.error_type, e.network),
-        (ErrorType::NetworkError, Some(NetworkKind::Connect)),
-        "{e}"
-    );
+    let addr = accept_each(|mut sock| async move {
+        let _ = sock
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
+    assert_network_failure(
+        &format!("https://{addr}/x.jpg"),
+        ErrorType::NetworkError,
+        NetworkKind::Connect,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn silent_server_is_a_timeout() {
     // Accepts and never answers: the total timeout (800 ms) ends it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
-    let t = std::time::Instant::now();
-    let e = err(&fetcher(true), &format!("http://{addr}/x.jpg")).await;
-    assert_eq!(
-        (e.error_type, e.network),
-        (ErrorType::NetworkTimeout, Some(NetworkKind::Timeout)),
-        "{e}"
-    );
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let mut held = Vec::new();
+    let addr = accept_each(move |sock| {
+        held.push(sock);
+        async {}
+    })
+    .await;
+    assert_times_out(&format!("http://{addr}/x.jpg")).await;
 }
 
 #[tokio::test]
@@ -552,14 +565,7 @@ async fn connect_timeout_is_a_timeout() {
         eprintln!("this kernel completes connects beyond the backlog: nothing to test");
         return;
     }
-    let t = std::time::Instant::now();
-    let e = err(&fetcher(true), &format!("http://{addr}/x.jpg")).await;
-    assert_eq!(
-        (e.error_type, e.network),
-        (ErrorType::NetworkTimeout, Some(NetworkKind::Timeout)),
-        "{e}"
-    );
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_times_out(&format!("http://{addr}/x.jpg")).await;
     drop(listener);
 }
 
