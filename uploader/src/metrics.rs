@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -88,65 +88,58 @@ impl Default for Metrics {
     }
 }
 
+/// A registry being filled: each metric is registered as it is made.
+struct Registering(Registry);
+
+impl Registering {
+    /// A new metric, registered as `name` with `help`.
+    fn add<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        self.add_made(name, help, M::default())
+    }
+
+    /// `metric`, registered as `name` with `help` (the registry holds a clone, which
+    /// shares its values).
+    fn add_made<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+}
+
+/// Buckets of 10 ms to about 80 s.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
+}
+
 impl Metrics {
     /// A fresh registry.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("venue_image_uploader");
-        let m = Metrics {
-            attempts: Family::default(),
-            successes: Family::default(),
-            failures: Family::default(),
-            write_backs: Family::default(),
-            in_flight: Gauge::default(),
-            queue_depth: Family::default(),
-            paused: Family::default(),
-            download_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
-            upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
-            released: Family::default(),
-            write_back_refused: Counter::default(),
+        let mut r = Registering(Registry::with_prefix("venue_image_uploader"));
+        Metrics {
+            attempts: r.add("attempts", "Attempts started"),
+            successes: r.add("successes", "Images uploaded"),
+            failures: r.add("failures", "Failed attempts"),
+            write_backs: r.add("write_backs", "Write-back results by status"),
+            in_flight: r.add("in_flight", "Images being processed"),
+            queue_depth: r.add("queue_depth", "Images in the retry queue by state"),
+            paused: r.add("provider_paused", "1 while a provider is paused"),
+            download_seconds: r.add_made(
+                "download_seconds",
+                "Provider download time",
+                seconds_histogram(),
+            ),
+            upload_seconds: r.add_made(
+                "upload_seconds",
+                "ImageKit upload time",
+                seconds_histogram(),
+            ),
+            released: r.add("released", "Images given back unattempted, by reason"),
+            write_back_refused: r.add(
+                "write_back_refused",
+                "Outcomes the database refused on their own",
+            ),
             last_db_ok: AtomicI64::new(0),
-            registry: Registry::default(),
-        };
-        registry.register("attempts", "Attempts started", m.attempts.clone());
-        registry.register("successes", "Images uploaded", m.successes.clone());
-        registry.register("failures", "Failed attempts", m.failures.clone());
-        registry.register(
-            "write_backs",
-            "Write-back results by status",
-            m.write_backs.clone(),
-        );
-        registry.register("in_flight", "Images being processed", m.in_flight.clone());
-        registry.register(
-            "queue_depth",
-            "Images in the retry queue by state",
-            m.queue_depth.clone(),
-        );
-        registry.register(
-            "provider_paused",
-            "1 while a provider is paused",
-            m.paused.clone(),
-        );
-        registry.register(
-            "download_seconds",
-            "Provider download time",
-            m.download_seconds.clone(),
-        );
-        registry.register(
-            "upload_seconds",
-            "ImageKit upload time",
-            m.upload_seconds.clone(),
-        );
-        registry.register(
-            "released",
-            "Images given back unattempted, by reason",
-            m.released.clone(),
-        );
-        registry.register(
-            "write_back_refused",
-            "Outcomes the database refused on their own",
-            m.write_back_refused.clone(),
-        );
-        Metrics { registry, ..m }
+            registry: r.0,
+        }
     }
 
     /// Notes a successful database round trip (for `/healthz`).

@@ -57,10 +57,36 @@ impl<'a> Forms<'a> {
     }
 }
 
+/// What a table cell shows for a value it does not have.
+const MISSING: &str = r#"<span class="muted">–</span>"#;
+
+/// What a table cell shows for a provider or error type that is not set.
+const NONE: &str = r#"<span class="muted">(none)</span>"#;
+
 fn tile(id: &str, label: &str, value: &str, note: &str) -> String {
     format!(
         r#"<div class="tile"><div class="tile-label">{label}</div><div class="tile-value" id="{id}">{value}</div><div class="tile-note">{note}</div></div>"#
     )
+}
+
+/// A row of tiles, each `(id, label, value, note)`.
+fn tiles(row: &[(&str, &str, &str, &str)]) -> String {
+    let mut b = String::from(r#"<div class="tiles">"#);
+    for (id, label, value, note) in row {
+        b.push_str(&tile(id, label, value, note));
+    }
+    b.push_str("</div>");
+    b
+}
+
+/// What a queue state's images are waiting for (the note beside its count).
+fn state_note(state: QueueState) -> &'static str {
+    match state {
+        QueueState::Due => "claimable now",
+        QueueState::Waiting => "backoff or Retry-After not over",
+        QueueState::Leased => "being downloaded or uploaded",
+        QueueState::Paused => "their provider is paused",
+    }
 }
 
 fn card(title: &str, body: &str) -> String {
@@ -149,32 +175,32 @@ pub fn overview(
 ) -> String {
     let s = &o.stats;
     let mut b = String::new();
-    b.push_str(r#"<div class="tiles">"#);
-    b.push_str(&tile(
-        "tile-venues-with-failures",
-        "Venues with failures",
-        &num(s.venues_with_failures),
-        &format!("of {} venues", num(s.venues)),
-    ));
-    b.push_str(&tile(
-        "tile-failed-images",
-        "Failed images",
-        &num(s.failed_images),
-        "failed + permanently failed",
-    ));
-    b.push_str(&tile(
-        "tile-uploaded-images",
-        "Uploaded images",
-        &num(s.uploaded_images_of_failing_venues),
-        "of the venues with failures",
-    ));
-    b.push_str(&tile(
-        "tile-failure-rate",
-        "Failure rate",
-        &pct(s.average_failure_rate),
-        failure_rate_note(),
-    ));
-    b.push_str("</div>");
+    b.push_str(&tiles(&[
+        (
+            "tile-venues-with-failures",
+            "Venues with failures",
+            &num(s.venues_with_failures),
+            &format!("of {} venues", num(s.venues)),
+        ),
+        (
+            "tile-failed-images",
+            "Failed images",
+            &num(s.failed_images),
+            "failed + permanently failed",
+        ),
+        (
+            "tile-uploaded-images",
+            "Uploaded images",
+            &num(s.uploaded_images_of_failing_venues),
+            "of the venues with failures",
+        ),
+        (
+            "tile-failure-rate",
+            "Failure rate",
+            &pct(s.average_failure_rate),
+            failure_rate_note(),
+        ),
+    ]));
     let _ = write!(
         b,
         r#"<p class="classes">Venues with transient failures: <strong id="venues-transient">{}</strong> · with permanent failures: <strong id="venues-permanent">{}</strong> · with ambiguous failures (for review): <strong id="venues-ambiguous">{}</strong> · <a href="/failures">failures by provider and error type →</a></p>"#,
@@ -194,49 +220,17 @@ pub fn overview(
     );
     queue.push_str(&svg::stacked_bar(
         "Retry queue by state",
-        &[
-            (QueueState::Due.as_str(), q.due, colour::DUE),
-            (QueueState::Waiting.as_str(), q.waiting, colour::WAITING),
-            (QueueState::Leased.as_str(), q.leased, colour::LEASED),
-            (QueueState::Paused.as_str(), q.paused, colour::PAUSED),
-        ],
+        &QueueState::ALL.map(|s| (s.as_str(), q.of(s), colour::state(s))),
     ));
     queue.push_str(r#"<table class="states"><tbody>"#);
-    for (id, name, v, c, note) in [
-        (
-            "queue-due",
-            QueueState::Due.as_str(),
-            q.due,
-            colour::DUE,
-            "claimable now",
-        ),
-        (
-            "queue-waiting",
-            QueueState::Waiting.as_str(),
-            q.waiting,
-            colour::WAITING,
-            "backoff or Retry-After not over",
-        ),
-        (
-            "queue-leased",
-            QueueState::Leased.as_str(),
-            q.leased,
-            colour::LEASED,
-            "being downloaded or uploaded",
-        ),
-        (
-            "queue-paused",
-            QueueState::Paused.as_str(),
-            q.paused,
-            colour::PAUSED,
-            "their provider is paused",
-        ),
-    ] {
+    for s in QueueState::ALL {
         let _ = write!(
             queue,
-            r#"<tr><td>{}</td><td class="num" id="{id}">{}</td><td class="muted">{note}</td></tr>"#,
-            svg::legend(&[(name, c)]),
-            num(v)
+            r#"<tr><td>{}</td><td class="num" id="queue-{}">{}</td><td class="muted">{}</td></tr>"#,
+            svg::legend(&[(s.as_str(), colour::state(s))]),
+            s.as_str(),
+            num(q.of(s)),
+            state_note(s)
         );
     }
     let _ = write!(
@@ -389,7 +383,7 @@ fn providers(
             } else {
                 format!(r#"<div class="muted small">{rate_note}</div>"#)
             },
-            opt_when(p.last_success_at, now, r#"<span class="muted">–</span>"#),
+            opt_when(p.last_success_at, now, MISSING),
             pid = esc(&shown),
         );
         if forms.enabled() && shown != p.provider {
@@ -446,32 +440,32 @@ pub fn failures(o: &Overview) -> String {
             .sum()
     };
     let total: i64 = s.breakdown.iter().map(|r| r.count).sum();
-    let mut b = String::from(r#"<div class="tiles">"#);
-    b.push_str(&tile(
-        "tile-failed-images",
-        "Failed images",
-        &num(s.failed_images),
-        &format!("in {} venues", num(s.venues_with_failures)),
-    ));
-    b.push_str(&tile(
-        "tile-transient",
-        "Transient",
-        &num(by_class("transient")),
-        "retried by the uploaders",
-    ));
-    b.push_str(&tile(
-        "tile-permanent",
-        "Permanent",
-        &num(by_class("permanent")),
-        "never retried automatically",
-    ));
-    b.push_str(&tile(
-        "tile-ambiguous",
-        "Ambiguous or unknown",
-        &num(by_class("ambiguous") + by_class("unknown")),
-        "left for manual review",
-    ));
-    b.push_str("</div>");
+    let mut b = tiles(&[
+        (
+            "tile-failed-images",
+            "Failed images",
+            &num(s.failed_images),
+            &format!("in {} venues", num(s.venues_with_failures)),
+        ),
+        (
+            "tile-transient",
+            "Transient",
+            &num(by_class("transient")),
+            "retried by the uploaders",
+        ),
+        (
+            "tile-permanent",
+            "Permanent",
+            &num(by_class("permanent")),
+            "never retried automatically",
+        ),
+        (
+            "tile-ambiguous",
+            "Ambiguous or unknown",
+            &num(by_class("ambiguous") + by_class("unknown")),
+            "left for manual review",
+        ),
+    ]);
 
     let rows: Vec<HBar> = s
         .breakdown
@@ -531,14 +525,8 @@ pub fn failures(o: &Overview) -> String {
         let _ = write!(
             t,
             r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num share">{} {}</td></tr>"#,
-            opt_text(
-                r.provider.as_deref(),
-                r#"<span class="muted">(none)</span>"#
-            ),
-            opt_text(
-                r.error_type.as_deref(),
-                r#"<span class="muted">(none)</span>"#
-            ),
+            opt_text(r.provider.as_deref(), NONE),
+            opt_text(r.error_type.as_deref(), NONE),
             badge(&r.error_class),
             num(r.count),
             svg::mini_bar(share, colour::class(&r.error_class)),
@@ -588,14 +576,8 @@ fn report_table(rows: &[ReportRow]) -> String {
         let _ = write!(
             t,
             r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
-            opt_text(
-                r.provider.as_deref(),
-                r#"<span class="muted">(none)</span>"#
-            ),
-            opt_text(
-                r.error_type.as_deref(),
-                r#"<span class="muted">(none)</span>"#
-            ),
+            opt_text(r.provider.as_deref(), NONE),
+            opt_text(r.error_type.as_deref(), NONE),
             num(r.attempts),
             num(r.recovered),
             num(r.failed_again),
@@ -630,38 +612,38 @@ pub fn recovery(r: &Recovery) -> String {
     }
     b.push_str("</nav>");
     let t = &r.total;
-    b.push_str(r#"<div class="tiles">"#);
-    b.push_str(&tile(
-        "rec-attempts",
-        "Attempts",
-        &num(t.attempts),
-        &format!("in the last {}", r.range.label()),
-    ));
-    b.push_str(&tile(
-        "rec-recovered",
-        "Recovered",
-        &num(t.recovered),
-        &format!("images, in {} venues", num(t.venues_recovered)),
-    ));
-    b.push_str(&tile(
-        "rec-success-rate",
-        "Success rate",
-        &t.success_rate_pct.map(pct).unwrap_or_else(|| "–".into()),
-        "recovered / attempts",
-    ));
-    b.push_str(&tile(
-        "rec-api-calls-saved",
-        "API calls saved",
-        &num(t.api_calls_saved),
-        "provider calls a full re-enrichment would have made",
-    ));
-    b.push_str(&tile(
-        "rec-permanent",
-        "Became permanent",
-        &num(t.permanent_failures),
-        "by an attempt or finalised by the scan",
-    ));
-    b.push_str("</div>");
+    b.push_str(&tiles(&[
+        (
+            "rec-attempts",
+            "Attempts",
+            &num(t.attempts),
+            &format!("in the last {}", r.range.label()),
+        ),
+        (
+            "rec-recovered",
+            "Recovered",
+            &num(t.recovered),
+            &format!("images, in {} venues", num(t.venues_recovered)),
+        ),
+        (
+            "rec-success-rate",
+            "Success rate",
+            &t.success_rate_pct.map(pct).unwrap_or_else(|| "–".into()),
+            "recovered / attempts",
+        ),
+        (
+            "rec-api-calls-saved",
+            "API calls saved",
+            &num(t.api_calls_saved),
+            "provider calls a full re-enrichment would have made",
+        ),
+        (
+            "rec-permanent",
+            "Became permanent",
+            &num(t.permanent_failures),
+            "by an attempt or finalised by the scan",
+        ),
+    ]));
 
     let labels: Vec<String> = r
         .buckets
@@ -920,7 +902,7 @@ fn image_row(v: i64, img: &Image, forms: &Forms<'_>, now: DateTime<Utc>) -> Stri
     let status = img.upload_status.as_deref().unwrap_or("(none)");
     let lifecycle = img.lifecycle.as_deref().unwrap_or("");
     let lifecycle_html = if lifecycle.is_empty() {
-        String::from(r#"<span class="muted">–</span>"#)
+        MISSING.into()
     } else {
         let label = lifecycle.replace('_', " ");
         let reason = img
@@ -950,7 +932,7 @@ fn image_row(v: i64, img: &Image, forms: &Forms<'_>, now: DateTime<Utc>) -> Stri
         ),
         _ => match state {
             Some(s) => badge(s),
-            None => r#"<span class="muted">–</span>"#.into(),
+            None => MISSING.into(),
         },
     };
     // Retry now: where the extension says a force retry would take the image.
@@ -968,17 +950,17 @@ fn image_row(v: i64, img: &Image, forms: &Forms<'_>, now: DateTime<Utc>) -> Stri
         r#"<tr id="image-{i}"><td class="num muted">{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{lifecycle_html}</td><td>{queue}</td><td>{}</td>"#,
         opt_text(img.provider.as_deref(), "–"),
         badge(status),
-        opt_text(img.error_type.as_deref(), r#"<span class="muted">–</span>"#),
+        opt_text(img.error_type.as_deref(), MISSING),
         img.error_class
             .as_deref()
             .filter(|c| !c.is_empty())
             .map(badge)
-            .unwrap_or_else(|| r#"<span class="muted">–</span>"#.into()),
+            .unwrap_or_else(|| MISSING.into()),
         img.retry_count.map(num).unwrap_or_else(|| "–".into()),
         img.source_url
             .as_deref()
             .map(short_url)
-            .unwrap_or_else(|| r#"<span class="muted">–</span>"#.into()),
+            .unwrap_or_else(|| MISSING.into()),
         i = img.element_index,
     );
     if forms.enabled() {
@@ -993,7 +975,7 @@ fn attempt_row(a: &Attempt, now: DateTime<Utc>) -> String {
         (Some(r), Some(e)) if r != e => format!("{} → {}", text(r), text(e)),
         (_, Some(e)) => text(e),
         (Some(r), None) => text(r),
-        (None, None) => r#"<span class="muted">–</span>"#.into(),
+        (None, None) => MISSING.into(),
     };
     format!(
         r#"<tr><td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{error}</td><td class="num">{}</td><td class="num">{}</td><td class="nowrap">{}</td><td class="message">{}</td></tr>"#,
@@ -1006,7 +988,7 @@ fn attempt_row(a: &Attempt, now: DateTime<Utc>) -> String {
         a.retry_count
             .map(|c| c.to_string())
             .unwrap_or_else(|| "–".into()),
-        opt_text(a.worker.as_deref(), r#"<span class="muted">–</span>"#),
+        opt_text(a.worker.as_deref(), MISSING),
         opt_text(a.message.as_deref(), ""),
     )
 }
@@ -1021,32 +1003,32 @@ pub fn venue(id: i64, d: &VenueDetail, forms: &Forms<'_>, now: DateTime<Utc>) ->
     let uploaded = figure(|v| v.uploaded_count);
     let queued = figure(|v| v.queued_count);
     let images = figure(|v| v.total_images);
-    b.push_str(r#"<div class="tiles">"#);
-    b.push_str(&tile(
-        "venue-images",
-        "Images",
-        &num(images),
-        d.venue
-            .as_ref()
-            .and_then(|v| v.city_id)
-            .map(|c| format!("city {}", num(c)))
-            .as_deref()
-            .unwrap_or(""),
-    ));
-    b.push_str(&tile(
-        "venue-failed",
-        "Failed",
-        &num(failed),
-        &format!("{} permanently", num(permanent)),
-    ));
-    b.push_str(&tile("venue-uploaded", "Uploaded", &num(uploaded), ""));
-    b.push_str(&tile(
-        "venue-queued",
-        "In the retry queue",
-        &num(queued),
-        "jobs of this venue",
-    ));
-    b.push_str("</div>");
+    b.push_str(&tiles(&[
+        (
+            "venue-images",
+            "Images",
+            &num(images),
+            d.venue
+                .as_ref()
+                .and_then(|v| v.city_id)
+                .map(|c| format!("city {}", num(c)))
+                .as_deref()
+                .unwrap_or(""),
+        ),
+        (
+            "venue-failed",
+            "Failed",
+            &num(failed),
+            &format!("{} permanently", num(permanent)),
+        ),
+        ("venue-uploaded", "Uploaded", &num(uploaded), ""),
+        (
+            "venue-queued",
+            "In the retry queue",
+            &num(queued),
+            "jobs of this venue",
+        ),
+    ]));
 
     if forms.enabled() {
         let mut a = String::from(r#"<div class="actions-row">"#);

@@ -10,6 +10,8 @@ use std::fmt::Write;
 
 /// Colours, shared by the charts and their legends (`assets/dashboard.css` uses the same).
 pub mod colour {
+    use venue_images_core::retry::QueueState;
+
     /// Transient failures (retried).
     pub const TRANSIENT: &str = "#d97706";
     /// Permanent failures.
@@ -44,6 +46,16 @@ pub mod colour {
             "permanent" => PERMANENT,
             "ambiguous" => AMBIGUOUS,
             _ => UNKNOWN,
+        }
+    }
+
+    /// The colour of a queue state.
+    pub fn state(state: QueueState) -> &'static str {
+        match state {
+            QueueState::Due => DUE,
+            QueueState::Waiting => WAITING,
+            QueueState::Leased => LEASED,
+            QueueState::Paused => PAUSED,
         }
     }
 }
