@@ -63,7 +63,7 @@ if grep -q "terminated by signal\|was terminated by\|server process .* exited" "
   grep -n "terminated by signal\|exited" "$log" | head -20 >&2
   die "the server restarted during the run"
 fi
-# An internal error whose message, statement or context names one of the extension's
+# An internal error whose message, statement or context calls one of the extension's
 # functions (each error is its ERROR line and the STATEMENT/CONTEXT lines that follow it,
 # with their continuation lines).
 ours=$(python3 - "$log" <<'PY'
@@ -78,9 +78,16 @@ for line in open(sys.argv[1], errors="replace"):
         cur = None
     elif cur is not None:
         cur.append(line)
+# PostgreSQL's own parser and planner raise these as XX000 whatever functions a query
+# calls (SQLsmith meets them on catalogs alone); they are not ours to fix.
+core = ("failed to find conversion function from unknown to",
+        "could not find pathkey item to sort",
+        "variable not found in subplan target list",
+        "could not determine which collation to use")
+calls = re.compile(r"\bvenue_image\w*\s*\(")
 for code, *lines in errors:
     text = "".join(lines)
-    if code == "XX000" and "venue_image" in text:
+    if code == "XX000" and calls.search(text) and not any(c in lines[0] for c in core):
         print(text[:500])
 PY
 )
