@@ -18,7 +18,7 @@ use crate::settings;
 use crate::source::VenueSource;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use venue_images_core::analytics::{decode_rows, Stats, VenueRow};
+use venue_images_core::analytics::{decode_rows, Stats, VenueRow, VenueRows};
 use venue_images_core::jsonb::{encode, Node};
 use venue_images_core::wire::Reader;
 
@@ -59,7 +59,7 @@ struct List {
 }
 
 /// Runs `venue_images_venue_list` over the table.
-fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
+fn venue_list(src: &VenueSource, l: List) -> Result<VenueRows, VenueError> {
     let filter = crate::gin::failures_filter(src)?;
     let sql = format!(
         "SELECT venue_images.venue_images_venue_list({id}, {name}, {city}, {img}, {min}, {up}, {max}, {prio}, {types})
@@ -81,12 +81,12 @@ fn venue_list(src: &VenueSource, l: List) -> Result<Vec<VenueRow>, VenueError> {
         return Ok(rows);
     }
     if bytes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(VenueRows::default());
     }
     let mut r = Reader::new(&bytes);
     let rows = decode_rows(&mut r)?;
     r.finish()?;
-    Ok(rows)
+    Ok(VenueRows::Rows(rows))
 }
 
 fn check_non_negative(name: &str, v: i32) -> Result<usize, VenueError> {
@@ -129,7 +129,7 @@ fn venue_image_failure_breakdown() -> Result<
 /// `failure_rate_pct` (failed / image objects, one decimal), descending.
 ///
 /// Returned in materialize mode (see [`crate::srf`]): the list can hold most of the table.
-fn failure_list() -> Result<Vec<VenueRow>, VenueError> {
+fn failure_list() -> Result<VenueRows, VenueError> {
     let src = crate::plans::venue_source()?;
     venue_list(
         &src,
@@ -172,11 +172,11 @@ pub unsafe extern "C-unwind" fn venues_with_image_failures_wrapper(
     // SAFETY: a set-returning call of the function declared below, whose seven result
     // columns are bigint, text, bigint, int, int, int and float8, as built here.
     unsafe {
-        crate::srf::materialize(fcinfo, rows, |v| {
+        crate::srf::materialize(fcinfo, rows.views(), |v| {
             let rate = v.failure_rate_pct();
             [
                 v.id.into_datum(),
-                v.name.into_datum(),
+                v.name.map(text_datum),
                 v.city_id.into_datum(),
                 clamp(v.total_images).into_datum(),
                 clamp(v.failed_count).into_datum(),
@@ -186,6 +186,17 @@ pub unsafe extern "C-unwind" fn venues_with_image_failures_wrapper(
         });
     }
     pg_sys::Datum::from(0)
+}
+
+/// A `text` datum of `bytes` (a venue's name as read from its text column), allocated
+/// in the current memory context: no `String` on the way.
+fn text_datum(bytes: &[u8]) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL copies `bytes.len()` bytes into a new text value; a name read
+    // from a text column is below 1 GB, so its length fits an int.
+    let text = unsafe {
+        pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as std::ffi::c_int)
+    };
+    pg_sys::Datum::from(text)
 }
 
 extension_sql!(
@@ -251,7 +262,8 @@ fn venue_image_partial_failure_candidates(
             with_error_types: true,
         },
     )
-    .report()?;
+    .report()?
+    .into_vec();
     let mut out = Vec::with_capacity(rows.len());
     for v in rows {
         let types = Node::Array(v.error_types.iter().map(opt_str).collect());
@@ -305,7 +317,8 @@ fn venue_image_high_priority_venues(
             with_error_types: false,
         },
     )
-    .report()?;
+    .report()?
+    .into_vec();
     Ok(TableIterator::new(rows.into_iter().map(|v| {
         (
             v.id,

@@ -15,7 +15,7 @@
 //! from SQL by anyone) the final function returns the rows' bytes as before.
 
 use std::cell::RefCell;
-use venue_images_core::analytics::VenueRow;
+use venue_images_core::analytics::VenueRows;
 
 /// First bytes of a ticket. An encoded row list starts with its row count (4 bytes,
 /// little-endian): these bytes would announce 1,230,260,566 rows, which never fit in the
@@ -29,7 +29,7 @@ struct Slot {
     /// Last ticket number issued.
     seq: u64,
     /// Rows parked under a ticket number.
-    parked: Option<(u64, Vec<VenueRow>)>,
+    parked: Option<(u64, VenueRows)>,
 }
 
 thread_local! {
@@ -57,7 +57,7 @@ impl Scope {
     /// What the query returned, as rows: `Ok(Some(rows))` for a ticket of the rows parked
     /// under it, `Ok(None)` when `bytes` is not a ticket (decode them), `Err` for a ticket
     /// whose rows are not here.
-    pub fn redeem(&self, bytes: &[u8]) -> Result<Option<Vec<VenueRow>>, String> {
+    pub fn redeem(&self, bytes: &[u8]) -> Result<Option<VenueRows>, String> {
         let Some(ticket) = ticket_of(bytes) else {
             return Ok(None);
         };
@@ -86,7 +86,7 @@ pub fn wanted() -> bool {
 }
 
 /// Parks `rows` and returns the ticket for them (call only when [`wanted`]).
-pub fn park(rows: Vec<VenueRow>) -> Vec<u8> {
+pub fn park(rows: VenueRows) -> Vec<u8> {
     SLOT.with(|s| {
         let mut s = s.borrow_mut();
         s.seq += 1;
@@ -106,21 +106,25 @@ fn ticket_of(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use venue_images_core::analytics::{encode_rows, RowScan};
+    use venue_images_core::analytics::{encode_rows, RowScan, VenueRow};
     use venue_images_core::wire::Writer;
 
     fn row(id: i64) -> VenueRow {
         VenueRow::new(Some(id), Some(b"v"), None, &RowScan::default())
     }
 
+    fn rows(ids: &[i64]) -> VenueRows {
+        VenueRows::Rows(ids.iter().map(|&id| row(id)).collect())
+    }
+
     #[test]
     fn a_scope_redeems_its_own_ticket_once() {
         let scope = Scope::open();
         assert!(wanted());
-        let t = park(vec![row(1), row(2)]);
-        let rows = scope.redeem(&t).unwrap().unwrap();
+        let t = park(rows(&[1, 2]));
+        let got = scope.redeem(&t).unwrap().unwrap();
         assert_eq!(
-            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            got.views().map(|r| r.id).collect::<Vec<_>>(),
             [Some(1), Some(2)]
         );
         assert!(scope.redeem(&t).is_err(), "a ticket is redeemed once");
@@ -131,11 +135,11 @@ mod tests {
     #[test]
     fn a_later_park_replaces_an_earlier_one() {
         let scope = Scope::open();
-        let stale = park(vec![row(9)]);
-        let fresh = park(vec![row(1)]);
+        let stale = park(rows(&[9]));
+        let fresh = park(rows(&[1]));
         assert!(scope.redeem(&stale).is_err());
         let scope = Scope::open();
-        let fresh2 = park(vec![row(1)]);
+        let fresh2 = park(rows(&[1]));
         assert_ne!(fresh, fresh2);
         assert_eq!(scope.redeem(&fresh2).unwrap().unwrap().len(), 1);
     }
@@ -146,7 +150,7 @@ mod tests {
         for n in 0..3 {
             let mut w = Writer::default();
             let rows: Vec<VenueRow> = (0..n).map(row).collect();
-            encode_rows(&mut w, rows.iter());
+            encode_rows(&mut w, rows.iter().map(VenueRow::view));
             assert!(scope.redeem(&w.buf).unwrap().is_none());
         }
         assert!(scope.redeem(&[]).unwrap().is_none());
@@ -155,7 +159,7 @@ mod tests {
     #[test]
     fn closing_a_scope_frees_what_is_parked() {
         let scope = Scope::open();
-        park(vec![row(1)]);
+        park(rows(&[1]));
         drop(scope);
         SLOT.with(|s| assert!(s.borrow().parked.is_none()));
     }

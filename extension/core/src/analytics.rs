@@ -435,6 +435,61 @@ impl VenueRow {
         }
     }
 
+    /// The row, borrowed.
+    pub fn view(&self) -> RowView<'_> {
+        RowView {
+            id: self.id,
+            name: self.name.as_deref().map(str::as_bytes),
+            city_id: self.city_id,
+            total_images: self.total_images,
+            failed_count: self.failed_count,
+            uploaded_count: self.uploaded_count,
+            rate_tenths: self.rate_tenths,
+            has_transient: self.has_transient,
+            error_types: &self.error_types,
+        }
+    }
+
+    /// Failure rate in percent (one decimal).
+    pub fn failure_rate_pct(&self) -> f64 {
+        self.view().failure_rate_pct()
+    }
+
+    /// Priority in tenths: `failed*10 + rate + 20 if transient`, exact.
+    pub fn priority_tenths(&self) -> i64 {
+        self.view().priority_tenths()
+    }
+
+    /// Priority score (one decimal).
+    pub fn priority_score(&self) -> f64 {
+        self.view().priority_score()
+    }
+}
+
+/// A venue row, borrowed from a [`VenueRow`] or from a [`CompactRows`] list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowView<'a> {
+    /// Venue id.
+    pub id: Option<i64>,
+    /// Venue name (the bytes of the text value).
+    pub name: Option<&'a [u8]>,
+    /// City id.
+    pub city_id: Option<i64>,
+    /// Image objects.
+    pub total_images: i64,
+    /// Failed + permanently failed.
+    pub failed_count: i64,
+    /// Uploaded.
+    pub uploaded_count: i64,
+    /// Failure rate in tenths of a percent.
+    pub rate_tenths: i64,
+    /// Some failure is transient.
+    pub has_transient: bool,
+    /// Error types of the failed images (filled only where asked for).
+    pub error_types: &'a [Option<String>],
+}
+
+impl RowView<'_> {
     /// Failure rate in percent (one decimal).
     pub fn failure_rate_pct(&self) -> f64 {
         self.rate_tenths as f64 / 10.0
@@ -442,13 +497,33 @@ impl VenueRow {
 
     /// Priority in tenths: `failed*10 + rate + 20 if transient`, exact.
     pub fn priority_tenths(&self) -> i64 {
-        self.failed_count * 100 + self.rate_tenths + if self.has_transient { 200 } else { 0 }
+        priority_tenths(self.failed_count, self.rate_tenths, self.has_transient)
     }
 
     /// Priority score (one decimal).
     pub fn priority_score(&self) -> f64 {
         self.priority_tenths() as f64 / 10.0
     }
+
+    /// An owned copy.
+    pub fn to_row(&self) -> VenueRow {
+        VenueRow {
+            id: self.id,
+            name: self.name.map(|b| String::from_utf8_lossy(b).into_owned()),
+            city_id: self.city_id,
+            total_images: self.total_images,
+            failed_count: self.failed_count,
+            uploaded_count: self.uploaded_count,
+            rate_tenths: self.rate_tenths,
+            has_transient: self.has_transient,
+            error_types: self.error_types.to_vec(),
+        }
+    }
+}
+
+/// `failed*10 + rate + 20 if transient`, in tenths.
+fn priority_tenths(failed: i64, rate_tenths: i64, transient: bool) -> i64 {
+    failed * 100 + rate_tenths + if transient { 200 } else { 0 }
 }
 
 /// Ordering of venue lists.
@@ -460,19 +535,28 @@ pub enum VenueOrder {
     ByPriority,
 }
 
+/// What a [`VenueOrder`] compares: failed images, rate in tenths, a transient failure, id.
+type Rank = (i64, i64, bool, Option<i64>);
+
 impl VenueOrder {
     /// `Less` means `a` comes first.
     pub fn cmp(self, a: &VenueRow, b: &VenueRow) -> Ordering {
+        self.cmp_ranks(
+            (a.failed_count, a.rate_tenths, a.has_transient, a.id),
+            (b.failed_count, b.rate_tenths, b.has_transient, b.id),
+        )
+    }
+
+    /// [`VenueOrder::cmp`] of the fields it reads.
+    #[inline(always)]
+    fn cmp_ranks(self, a: Rank, b: Rank) -> Ordering {
+        let (af, ar, at, aid) = a;
+        let (bf, br, bt, bid) = b;
         match self {
-            VenueOrder::ByFailures => b
-                .failed_count
-                .cmp(&a.failed_count)
-                .then(b.rate_tenths.cmp(&a.rate_tenths))
-                .then(a.id.cmp(&b.id)),
-            VenueOrder::ByPriority => b
-                .priority_tenths()
-                .cmp(&a.priority_tenths())
-                .then(a.id.cmp(&b.id)),
+            VenueOrder::ByFailures => bf.cmp(&af).then(br.cmp(&ar)).then(aid.cmp(&bid)),
+            VenueOrder::ByPriority => priority_tenths(bf, br, bt)
+                .cmp(&priority_tenths(af, ar, at))
+                .then(aid.cmp(&bid)),
         }
     }
 }
@@ -496,9 +580,163 @@ impl Ord for Ranked {
     }
 }
 
+/// A venue of a [`CompactRows`] list: fixed size, its name in the list's buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CompactRow {
+    id: Option<i64>,
+    city_id: Option<i64>,
+    total: i64,
+    failed: i64,
+    uploaded: i64,
+    rate_tenths: i64,
+    /// `names[at..at + len]`, or NULL when `at` is `usize::MAX`.
+    name_at: usize,
+    name_len: usize,
+    transient: bool,
+}
+
+impl CompactRow {
+    fn rank(&self) -> Rank {
+        (self.failed, self.rate_tenths, self.transient, self.id)
+    }
+}
+
+/// Venues kept without a limit and without their error types: the list of
+/// `venues_with_image_failures`, which can hold most of the table (130,000 of 200,000
+/// compact venues). Fixed-size rows whose names are copied into one buffer: keeping,
+/// sending to the leader, merging, sorting and returning them allocates nothing per
+/// venue, where a [`VenueRow`] allocates its name (and its error types) and moves 120
+/// bytes in every step of a sort.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactRows {
+    rows: Vec<CompactRow>,
+    names: Vec<u8>,
+}
+
+impl CompactRows {
+    /// Venues kept.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// None kept.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn push(&mut self, v: RowView<'_>) {
+        let (name_at, name_len) = match v.name {
+            Some(b) => {
+                let at = self.names.len();
+                self.names.extend_from_slice(b);
+                (at, b.len())
+            }
+            None => (usize::MAX, 0),
+        };
+        self.rows.push(CompactRow {
+            id: v.id,
+            city_id: v.city_id,
+            total: v.total_images,
+            failed: v.failed_count,
+            uploaded: v.uploaded_count,
+            rate_tenths: v.rate_tenths,
+            name_at,
+            name_len,
+            transient: v.has_transient,
+        });
+    }
+
+    /// Appends another list's venues.
+    fn append(&mut self, other: CompactRows) {
+        let base = self.names.len();
+        self.names.extend_from_slice(&other.names);
+        self.rows.extend(other.rows.into_iter().map(|mut r| {
+            if r.name_at != usize::MAX {
+                r.name_at += base;
+            }
+            r
+        }));
+    }
+
+    /// Sorts the venues by `order` (a stable sort that merges runs already in order, as
+    /// the parts of parallel workers are: see [`TopK::sort`]).
+    fn sort(&mut self, order: VenueOrder) {
+        self.rows
+            .sort_by(|a, b| order.cmp_ranks(a.rank(), b.rank()));
+    }
+
+    fn view(&self, r: &CompactRow) -> RowView<'_> {
+        RowView {
+            id: r.id,
+            name: (r.name_at != usize::MAX)
+                .then(|| self.names.get(r.name_at..r.name_at + r.name_len))
+                .flatten(),
+            city_id: r.city_id,
+            total_images: r.total,
+            failed_count: r.failed,
+            uploaded_count: r.uploaded,
+            rate_tenths: r.rate_tenths,
+            has_transient: r.transient,
+            error_types: &[],
+        }
+    }
+
+    /// The venues, in the list's order.
+    pub fn views(&self) -> impl ExactSizeIterator<Item = RowView<'_>> + '_ {
+        self.rows.iter().map(|r| self.view(r))
+    }
+}
+
+/// The venues of a list, best first: owned rows, or a compact list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VenueRows {
+    /// Rows with their own strings (bounded lists, error types).
+    Rows(Vec<VenueRow>),
+    /// A compact list (see [`CompactRows`]).
+    Compact(CompactRows),
+}
+
+impl Default for VenueRows {
+    fn default() -> Self {
+        VenueRows::Rows(Vec::new())
+    }
+}
+
+impl VenueRows {
+    /// Venues.
+    pub fn len(&self) -> usize {
+        match self {
+            VenueRows::Rows(rows) => rows.len(),
+            VenueRows::Compact(c) => c.len(),
+        }
+    }
+
+    /// No venues.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The venues, borrowed, in order.
+    pub fn views(&self) -> Box<dyn ExactSizeIterator<Item = RowView<'_>> + '_> {
+        match self {
+            VenueRows::Rows(rows) => Box::new(rows.iter().map(VenueRow::view)),
+            VenueRows::Compact(c) => Box::new(c.views()),
+        }
+    }
+
+    /// The venues as owned rows.
+    pub fn into_vec(self) -> Vec<VenueRow> {
+        match self {
+            VenueRows::Rows(rows) => rows,
+            VenueRows::Compact(c) => c.views().map(|v| v.to_row()).collect(),
+        }
+    }
+}
+
 /// Keeps the first `k` venues by an order without sorting everything. Without a limit
 /// (`k == usize::MAX`) it keeps every venue in a plain vector, sorted once at the end: a
-/// heap would only add work per row.
+/// heap would only add work per row; without a limit and without error types, in a
+/// [`CompactRows`] list.
 pub struct TopK {
     k: usize,
     order: VenueOrder,
@@ -508,6 +746,8 @@ pub struct TopK {
 enum Kept {
     /// Every venue offered, in arrival order (sorted by [`TopK::sort`]).
     All(Vec<VenueRow>),
+    /// Every venue offered, compactly, in arrival order (sorted by [`TopK::sort`]).
+    Compact(CompactRows),
     /// The best `k` so far; the worst on top.
     Best(BinaryHeap<Ranked>),
 }
@@ -523,10 +763,24 @@ impl TopK {
         TopK { k, order, kept }
     }
 
+    /// Every venue, in `order`, kept in a [`CompactRows`] list (no error types).
+    pub fn compact(order: VenueOrder) -> Self {
+        TopK {
+            k: usize::MAX,
+            order,
+            kept: Kept::Compact(CompactRows::default()),
+        }
+    }
+
+    /// Whether venues are kept compactly (their error types are not kept).
+    pub fn is_compact(&self) -> bool {
+        matches!(self.kept, Kept::Compact(_))
+    }
+
     /// Would `row` enter the list? (Lets the caller skip building expensive fields.)
     pub fn admits(&self, row: &VenueRow) -> bool {
         match &self.kept {
-            Kept::All(_) => true,
+            Kept::All(_) | Kept::Compact(_) => true,
             Kept::Best(_) if self.k == 0 => false,
             Kept::Best(heap) if heap.len() < self.k => true,
             Kept::Best(heap) => {
@@ -543,6 +797,7 @@ impl TopK {
         }
         match &mut self.kept {
             Kept::All(rows) => rows.push(row),
+            Kept::Compact(c) => c.push(row.view()),
             Kept::Best(heap) => {
                 heap.push(Ranked(row, self.order));
                 if heap.len() > self.k {
@@ -552,20 +807,33 @@ impl TopK {
         }
     }
 
+    /// Offers a borrowed venue (a compact list copies what it keeps, without allocating
+    /// a [`VenueRow`]).
+    pub fn push_view(&mut self, row: RowView<'_>) {
+        match &mut self.kept {
+            Kept::Compact(c) => c.push(row),
+            _ => self.push(row.to_row()),
+        }
+    }
+
     /// Offers every venue of another list.
     pub fn extend(&mut self, other: TopK) {
         match (&mut self.kept, other.kept) {
             (Kept::All(rows), Kept::All(more)) => rows.extend(more),
+            (Kept::Compact(c), Kept::Compact(more)) => c.append(more),
             (_, Kept::All(more)) => more.into_iter().for_each(|r| self.push(r)),
+            (_, Kept::Compact(more)) => more.views().for_each(|v| self.push_view(v)),
             (_, Kept::Best(heap)) => heap.into_iter().for_each(|r| self.push(r.0)),
         }
     }
 
-    /// The venues kept, in no particular order.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = &VenueRow> + '_> {
+    /// The venues kept, in no particular order (an unbounded list in its order once
+    /// sorted).
+    pub fn views(&self) -> Box<dyn Iterator<Item = RowView<'_>> + '_> {
         match &self.kept {
-            Kept::All(rows) => Box::new(rows.iter()),
-            Kept::Best(heap) => Box::new(heap.iter().map(|r| &r.0)),
+            Kept::All(rows) => Box::new(rows.iter().map(VenueRow::view)),
+            Kept::Compact(c) => Box::new(c.views()),
+            Kept::Best(heap) => Box::new(heap.iter().map(|r| r.0.view())),
         }
     }
 
@@ -577,36 +845,45 @@ impl TopK {
     /// sorted runs instead of sorting 130,000 venues on its own after the scan.
     pub fn sort(&mut self) {
         let order = self.order;
-        if let Kept::All(rows) = &mut self.kept {
-            rows.sort_by(|a, b| order.cmp(a, b));
-        }
-    }
-
-    /// The venues, best first: an unbounded list is sorted in place (no copy; the set of
-    /// venues is unchanged, so later offers and calls agree), a bounded one is copied.
-    pub fn sorted(&mut self) -> Cow<'_, [VenueRow]> {
-        let order = self.order;
-        self.sort();
         match &mut self.kept {
-            Kept::All(rows) => Cow::Borrowed(rows.as_slice()),
-            Kept::Best(heap) => {
-                let mut rows: Vec<VenueRow> = heap.iter().map(|r| r.0.clone()).collect();
-                rows.sort_unstable_by(|a, b| order.cmp(a, b));
-                Cow::Owned(rows)
-            }
+            Kept::All(rows) => rows.sort_by(|a, b| order.cmp(a, b)),
+            Kept::Compact(c) => c.sort(order),
+            Kept::Best(_) => {}
         }
     }
 
     /// The venues, best first.
-    pub fn into_sorted(mut self) -> Vec<VenueRow> {
+    pub fn into_rows(mut self) -> VenueRows {
         self.sort();
         match self.kept {
-            Kept::All(rows) => rows,
+            Kept::All(rows) => VenueRows::Rows(rows),
+            Kept::Compact(c) => VenueRows::Compact(c),
             Kept::Best(heap) => {
                 let mut rows: Vec<VenueRow> = heap.into_iter().map(|r| r.0).collect();
                 rows.sort_unstable_by(|a, b| self.order.cmp(a, b));
-                rows
+                VenueRows::Rows(rows)
             }
+        }
+    }
+
+    /// The venues, best first, as owned rows.
+    pub fn into_sorted(self) -> Vec<VenueRow> {
+        self.into_rows().into_vec()
+    }
+
+    /// Writes the venues, best first ([`encode_rows`]): an unbounded list is sorted in
+    /// place (the set of venues is unchanged, so later offers and calls agree), a bounded
+    /// one through a sorted copy of its references.
+    pub fn write_sorted(&mut self, w: &mut Writer) {
+        self.sort();
+        let order = self.order;
+        match &self.kept {
+            Kept::Best(heap) => {
+                let mut rows: Vec<&VenueRow> = heap.iter().map(|r| &r.0).collect();
+                rows.sort_unstable_by(|a, b| order.cmp(a, b));
+                encode_rows(w, rows.into_iter().map(VenueRow::view));
+            }
+            _ => encode_rows(w, self.views()),
         }
     }
 }
@@ -819,12 +1096,16 @@ pub struct VenueList {
 }
 
 impl VenueList {
-    /// An empty list.
+    /// An empty list: unbounded without error types, a [`CompactRows`] list.
     pub fn new(spec: ListSpec, classifier: Classifier) -> Self {
+        let top = match spec.max_rows {
+            None if !spec.with_error_types => TopK::compact(spec.order),
+            k => TopK::new(k.unwrap_or(usize::MAX), spec.order),
+        };
         VenueList {
             spec,
             scanner: Scanner::new(classifier),
-            top: TopK::new(spec.max_rows.unwrap_or(usize::MAX), spec.order),
+            top,
         }
     }
 
@@ -840,6 +1121,20 @@ impl VenueList {
         if r.failed < self.spec.min_failures.max(1)
             || (self.spec.require_uploaded && r.uploaded == 0)
         {
+            return;
+        }
+        if self.top.is_compact() {
+            self.top.push_view(RowView {
+                id,
+                name,
+                city_id,
+                total_images: r.total,
+                failed_count: r.failed,
+                uploaded_count: r.uploaded,
+                rate_tenths: r.rate_tenths(),
+                has_transient: r.transient,
+                error_types: &[],
+            });
             return;
         }
         let mut v = VenueRow::new(id, None, city_id, &r);
@@ -862,14 +1157,19 @@ impl VenueList {
     }
 
     /// The venues, best first.
+    pub fn into_rows(self) -> VenueRows {
+        self.top.into_rows()
+    }
+
+    /// The venues, best first, as owned rows.
     pub fn into_sorted(self) -> Vec<VenueRow> {
         self.top.into_sorted()
     }
 
-    /// The venues, best first (sorted in place where that saves a copy; the venues kept
-    /// do not change).
-    pub fn sorted(&mut self) -> Cow<'_, [VenueRow]> {
-        self.top.sorted()
+    /// Writes the venues, best first, as [`encode_rows`] does (an unbounded list is
+    /// sorted in place; the venues kept do not change).
+    pub fn write_sorted(&mut self, w: &mut Writer) {
+        self.top.write_sorted(w);
     }
 
     /// Moves the contents out, leaving an empty list with the same spec.
@@ -889,7 +1189,7 @@ impl VenueList {
         w.u8(matches!(self.spec.order, VenueOrder::ByPriority) as u8);
         w.u8(self.spec.with_error_types as u8);
         w.i64(self.scanner.health.rows);
-        encode_rows(&mut w, self.top.iter());
+        encode_rows(&mut w, self.top.views());
         w.buf
     }
 
@@ -909,21 +1209,22 @@ impl VenueList {
         };
         let mut list = VenueList::new(spec, classifier);
         list.scanner.health.rows = r.i64()?;
-        for v in decode_rows(&mut r)? {
-            list.top.push(v);
-        }
+        read_rows(&mut r, |v| list.top.push_view(v))?;
         r.finish()?;
         Ok(list)
     }
 }
 
 /// Writes venue rows (used for lists crossing process boundaries and as final results).
-pub fn encode_rows<'a>(w: &mut Writer, rows: impl IntoIterator<Item = &'a VenueRow>) {
-    let rows: Vec<&VenueRow> = rows.into_iter().collect();
-    w.u32(rows.len() as u32);
+pub fn encode_rows<'a>(w: &mut Writer, rows: impl IntoIterator<Item = RowView<'a>>) {
+    // The count first, filled in at the end (the rows are not collected to count them).
+    let at = w.buf.len();
+    w.u32(0);
+    let mut n = 0u32;
     for v in rows {
+        n += 1;
         w.opt_i64(v.id);
-        w.opt_bytes(v.name.as_deref().map(str::as_bytes));
+        w.opt_bytes(v.name);
         w.opt_i64(v.city_id);
         w.i64(v.total_images);
         w.i64(v.failed_count);
@@ -931,20 +1232,22 @@ pub fn encode_rows<'a>(w: &mut Writer, rows: impl IntoIterator<Item = &'a VenueR
         w.i64(v.rate_tenths);
         w.u8(v.has_transient as u8);
         w.u32(v.error_types.len() as u32);
-        for t in &v.error_types {
+        for t in v.error_types {
             w.opt_bytes(t.as_deref().map(str::as_bytes));
         }
     }
+    w.buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
-/// Reads rows written by [`encode_rows`].
-pub fn decode_rows(r: &mut Reader<'_>) -> Result<Vec<VenueRow>, Malformed> {
+/// Reads rows written by [`encode_rows`], handing each to `f` borrowed (its error types
+/// are built only when it has some).
+fn read_rows<'a>(r: &mut Reader<'a>, mut f: impl FnMut(RowView<'_>)) -> Result<(), Malformed> {
     let n = r.count(40)?;
-    let mut out = Vec::with_capacity(n);
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    let mut error_types = Vec::new();
     for _ in 0..n {
         let id = r.opt_i64()?;
-        let name = text(r.opt_bytes()?);
+        let name = r.opt_bytes()?;
         let city_id = r.opt_i64()?;
         let total_images = r.i64()?;
         let failed_count = r.i64()?;
@@ -952,11 +1255,11 @@ pub fn decode_rows(r: &mut Reader<'_>) -> Result<Vec<VenueRow>, Malformed> {
         let rate_tenths = r.i64()?;
         let has_transient = r.u8()? != 0;
         let k = r.count(4)?;
-        let mut error_types = Vec::with_capacity(k);
+        error_types.clear();
         for _ in 0..k {
             error_types.push(text(r.opt_bytes()?));
         }
-        out.push(VenueRow {
+        f(RowView {
             id,
             name,
             city_id,
@@ -965,9 +1268,16 @@ pub fn decode_rows(r: &mut Reader<'_>) -> Result<Vec<VenueRow>, Malformed> {
             uploaded_count,
             rate_tenths,
             has_transient,
-            error_types,
+            error_types: &error_types,
         });
     }
+    Ok(())
+}
+
+/// Reads rows written by [`encode_rows`].
+pub fn decode_rows(r: &mut Reader<'_>) -> Result<Vec<VenueRow>, Malformed> {
+    let mut out = Vec::new();
+    read_rows(r, |v| out.push(v.to_row()))?;
     Ok(out)
 }
 

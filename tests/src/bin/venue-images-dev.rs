@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! venue-images-dev seed --venues 2000
-//! venue-images-dev bench-analytics --venues 200000 --shape both
+//! venue-images-dev bench-analytics --venues 200000 --shape both --compression both
 //! venue-images-dev bench-growth --sizes 200000,1000000,2000000
 //! venue-images-dev bench-queue-growth --depths 100000,1000000
 //! venue-images-dev bench-scan-memory --venues 2000000
@@ -15,7 +15,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use venue_images_tests::{
     bench,
-    dataset::{Kind, Shape},
+    dataset::{Compression, Kind, Shape},
     db,
 };
 
@@ -57,6 +57,10 @@ enum Command {
         /// prefixes) or both.
         #[arg(long, default_value = "both")]
         shape: String,
+        /// Compression of the images column: pglz (PostgreSQL's default), lz4 (needs a
+        /// server built with lz4) or both. Each (shape, compression) has its own database.
+        #[arg(long, default_value = "pglz")]
+        compression: String,
         /// Exit with status 1 when a target is missed.
         #[arg(long)]
         check: bool,
@@ -223,13 +227,18 @@ async fn main() -> Result<()> {
             venues,
             runs,
             shape,
+            compression,
             check,
         } => {
             let kinds = match shape.as_str() {
                 "both" => vec![Kind::Wide, Kind::Compact],
                 one => vec![one.parse::<Kind>().map_err(anyhow::Error::msg)?],
             };
-            let ok = bench::analytics(&url, venues, runs, &kinds).await?;
+            let compressions = match compression.as_str() {
+                "both" => vec![Compression::Pglz, Compression::Lz4],
+                one => vec![one.parse::<Compression>().map_err(anyhow::Error::msg)?],
+            };
+            let ok = bench::analytics(&url, venues, runs, &kinds, &compressions).await?;
             if check && !ok {
                 std::process::exit(1);
             }

@@ -149,13 +149,16 @@ fn stats_of(rows: &[Option<Vec<u8>>]) -> Stats {
     st
 }
 
+/// A list of `rows`: venue `id` is named `v<id>` (NULL for 4) and has city `id % 3` (NULL
+/// for 2), its id NULL when it is 5.
 fn list_of(spec: ListSpec, rows: &[(i64, Option<Vec<u8>>)]) -> VenueList {
     let mut l = VenueList::new(spec, Classifier::builtin());
     for (id, r) in rows {
+        let name = format!("v{id}");
         l.add(
-            Some(*id),
-            Some(format!("v{id}").as_bytes()),
-            Some(id % 3),
+            Some(*id).filter(|&i| i != 5),
+            Some(name.as_bytes()).filter(|_| *id != 4),
+            Some(id % 3).filter(|&c| c != 2),
             r.as_deref(),
         );
     }
@@ -191,6 +194,35 @@ proptest! {
         let right = VenueList::decode(&list_of(spec, b).encode(), Classifier::builtin()).unwrap();
         left.merge(right);
         prop_assert_eq!(left.into_sorted(), whole);
+    }
+
+    /// A compact list (unbounded, without error types) keeps, orders, sends and merges
+    /// what a list of owned rows does, and writes the same bytes.
+    #[test]
+    fn compact_list_equals_owned_rows(rows in prop::collection::vec(arb_row(), 0..60), cut in any::<prop::sample::Index>(), prio in any::<bool>(), up in any::<bool>()) {
+        let order = if prio { VenueOrder::ByPriority } else { VenueOrder::ByFailures };
+        let spec = ListSpec { min_failures: 1, require_uploaded: up, max_rows: None, order, with_error_types: false };
+        let owned = ListSpec { with_error_types: true, ..spec };
+        // Ids repeat (every third row), so that the order's last key decides too, and
+        // some are NULL.
+        let rows: Vec<(i64, Option<Vec<u8>>)> = rows.iter().enumerate().map(|(i, r)| (i as i64 / 3, r.as_ref().map(|j| bytes(j)))).collect();
+        let mut expected = list_of(owned, &rows).into_sorted();
+        for r in &mut expected {
+            r.error_types.clear();
+        }
+        let mut whole = list_of(spec, &rows);
+        let mut w = Writer::default();
+        whole.write_sorted(&mut w);
+        let mut r = Reader::new(&w.buf);
+        prop_assert_eq!(decode_rows(&mut r).unwrap(), expected.clone());
+        let cut = cut.index(rows.len() + 1);
+        let (a, b) = rows.split_at(cut);
+        let mut left = VenueList::decode(&list_of(spec, a).encode(), Classifier::builtin()).unwrap();
+        let right = VenueList::decode(&list_of(spec, b).encode(), Classifier::builtin()).unwrap();
+        left.merge(right);
+        let merged = left.into_rows();
+        prop_assert!(matches!(merged, VenueRows::Compact(_)));
+        prop_assert_eq!(merged.into_vec(), expected);
     }
 
     #[test]
