@@ -23,7 +23,7 @@ BEGIN
 END
 $schema$;
 
--- extension/src/queue/mod.rs:34
+-- extension/src/queue/mod.rs:35
 -- bootstrap
 -- Runs first, on install and on every update: the extension's objects may only live in a
 -- schema that no untrusted role controls, and its SECURITY DEFINER functions run as a
@@ -230,6 +230,24 @@ BEGIN
 END
 $acl$;
 
+-- extension/src/aggregates.rs:282
+
+CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
+	"state" internal,
+	"id" bigint,
+	"name" TEXT,
+	"city_id" bigint,
+	"images" jsonb,
+	"min_failures" INT,
+	"require_uploaded" bool,
+	"max_rows" INT,
+	"by_priority" bool,
+	"with_error_types" bool
+) RETURNS internal
+STABLE PARALLEL SAFE COST 100
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
+
 -- extension/src/analytics.rs:202
 
 CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
@@ -246,7 +264,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
 
--- extension/src/queue/claim.rs:295
+-- extension/src/queue/claim.rs:318
 -- venue_images::queue::claim::venue_image_claim
 CREATE OR REPLACE FUNCTION "venue_image_claim"(
 	"worker" TEXT, /* & str */
@@ -268,7 +286,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_wrapper';
 
--- extension/src/queue/claim.rs:325
+-- extension/src/queue/claim.rs:329
 -- venue_images::queue::claim::venue_image_claim_venue
 CREATE OR REPLACE FUNCTION "venue_image_claim_venue"(
 	"worker" TEXT, /* & str */
@@ -308,7 +326,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:155
+-- extension/src/queue/enqueue.rs:149
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE OR REPLACE FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -331,7 +349,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:263
+-- extension/src/queue/inspect.rs:260
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -349,7 +367,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:368
+-- extension/src/queue/enqueue.rs:356
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -360,7 +378,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
 
--- extension/src/queue/enqueue.rs:380
+-- extension/src/queue/enqueue.rs:368
 -- venue_images::queue::enqueue::venue_image_force_retry_image
 CREATE OR REPLACE FUNCTION "venue_image_force_retry_image"(
 	"venue_id" bigint, /* i64 */
@@ -399,7 +417,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_outcome_group_wrapper';
 
--- extension/src/queue/mod.rs:35
+-- extension/src/queue/mod.rs:36
 -- requires:
 --   bootstrap
 --   report::venue_image_outcome_group
@@ -1071,7 +1089,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_summary_stats_wrapper';
 
--- extension/src/queue/inspect.rs:153
+-- extension/src/queue/inspect.rs:147
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -1096,7 +1114,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
 
--- extension/src/queue/inspect.rs:359
+-- extension/src/queue/inspect.rs:356
 -- venue_images::queue::inspect::venue_image_venue_summary
 CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
 	"venue_id" bigint /* i64 */
@@ -1144,7 +1162,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:364
+-- extension/src/queue/mod.rs:381
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
@@ -1177,32 +1195,14 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
 
--- extension/src/aggregates.rs:210
--- venue_images::aggregates::venue_images_venue_list_transfn
-CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
-	"state" internal, /* Option < Internal > */
-	"id" bigint, /* Option < i64 > */
-	"name" TEXT, /* Option < & str > */
-	"city_id" bigint, /* Option < i64 > */
-	"images" jsonb, /* Option < RawJsonb > */
-	"min_failures" INT, /* Option < i32 > */
-	"require_uploaded" bool, /* Option < bool > */
-	"max_rows" INT, /* Option < i32 > */
-	"by_priority" bool, /* Option < bool > */
-	"with_error_types" bool /* Option < bool > */
-) RETURNS internal /* PgResult < Option < Internal > > */
-STABLE PARALLEL SAFE COST 100
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
-
--- extension/src/queue/enqueue.rs:269
+-- extension/src/queue/enqueue.rs:263
 -- venue_images::queue::enqueue::venue_images_enqueue_trigger
 CREATE OR REPLACE FUNCTION "venue_images_enqueue_trigger"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'venue_images_enqueue_trigger_wrapper';
 
--- extension/src/queue/mod.rs:40
+-- extension/src/queue/mod.rs:41
 -- requires:
 --   roles::venue_image_role_grants
 

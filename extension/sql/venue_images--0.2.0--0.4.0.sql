@@ -23,7 +23,7 @@ BEGIN
 END
 $schema$;
 
--- extension/src/queue/mod.rs:34
+-- extension/src/queue/mod.rs:35
 -- bootstrap
 -- Runs first, on install and on every update: the extension's objects may only live in a
 -- schema that no untrusted role controls, and its SECURITY DEFINER functions run as a
@@ -231,8 +231,10 @@ END
 $acl$;
 
 -- ===========================================================================================
--- 0.3.0's changes to 0.2.0's tables, and its new tables. Functions whose result columns
--- changed are dropped here and created again below.
+-- 0.3.0's changes to 0.2.0's tables. Its new tables (venue_image_skips, venue_image_scans)
+-- are not written here: gen-upgrade.py creates the tables an old version lacks from the
+-- install script's table section, below. Functions whose result columns changed are
+-- dropped here and created again below.
 -- ===========================================================================================
 DROP FUNCTION venue_images.venue_image_cleanup_scan();
 DROP FUNCTION venue_images.venue_image_retry_report(interval);
@@ -250,40 +252,6 @@ UPDATE venue_images.venue_image_providers SET per_second = NULL
  WHERE per_second OPERATOR(pg_catalog.=) 'NaN'::pg_catalog.float8;
 
 ALTER TABLE venue_images.venue_image_providers ADD COLUMN last_success_at timestamptz;
-
-CREATE TABLE venue_images.venue_image_skips (
-    venue_id bigint NOT NULL,
-    element_index int NOT NULL,
-    reason text NOT NULL,
-    seen_by text NOT NULL,
-    first_seen_at timestamptz NOT NULL DEFAULT now(),
-    last_seen_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (venue_id, element_index)
-);
-COMMENT ON TABLE venue_images.venue_image_skips IS
-    'venue_images: image elements the queue could not read (venue, index in the array, reason); left untouched';
-
-CREATE TABLE venue_images.venue_image_scans (
-    scan_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at timestamptz NOT NULL,
-    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    run_by text NOT NULL,
-    transient_queued bigint NOT NULL,
-    permanent_logged bigint NOT NULL,
-    ambiguous_skipped bigint NOT NULL,
-    finalized bigint NOT NULL,
-    errors bigint NOT NULL,
-    skipped_elements bigint NOT NULL,
-    images_queued bigint NOT NULL,
-    elapsed_ms float8 NOT NULL
-);
-CREATE INDEX venue_image_scans_started ON venue_images.venue_image_scans (started_at);
-COMMENT ON TABLE venue_images.venue_image_scans IS
-    'venue_images: one row per cleanup scan, with its counts';
-SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_skips', '');
-SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_scans', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('venue_images.venue_image_scans', 'scan_id')::pg_catalog.regclass, '');
 
 -- ===========================================================================================
 -- Functions whose result columns change are dropped here and created again below (0.2.0
@@ -305,6 +273,24 @@ ALTER TABLE venue_images.venue_image_providers ADD CONSTRAINT venue_image_provid
     CHECK (per_second IS NULL OR per_second = 'Infinity'
            OR (per_second >= 0.001 AND per_second <= 1000000));
 
+-- extension/src/aggregates.rs:282
+
+CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
+	"state" internal,
+	"id" bigint,
+	"name" TEXT,
+	"city_id" bigint,
+	"images" jsonb,
+	"min_failures" INT,
+	"require_uploaded" bool,
+	"max_rows" INT,
+	"by_priority" bool,
+	"with_error_types" bool
+) RETURNS internal
+STABLE PARALLEL SAFE COST 100
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
+
 -- extension/src/analytics.rs:202
 
 CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
@@ -321,7 +307,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
 
--- extension/src/queue/claim.rs:295
+-- extension/src/queue/claim.rs:318
 -- venue_images::queue::claim::venue_image_claim
 CREATE OR REPLACE FUNCTION "venue_image_claim"(
 	"worker" TEXT, /* & str */
@@ -343,7 +329,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_wrapper';
 
--- extension/src/queue/claim.rs:325
+-- extension/src/queue/claim.rs:329
 -- venue_images::queue::claim::venue_image_claim_venue
 CREATE OR REPLACE FUNCTION "venue_image_claim_venue"(
 	"worker" TEXT, /* & str */
@@ -383,7 +369,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_cleanup_scan_wrapper';
 
--- extension/src/queue/enqueue.rs:155
+-- extension/src/queue/enqueue.rs:149
 -- venue_images::queue::enqueue::venue_image_enqueue_venue
 CREATE OR REPLACE FUNCTION "venue_image_enqueue_venue"(
 	"venue_id" bigint /* i64 */
@@ -406,7 +392,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:263
+-- extension/src/queue/inspect.rs:260
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -424,7 +410,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_find_venues_wrapper';
 
--- extension/src/queue/enqueue.rs:368
+-- extension/src/queue/enqueue.rs:356
 -- venue_images::queue::enqueue::venue_image_force_retry
 CREATE OR REPLACE FUNCTION "venue_image_force_retry"(
 	"venue_id" bigint, /* Option < i64 > */
@@ -435,7 +421,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_wrapper';
 
--- extension/src/queue/enqueue.rs:380
+-- extension/src/queue/enqueue.rs:368
 -- venue_images::queue::enqueue::venue_image_force_retry_image
 CREATE OR REPLACE FUNCTION "venue_image_force_retry_image"(
 	"venue_id" bigint, /* i64 */
@@ -474,7 +460,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_outcome_group_wrapper';
 
--- extension/src/queue/mod.rs:35
+-- extension/src/queue/mod.rs:36
 -- requires:
 --   bootstrap
 --   report::venue_image_outcome_group
@@ -490,6 +476,41 @@ AS 'MODULE_PATHNAME', 'venue_image_outcome_group_wrapper';
 -- Every definer function runs with search_path = pg_catalog, pg_temp and names our
 -- objects with their schema, so nothing any other role creates can be resolved instead.
 
+-- BEGIN TABLES (a fresh install creates these; upgrade scripts alter them)
+
+CREATE TABLE venue_images.venue_image_skips (
+    venue_id bigint NOT NULL,
+    element_index int NOT NULL,
+    reason text NOT NULL,
+    seen_by text NOT NULL,
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (venue_id, element_index)
+);
+COMMENT ON TABLE venue_images.venue_image_skips IS
+    'venue_images: image elements the queue could not read (venue, index in the array, reason); left untouched';
+
+CREATE TABLE venue_images.venue_image_scans (
+    scan_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_by text NOT NULL,
+    transient_queued bigint NOT NULL,
+    permanent_logged bigint NOT NULL,
+    ambiguous_skipped bigint NOT NULL,
+    finalized bigint NOT NULL,
+    errors bigint NOT NULL,
+    skipped_elements bigint NOT NULL,
+    images_queued bigint NOT NULL,
+    elapsed_ms float8 NOT NULL
+);
+CREATE INDEX venue_image_scans_started ON venue_images.venue_image_scans (started_at);
+COMMENT ON TABLE venue_images.venue_image_scans IS
+    'venue_images: one row per cleanup scan, with its counts';
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_skips', '');
+SELECT pg_catalog.pg_extension_config_dump('venue_images.venue_image_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('venue_images.venue_image_scans', 'scan_id')::regclass, '');
+-- END TABLES
 
 -- Every SQL text below names its functions, operators and types with their schema, so
 -- that it means the same whatever search_path is in effect (the definer functions also
@@ -1040,7 +1061,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_summary_stats_wrapper';
 
--- extension/src/queue/inspect.rs:153
+-- extension/src/queue/inspect.rs:147
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -1065,7 +1086,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
 
--- extension/src/queue/inspect.rs:359
+-- extension/src/queue/inspect.rs:356
 -- venue_images::queue::inspect::venue_image_venue_summary
 CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
 	"venue_id" bigint /* i64 */
@@ -1104,7 +1125,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:364
+-- extension/src/queue/mod.rs:381
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
@@ -1137,25 +1158,7 @@ AS $$ SELECT c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
 COMMENT ON FUNCTION venue_images.venue_images_summary(jsonb) IS
   'Counts of one image array: total, uploaded, failed, permanently_failed, transient, permanent, ambiguous, retryable';
 
--- extension/src/aggregates.rs:210
--- venue_images::aggregates::venue_images_venue_list_transfn
-CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
-	"state" internal, /* Option < Internal > */
-	"id" bigint, /* Option < i64 > */
-	"name" TEXT, /* Option < & str > */
-	"city_id" bigint, /* Option < i64 > */
-	"images" jsonb, /* Option < RawJsonb > */
-	"min_failures" INT, /* Option < i32 > */
-	"require_uploaded" bool, /* Option < bool > */
-	"max_rows" INT, /* Option < i32 > */
-	"by_priority" bool, /* Option < bool > */
-	"with_error_types" bool /* Option < bool > */
-) RETURNS internal /* PgResult < Option < Internal > > */
-STABLE PARALLEL SAFE COST 100
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
-
--- extension/src/queue/mod.rs:40
+-- extension/src/queue/mod.rs:41
 -- requires:
 --   roles::venue_image_role_grants
 

@@ -6,7 +6,7 @@
 -- anyone else's (the extension's schema is checked by the bootstrap block further down).
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
--- extension/src/queue/mod.rs:34
+-- extension/src/queue/mod.rs:35
 -- bootstrap
 -- Runs first, on install and on every update: the extension's objects may only live in a
 -- schema that no untrusted role controls, and its SECURITY DEFINER functions run as a
@@ -158,6 +158,24 @@ ALTER TABLE venue_images.venue_image_providers ADD CONSTRAINT venue_image_provid
     CHECK (per_second IS NULL OR per_second = 'Infinity'
            OR (per_second >= 0.001 AND per_second <= 1000000));
 
+-- extension/src/aggregates.rs:282
+
+CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
+	"state" internal,
+	"id" bigint,
+	"name" TEXT,
+	"city_id" bigint,
+	"images" jsonb,
+	"min_failures" INT,
+	"require_uploaded" bool,
+	"max_rows" INT,
+	"by_priority" bool,
+	"with_error_types" bool
+) RETURNS internal
+STABLE PARALLEL SAFE COST 100
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
+
 -- extension/src/queue/report.rs:11
 -- venue_images::queue::report::venue_image_outcome_group
 CREATE OR REPLACE FUNCTION "venue_image_outcome_group"(
@@ -167,7 +185,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_outcome_group_wrapper';
 
--- extension/src/queue/mod.rs:35
+-- extension/src/queue/mod.rs:36
 -- requires:
 --   bootstrap
 --   report::venue_image_outcome_group
@@ -630,7 +648,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_role_grants_wrapper';
 
--- extension/src/queue/inspect.rs:153
+-- extension/src/queue/inspect.rs:147
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -655,7 +673,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
 
--- extension/src/queue/inspect.rs:359
+-- extension/src/queue/inspect.rs:356
 -- venue_images::queue::inspect::venue_image_venue_summary
 CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
 	"venue_id" bigint /* i64 */
@@ -676,7 +694,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_summary_wrapper';
 
--- extension/src/queue/mod.rs:40
+-- extension/src/queue/mod.rs:41
 -- requires:
 --   roles::venue_image_role_grants
 

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 thread_local! {
     static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
-    static DYNAMIC_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static BUILT_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
     static SOURCE: RefCell<Option<(TableNames, VenueSource)>> = const { RefCell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static VERSION_CHECKED: Cell<bool> = const { Cell::new(false) };
@@ -56,73 +56,62 @@ pub fn require_current_version() -> Result<(), VenueError> {
     }
 }
 
-fn prepare(
+/// A statement's text, which also says which cache keeps its plan.
+#[derive(Clone, Copy)]
+pub enum Sql<'a> {
+    /// Constant text (`"..."` converts to this): its plan is kept for the backend's life.
+    Constant(&'static str),
+    /// Text built at run time (it names the configured venues table): its plan is kept
+    /// in a cache of at most 64 texts.
+    Built(&'a str),
+}
+
+impl From<&'static str> for Sql<'static> {
+    fn from(sql: &'static str) -> Self {
+        Sql::Constant(sql)
+    }
+}
+
+/// The statement's kept plan (prepared on first use).
+fn kept_plan(
     client: &SpiClient<'_>,
-    sql: &str,
+    sql: Sql<'_>,
     args: &[DatumWithOid<'_>],
 ) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
+    let cached = match sql {
+        Sql::Constant(text) => PLANS.with(|p| p.borrow().get(text).cloned()),
+        Sql::Built(text) => BUILT_PLANS.with(|p| p.borrow().get(text).cloned()),
+    };
+    if let Some(stmt) = cached {
+        return Ok(stmt);
+    }
+    let text = match sql {
+        Sql::Constant(text) | Sql::Built(text) => text,
+    };
     let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
-    Ok(Rc::new(client.prepare_mut(sql, &types)?.keep()))
+    let stmt = Rc::new(client.prepare_mut(text, &types)?.keep());
+    match sql {
+        Sql::Constant(text) => PLANS.with(|p| p.borrow_mut().insert(text, stmt.clone())),
+        Sql::Built(text) => BUILT_PLANS.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() > 64 {
+                p.clear();
+            }
+            p.insert(text.to_string(), stmt.clone())
+        }),
+    };
+    Ok(stmt)
 }
 
-/// Runs a constant read-only statement through its kept plan, without marking the
-/// transaction as writing (see [`crate::spi::select_one`]).
-pub fn read<'conn>(
+/// Runs a read-only statement through its kept plan, without marking the transaction as
+/// writing (see [`crate::spi::select_one`]).
+pub fn read<'conn, 'a>(
     client: &SpiClient<'conn>,
-    sql: &'static str,
+    sql: impl Into<Sql<'a>>,
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
-    let stmt = constant_plan(client, sql, args)?;
+    let stmt = kept_plan(client, sql.into(), args)?;
     Ok(client.select(&*stmt, None, args)?)
-}
-
-/// The kept plan of a constant statement (prepared on first use).
-fn constant_plan(
-    client: &SpiClient<'_>,
-    sql: &'static str,
-    args: &[DatumWithOid<'_>],
-) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
-    let cached = PLANS.with(|p| p.borrow().get(sql).cloned());
-    Ok(match cached {
-        Some(s) => s,
-        None => {
-            let s = prepare(client, sql, args)?;
-            PLANS.with(|p| p.borrow_mut().insert(sql, s.clone()));
-            s
-        }
-    })
-}
-
-/// Runs a read-only statement built at run time through a kept plan (see [`read`]).
-pub fn read_dynamic<'conn>(
-    client: &SpiClient<'conn>,
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> Result<SpiTupleTable<'conn>, VenueError> {
-    let stmt = dynamic_plan(client, sql, args)?;
-    Ok(client.select(&*stmt, None, args)?)
-}
-
-fn dynamic_plan(
-    client: &SpiClient<'_>,
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> Result<Rc<OwnedPreparedStatement>, VenueError> {
-    let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).cloned());
-    Ok(match cached {
-        Some(s) => s,
-        None => {
-            let s = prepare(client, sql, args)?;
-            DYNAMIC_PLANS.with(|p| {
-                let mut p = p.borrow_mut();
-                if p.len() > 64 {
-                    p.clear();
-                }
-                p.insert(sql.to_string(), s.clone());
-            });
-            s
-        }
-    })
 }
 
 /// Refuses to write during recovery with PostgreSQL's own 25006, before anything asks
@@ -139,26 +128,14 @@ pub fn require_writable() -> Result<(), VenueError> {
     Ok(())
 }
 
-/// Runs a constant statement through its kept plan.
-pub fn run<'conn>(
+/// Runs a statement through its kept plan.
+pub fn run<'conn, 'a>(
     client: &mut SpiClient<'conn>,
-    sql: &'static str,
+    sql: impl Into<Sql<'a>>,
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>, VenueError> {
     require_writable()?;
-    let stmt = constant_plan(client, sql, args)?;
-    Ok(client.update(&*stmt, None, args)?)
-}
-
-/// Runs a statement built at run time (it names the configured venues table) through a
-/// kept plan.
-pub fn run_dynamic<'conn>(
-    client: &mut SpiClient<'conn>,
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> Result<SpiTupleTable<'conn>, VenueError> {
-    require_writable()?;
-    let stmt = dynamic_plan(client, sql, args)?;
+    let stmt = kept_plan(client, sql.into(), args)?;
     Ok(client.update(&*stmt, None, args)?)
 }
 

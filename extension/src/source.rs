@@ -57,29 +57,24 @@ pub fn resolve() -> Result<VenueSource, VenueError> {
         SELECT c.oid,
                pg_catalog.format('%I.%I', n.nspname, c.relname),
                c.relowner,
-               (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $2
-                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
-               (SELECT a.attnum FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $2
-                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $3
-                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $4
-                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $5
-                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
-               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $6
-                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
+               pg_catalog.format_type(img.atttypid, NULL),
+               img.attnum,
+               $3 OPERATOR(pg_catalog.=) ANY (cols.names),
+               $4 OPERATOR(pg_catalog.=) ANY (cols.names),
+               $5 OPERATOR(pg_catalog.=) ANY (cols.names),
+               $6 OPERATOR(pg_catalog.=) ANY (cols.names),
                n.nspname::pg_catalog.text,
                c.relname::pg_catalog.text,
                c.relkind::pg_catalog.text
           FROM name, pg_catalog.pg_class c
           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          CROSS JOIN LATERAL (
+                SELECT pg_catalog.array_agg(a.attname) AS names FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
+                   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) cols
+          LEFT JOIN pg_catalog.pg_attribute img
+            ON img.attrelid OPERATOR(pg_catalog.=) c.oid AND img.attname OPERATOR(pg_catalog.=) $2
+               AND img.attnum OPERATOR(pg_catalog.>) 0 AND NOT img.attisdropped
          WHERE (pg_catalog.cardinality(name.p) OPERATOR(pg_catalog.=) 1
                 OR pg_catalog.cardinality(name.p) OPERATOR(pg_catalog.=) 2)
            AND c.relname OPERATOR(pg_catalog.=) name.p[pg_catalog.cardinality(name.p)]

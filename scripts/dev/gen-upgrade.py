@@ -4,7 +4,7 @@
 usage:
   (cd extension && cargo pgrx schema pg15 -o /tmp/new.sql)
   scripts/dev/gen-upgrade.py extension/sql/released/venue_images--OLD.sql /tmp/new.sql \\
-      [--before-bootstrap FILE]... [--pre FILE]... [--post FILE]... [--keep-tables] \\
+      [--before-bootstrap FILE]... [--pre FILE]... [--post FILE]... \\
       > extension/sql/venue_images--OLD--NEW.sql
 
 (scripts/dev/regen-upgrade.sh runs this for every supported update path.)
@@ -21,8 +21,9 @@ script is, in this order:
 4. the --pre files (schema moves, table changes, drops);
 5. every block of the new script that the old one lacks or that changed, with CREATE
    FUNCTION / AGGREGATE / VIEW turned into CREATE OR REPLACE, and the table section of the
-   queue schema (-- BEGIN TABLES ... -- END TABLES) left out unless --keep-tables (the pre
-   files alter the tables; an old version without tables needs them created);
+   queue schema (-- BEGIN TABLES ... -- END TABLES) reduced to the statements about the
+   tables the old version lacks (the pre files alter the tables it has; the ones it lacks
+   are created as the new version defines them);
 6. the --post files.
 
 Source-location comments are ignored when comparing blocks. tests/tests/upgrade.rs proves
@@ -52,9 +53,31 @@ def is_bootstrap(body):
     return re.search(r'^-- bootstrap$', body, re.M) is not None
 
 
-def replaceable(body, keep_tables):
-    if not keep_tables:
-        body = re.sub(r'-- BEGIN TABLES.*?-- END TABLES\n', '', body, flags=re.S)
+def tables_of(text):
+    """The tables an install script creates, without their schema."""
+    return set(re.findall(r'^CREATE TABLE (?:\w+\.)?(\w+)', text, re.M))
+
+
+def table_of(statement):
+    """The table a statement of the table section is about: the first one it names."""
+    m = re.search(r'\bvenue_images\.(\w+)', re.sub(r'--[^\n]*', '', statement))
+    if m is None:
+        raise SystemExit('a statement of the table section names no table: ' + statement)
+    return m.group(1)
+
+
+def new_tables_only(body, old_tables):
+    """The body with its table section reduced to the statements about the tables the old
+    version lacks, and left out when it lacks none."""
+    def reduce(m):
+        statements = [s for s in re.split(r'(?<=;\n)', m.group(2)) if s.strip()]
+        kept = [s for s in statements if table_of(s) not in old_tables]
+        return m.group(1) + ''.join(kept) + m.group(3) if kept else ''
+    return re.sub(r'(-- BEGIN TABLES[^\n]*\n)(.*?)(-- END TABLES\n)', reduce, body, flags=re.S)
+
+
+def replaceable(body, old_tables):
+    body = new_tables_only(body, old_tables)
     body = re.sub(r'\bCREATE\s+FUNCTION\b', 'CREATE OR REPLACE FUNCTION', body)
     body = re.sub(r'\bCREATE\s+AGGREGATE\b', 'CREATE OR REPLACE AGGREGATE', body)
     body = re.sub(r'\bCREATE\s+VIEW\b', 'CREATE OR REPLACE VIEW', body)
@@ -74,10 +97,10 @@ def main():
     ap.add_argument('--before-bootstrap', action='append', default=[])
     ap.add_argument('--pre', action='append', default=[])
     ap.add_argument('--post', action='append', default=[])
-    ap.add_argument('--keep-tables', action='store_true')
     args = ap.parse_args()
 
     old = {k for k, _ in blocks(args.old)}
+    old_tables = tables_of(open(args.old).read())
     new = blocks(args.new)
     bootstrap = [b for _, b in new if is_bootstrap(b)]
     if len(bootstrap) != 1:
@@ -92,7 +115,7 @@ def main():
     for key, body in new:
         if key in old or is_bootstrap(body):
             continue
-        print(replaceable(body, args.keep_tables).rstrip() + '\n')
+        print(replaceable(body, old_tables).rstrip() + '\n')
     print(read_all(args.post).rstrip())
 
 

@@ -7,7 +7,8 @@
 # catalog equals a fresh install's.
 #
 # Usage: scripts/dev/regen-upgrade.sh   (no arguments; needs cargo-pgrx and python3, which
-# scripts/test.sh installs)
+# scripts/test.sh installs; NEW_INSTALL_SQL=FILE uses that install script, e.g. the one
+# `cargo pgrx install` just wrote, instead of building the schema again)
 set -euo pipefail
 [ $# -eq 0 ] || { echo "usage: scripts/dev/regen-upgrade.sh   (no arguments)" >&2; exit 2; }
 cd "$(dirname "$0")/../.."
@@ -16,7 +17,7 @@ command -v cargo-pgrx >/dev/null || { echo "cargo-pgrx is required (scripts/test
 new_version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 new=$(mktemp /tmp/venue_images-new.XXXXXX.sql)
 trap 'rm -f "$new"' EXIT
-(cd extension && cargo pgrx schema pg15 -o "$new" >/dev/null 2>&1)
+if [ -n "${NEW_INSTALL_SQL:-}" ]; then cp "$NEW_INSTALL_SQL" "$new"; else (cd extension && cargo pgrx schema pg15 -o "$new" >/dev/null 2>&1); fi
 u=scripts/dev/upgrade
 gen() {
   local from=$1
@@ -25,8 +26,8 @@ gen() {
     >"extension/sql/venue_images--$from--$new_version.sql"
   echo "wrote extension/sql/venue_images--$from--$new_version.sql"
 }
-# 0.1.0 had no tables and lived in the caller's schema.
-gen 0.1.0 --before-bootstrap $u/from-public.sql --pre $u/move-into-schema.sql --keep-tables \
+# 0.1.0 had no tables (all are created) and lived in the caller's schema.
+gen 0.1.0 --before-bootstrap $u/from-public.sql --pre $u/move-into-schema.sql \
   --post $u/redact-stored.sql
 # 0.2.0 lived in the caller's schema.
 gen 0.2.0 --before-bootstrap $u/from-public.sql --pre $u/move-into-schema.sql \

@@ -28,6 +28,28 @@ fn with_database(url: &str, db: &str) -> Result<String> {
     Ok(u.to_string())
 }
 
+/// `url` with `user` as its user name.
+pub fn with_user(url: &str, user: &str) -> Result<String> {
+    let mut u = url::Url::parse(url)?;
+    u.set_username(user)
+        .map_err(|_| anyhow::anyhow!("cannot set the user of {url}"))?;
+    Ok(u.to_string())
+}
+
+/// SQL that creates the login role `name` unless it exists. Trust authentication needs
+/// no password.
+pub fn create_login(name: &str) -> String {
+    create_login_with(name, "")
+}
+
+/// [`create_login`] with more options of CREATE ROLE (`IN ROLE venue_image_uploader`).
+pub fn create_login_with(name: &str, extra: &str) -> String {
+    format!(
+        "DO $$ BEGIN CREATE ROLE {name} LOGIN {extra};
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    )
+}
+
 impl TestDb {
     /// Creates `vi_<tag>_<pid>_<n>`.
     pub async fn new(tag: &str) -> Result<TestDb> {
@@ -57,6 +79,19 @@ impl TestDb {
         })
     }
 
+    /// [`TestDb::new`] holding `venues` generated venues of the default [`Shape`] with
+    /// this seed.
+    pub async fn seeded(tag: &str, venues: u64, seed: u64) -> Result<TestDb> {
+        let t = TestDb::new(tag).await?;
+        let shape = Shape {
+            venues,
+            seed,
+            ..Shape::default()
+        };
+        self::seed(&t.url, &shape, false).await?;
+        Ok(t)
+    }
+
     /// Sets a default for new sessions on this database (`ALTER DATABASE ... SET`):
     /// what the uploaders it starts will see.
     pub async fn set_default(&self, setting: &str, value: &str) -> Result<()> {
@@ -78,18 +113,18 @@ impl TestDb {
             role.trim_start_matches("venue_image_"),
             std::process::id()
         );
-        sqlx::query(&format!(
-            "DO $$ BEGIN
-               CREATE ROLE {login} LOGIN IN ROLE {role};
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-             END $$"
-        ))
-        .execute(&self.pool)
-        .await?;
-        let mut u = url::Url::parse(&self.url)?;
-        u.set_username(&login)
-            .map_err(|_| anyhow::anyhow!("cannot set the user of {}", self.url))?;
-        Ok(u.to_string())
+        sqlx::query(&create_login_with(&login, &format!("IN ROLE {role}")))
+            .execute(&self.pool)
+            .await?;
+        with_user(&self.url, &login)
+    }
+
+    /// The one value of a one-row, one-column query.
+    pub async fn scalar<T>(&self, sql: &str) -> Result<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
     }
 
     /// Makes every provider unlimited (tests that are not about pacing).
@@ -100,6 +135,19 @@ impl TestDb {
                 .execute(&self.pool)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Steady state: every provider and ImageKit uploaded something a moment ago, so a 5xx
+    /// or a network failure is the image's own (the outage rule has its own test).
+    pub async fn providers_healthy(&self) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO venue_images.venue_image_providers (provider, last_success_at)
+             SELECT p, now() FROM unnest(ARRAY['*', 'google_places', 'foursquare', 'here', 'unsplash']) p
+             ON CONFLICT (provider) DO UPDATE SET last_success_at = now()",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -139,6 +187,31 @@ pub async fn upgrade_from(conn: &mut PgConnection, from: &str) -> Result<()> {
             format!("creating venue_images {from} (is its frozen script installed?)")
         })?;
     conn.execute("ALTER EXTENSION venue_images UPDATE").await?;
+    Ok(())
+}
+
+/// The venue ids of the high-priority list of `venue_image_overview()`'s answer, in order.
+pub fn high_priority_ids(overview: &serde_json::Value) -> Vec<i64> {
+    overview["high_priority"]
+        .as_array()
+        .expect("the overview has a high_priority list")
+        .iter()
+        .map(|v| v["id"].as_i64().expect("each venue has an id"))
+        .collect()
+}
+
+/// The SQLSTATE of a database error (`None`: another kind of error).
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.to_string())
+}
+
+/// Runs `sql` (one statement or several) on a connection of its own to `url`.
+pub async fn run(url: &str, sql: &str) -> Result<()> {
+    let mut c = PgConnection::connect(url).await?;
+    c.execute(sql).await?;
+    c.close().await?;
     Ok(())
 }
 

@@ -142,6 +142,21 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The `run` arguments of the chaos suites (one process killed and replaced after
+/// another): eight transfers, 5-second leases, a claim every 250 ms, outcomes written
+/// every 50 ms.
+pub const CHAOS_RUN: [&str; 9] = [
+    "run",
+    "--concurrency",
+    "8",
+    "--lease-seconds",
+    "5",
+    "--poll-ms",
+    "250",
+    "--writeback-ms",
+    "50",
+];
+
 /// The environment that points an uploader at a database and the fakes.
 pub fn env(database_url: &str, upload_url: &str, private_key: &str) -> Vec<(String, String)> {
     [

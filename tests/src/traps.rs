@@ -75,6 +75,13 @@ pub async fn canary(conn: &mut PgConnection, schema: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`plant`], then [`canary`]: traps proven to fire.
+pub async fn plant_checked(conn: &mut PgConnection, schema: &str, on_hit: &str) -> Result<i64> {
+    let planted = plant(conn, schema, on_hit).await?;
+    canary(conn, schema).await?;
+    Ok(planted)
+}
+
 /// Every hit so far: (trap, role it ran as, session user, the statement).
 pub async fn hits(
     conn: &mut PgConnection,

@@ -59,15 +59,7 @@ impl World {
         .await?;
         let provider = FakeProvider::start(provider_cfg).await?;
         db.unlimited_rates().await?;
-        // Steady state: every provider and ImageKit uploaded something a moment ago, so a
-        // 5xx or a network failure is the image's own (the outage rule has its own test).
-        sqlx::query(
-            "INSERT INTO venue_images.venue_image_providers (provider, last_success_at)
-             SELECT p, now() FROM unnest(ARRAY['*', 'google_places', 'foursquare', 'here', 'unsplash']) p
-             ON CONFLICT (provider) DO UPDATE SET last_success_at = now()",
-        )
-        .execute(&db.pool)
-        .await?;
+        db.providers_healthy().await?;
         let uploader_url = db.login_url("venue_image_uploader").await?;
         let admin_url = db.login_url("venue_image_admin").await?;
         Ok(World {

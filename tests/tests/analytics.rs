@@ -6,8 +6,7 @@
 
 use anyhow::Result;
 use sqlx::{Connection, Executor, PgConnection};
-use venue_images_tests::dataset::Shape;
-use venue_images_tests::db::{self, TestDb};
+use venue_images_tests::db::TestDb;
 use venue_images_tests::original;
 
 async fn rows(conn: &mut PgConnection, sql: &str) -> Result<Vec<String>> {
@@ -83,17 +82,7 @@ async fn compare_all(conn: &mut PgConnection, mode: &str) -> Result<()> {
 
 #[tokio::test]
 async fn analytics_equal_the_original_sql_in_every_mode() -> Result<()> {
-    let t = TestDb::new("analytics").await?;
-    db::seed(
-        &t.url,
-        &Shape {
-            venues: 3_000,
-            seed: 7,
-            ..Shape::default()
-        },
-        false,
-    )
-    .await?;
+    let t = TestDb::seeded("analytics", 3_000, 7).await?;
     let mut conn = PgConnection::connect(&t.url).await?;
     // Rows the original's SQL also accepts: NULL and empty arrays.
     conn.execute(
@@ -134,54 +123,30 @@ async fn analytics_equal_the_original_sql_in_every_mode() -> Result<()> {
 
 #[tokio::test]
 async fn the_public_aggregate_groups_like_any_aggregate() -> Result<()> {
-    let t = TestDb::new("stats_agg").await?;
-    db::seed(
-        &t.url,
-        &Shape {
-            venues: 500,
-            seed: 11,
-            ..Shape::default()
-        },
-        false,
-    )
-    .await?;
-    let mut conn = PgConnection::connect(&t.url).await?;
+    let t = TestDb::seeded("stats_agg", 500, 11).await?;
     // Per-city figures add up to the table's.
     let (sum_failed, total_failed): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT sum((s->>'failed_images')::bigint) FROM
                   (SELECT venue_images_stats(venue_images) s FROM venues GROUP BY city_id) g)::bigint,
                 (SELECT total_failed_images FROM venue_image_summary_stats())",
     )
-    .fetch_one(&mut conn)
+    .fetch_one(&t.pool)
     .await?;
     assert_eq!(sum_failed, total_failed);
-    let empty: String =
-        sqlx::query_scalar("SELECT venue_images_stats(venue_images)::text FROM venues WHERE false")
-            .fetch_one(&mut conn)
-            .await?;
+    let empty: String = t
+        .scalar("SELECT venue_images_stats(venue_images)::text FROM venues WHERE false")
+        .await?;
     assert!(empty.contains(r#""venues": 0"#), "{empty}");
-    conn.close().await?;
     t.drop().await
 }
 
 #[tokio::test]
 async fn dedupe_equals_a_plain_sql_dedupe_on_messy_arrays() -> Result<()> {
-    let t = TestDb::new("dedupe").await?;
-    db::seed(
-        &t.url,
-        &Shape {
-            venues: 400,
-            seed: 3,
-            ..Shape::default()
-        },
-        false,
-    )
-    .await?;
-    let mut conn = PgConnection::connect(&t.url).await?;
-    conn.execute(original::SQL_DEDUPE_FUNCTION).await?;
+    let t = TestDb::seeded("dedupe", 400, 3).await?;
+    t.pool.execute(original::SQL_DEDUPE_FUNCTION).await?;
     // Each venue's array plus altered copies of some of its images: other statuses,
     // qualities, timestamps and retry counts, appended in a different order.
-    conn.execute(
+    t.pool.execute(
         r#"CREATE TABLE messy AS
            SELECT id, (
              SELECT jsonb_agg(e ORDER BY k) FROM (
@@ -207,7 +172,7 @@ async fn dedupe_equals_a_plain_sql_dedupe_on_messy_arrays() -> Result<()> {
     let (n, differ): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE venue_images_dedupe(images) IS DISTINCT FROM sql_venue_images_dedupe(images)) FROM messy",
     )
-    .fetch_one(&mut conn)
+    .fetch_one(&t.pool)
     .await?;
     assert_eq!(n, 400);
     if differ > 0 {
@@ -215,7 +180,7 @@ async fn dedupe_equals_a_plain_sql_dedupe_on_messy_arrays() -> Result<()> {
             "SELECT images::text, venue_images_dedupe(images)::text, sql_venue_images_dedupe(images)::text FROM messy
               WHERE venue_images_dedupe(images) IS DISTINCT FROM sql_venue_images_dedupe(images) LIMIT 1",
         )
-        .fetch_one(&mut conn)
+        .fetch_one(&t.pool)
         .await?;
         panic!(
             "{differ} arrays differ; e.g.\ninput {}\nours  {}\nsql   {}",
@@ -230,9 +195,8 @@ async fn dedupe_equals_a_plain_sql_dedupe_on_messy_arrays() -> Result<()> {
           WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(venue_images_dedupe(m.images)) o
                              WHERE coalesce(o->>'provider_url', o->>'url') = i.k)",
     )
-    .fetch_one(&mut conn)
+    .fetch_one(&t.pool)
     .await?;
     assert_eq!(lost, 0);
-    conn.close().await?;
     t.drop().await
 }

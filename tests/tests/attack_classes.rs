@@ -10,17 +10,12 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
+use std::process::Command;
 use venue_images_tests::db;
-use venue_images_tests::site::{claim_all, code_of, unlimited, Site};
+use venue_images_tests::site::{
+    checker, claim_all, code_of, insert_venue, one, record_failure, show, sqlstate, Site,
+};
 use venue_images_tests::traps;
-
-/// A superuser connection to the site's database whose session resolves names through
-/// pg_catalog only, for the test's own checks once traps are planted in public.
-async fn checker(s: &Site) -> Result<PgConnection> {
-    let mut c = PgConnection::connect(&s.db.url).await?;
-    c.execute("SET search_path = pg_catalog").await?;
-    Ok(c)
-}
 
 /// The definer functions as the catalog has them (security, path, owner, rights, body),
 /// for proving that nothing rewired them.
@@ -48,39 +43,60 @@ async fn venue_with_failures(s: &Site, n: usize) -> Result<i64> {
                    "upload_status": "failed", "error_details": {"error_type": "rate_limited"}})
         })
         .collect();
-    let mut o = s.connect(&s.owner_url).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO public.venues (name, slug, venue_images) VALUES ('v', NULL, $1) RETURNING id",
-    )
-    .bind(serde_json::Value::Array(images))
-    .fetch_one(&mut o)
-    .await?;
-    o.close().await?;
-    Ok(id)
+    s.owner_inserts(serde_json::Value::Array(images)).await
 }
 
+/// Runs each statement on `c`, with `venue` bound to `$1` where there is one.
+async fn run_each(c: &mut PgConnection, venue: i64, statements: &[&str]) -> Result<()> {
+    for sql in statements {
+        let q = sqlx::query(sql);
+        let q = if sql.contains("$1") { q.bind(venue) } else { q };
+        q.execute(&mut *c).await.with_context(|| sql.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs `sql` on `c` with a claimed job (`(job_id, lease_token)`) bound to `$1` and `$2`.
+async fn on_job(c: &mut PgConnection, job: &(i64, String), sql: &str) -> Result<()> {
+    sqlx::query(sql)
+        .bind(job.0)
+        .bind(&job.1)
+        .execute(c)
+        .await
+        .with_context(|| sql.to_string())?;
+    Ok(())
+}
+
+const RECORD_SUCCESS: &str = "SELECT venue_images.venue_image_record_success($1, $2::uuid, \
+                              'https://ik.imagekit.io/demo/a.jpg', '/venues/v/a.jpg')";
+
 /// One of everything the extension's privileged code does, as the roles that do it.
+/// Inserts a venue with one transient failure as the owner, claims it as `u` (an
+/// uploader) and writes back a server error: the write-back that fires the owner's
+/// triggers and policies. Returns the write-back's own result.
+async fn failed_write_back(s: &Site, u: &mut PgConnection) -> Result<sqlx::Result<Option<String>>> {
+    venue_with_failures(s, 1).await?;
+    let jobs = claim_all(u).await?;
+    Ok(record_failure(u, &jobs[0], "server_error", 500, "x").await)
+}
+
 async fn run_every_privileged_path(s: &Site) -> Result<()> {
     let venue = venue_with_failures(s, 4).await?;
     let mut u = s.connect(&s.uploader_url).await?;
     let jobs = claim_all(&mut u).await?;
     ensure!(jobs.len() == 4, "claimed {jobs:?}");
-    sqlx::query("SELECT venue_images.venue_image_extend_lease($1, $2::uuid, 60)")
-        .bind(jobs[0].0)
-        .bind(&jobs[0].1)
-        .execute(&mut u)
-        .await?;
-    sqlx::query("SELECT venue_images.venue_image_record_success($1, $2::uuid, 'https://ik.imagekit.io/demo/a.jpg', '/venues/v/a.jpg')")
-        .bind(jobs[0].0)
-        .bind(&jobs[0].1)
-        .execute(&mut u)
-        .await?;
-    sqlx::query(
+    on_job(
+        &mut u,
+        &jobs[0],
+        "SELECT venue_images.venue_image_extend_lease($1, $2::uuid, 60)",
+    )
+    .await?;
+    on_job(&mut u, &jobs[0], RECORD_SUCCESS).await?;
+    on_job(
+        &mut u,
+        &jobs[1],
         "SELECT venue_images.venue_image_record_failure($1, $2::uuid, 'not_found', 404, 'gone')",
     )
-    .bind(jobs[1].0)
-    .bind(&jobs[1].1)
-    .execute(&mut u)
     .await?;
     let batch = json!([{"job_id": jobs[2].0, "lease_token": jobs[2].1, "error_type": "rate_limited",
                         "status_code": 429, "message": "slow down", "retry_after_seconds": 1}]);
@@ -88,63 +104,61 @@ async fn run_every_privileged_path(s: &Site) -> Result<()> {
         .bind(batch)
         .execute(&mut u)
         .await?;
-    sqlx::query("SELECT venue_images.venue_image_release($1, $2::uuid)")
-        .bind(jobs[3].0)
-        .bind(&jobs[3].1)
-        .execute(&mut u)
-        .await?;
-    for sql in [
+    on_job(
+        &mut u,
+        &jobs[3],
+        "SELECT venue_images.venue_image_release($1, $2::uuid)",
+    )
+    .await?;
+    run_each(&mut u, venue, &[
         "SELECT venue_images.venue_image_pause_provider('here', pg_catalog.now() OPERATOR(pg_catalog.+) '1 second'::interval, 'test')",
         "SELECT * FROM venue_images.venue_image_claim_venue('w', $1, 10, 60)",
         "SELECT venue_images.venue_image_enqueue_venue($1)",
         "SELECT venue_images.venue_image_next_due($1)",
         "SELECT * FROM venue_images.venue_image_cleanup_scan()",
         "SELECT * FROM venue_images.venue_image_scheduled_scan(pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::interval)",
-    ] {
-        let q = sqlx::query(sql);
-        let q = if sql.contains("$1") { q.bind(venue) } else { q };
-        q.execute(&mut u).await.with_context(|| sql.to_string())?;
-    }
+    ]).await?;
     u.close().await?;
     let mut a = s.connect(&s.admin_url).await?;
-    for sql in [
-        "SELECT venue_images.venue_image_resume_provider('here')",
-        "SELECT venue_images.venue_image_set_provider_rate('foursquare', 3)",
-        "SELECT venue_images.venue_image_force_retry($1)",
-        "SELECT venue_images.venue_image_force_retry_image($1, 1)",
-        "SELECT venue_images.venue_image_purge_permanently_failed($1)",
-        "SELECT venue_images.venue_image_purge_permanently_failed()",
-        "SELECT venue_images.venue_image_prune_attempts('1 day')",
-        "SELECT * FROM venue_images.venue_image_retry_report()",
-        "SELECT * FROM venue_images.venue_image_recovery_timeline('1 day', '1 hour')",
-        "SELECT * FROM venue_images.venue_image_retry_queue",
-        "SELECT * FROM venue_images.venue_image_provider_status",
-        "SELECT * FROM venue_images.venue_image_failure_breakdown()",
-        "SELECT * FROM venue_images.venues_with_image_failures()",
-        "SELECT * FROM venue_images.venue_image_partial_failure_candidates()",
-        "SELECT * FROM venue_images.venue_image_high_priority_venues()",
-        "SELECT * FROM venue_images.venue_image_summary_stats()",
-        "SELECT venue_images.venue_image_overview()",
-        "SELECT * FROM venue_images.venue_image_venue_images($1)",
-        "SELECT * FROM venue_images.venue_image_find_venues('v')",
-        "SELECT venue_images.venue_images_relation()",
-        "SELECT * FROM venue_images.venue_image_venue_summary($1)",
-        "SELECT * FROM venue_images.venue_image_venue_attempts($1, 10)",
-        "SELECT * FROM venue_images.venue_image_queue_summary($1)",
-        "SELECT * FROM venue_images.venue_image_queue_summary()",
-        "SELECT * FROM venue_images.venue_image_provider_overview()",
-        "SELECT * FROM venue_images.venue_image_scan_log(10)",
-        "SELECT * FROM venue_images.venue_image_role_grants()",
-        "SELECT venue_images.venue_image_success_rate(3, 4)",
-        "SELECT venue_images.venue_image_outcome_group('recovered')",
-        "SELECT venue_images.venue_image_effective_rate('google', NULL, NULL)",
-        "SELECT venue_images.venue_image_job_claimable(pg_catalog.now(), NULL, NULL)",
-        "SELECT venue_images.venue_image_default_rate('google')",
-    ] {
-        let q = sqlx::query(sql);
-        let q = if sql.contains("$1") { q.bind(venue) } else { q };
-        q.execute(&mut a).await.with_context(|| sql.to_string())?;
-    }
+    run_each(
+        &mut a,
+        venue,
+        &[
+            "SELECT venue_images.venue_image_resume_provider('here')",
+            "SELECT venue_images.venue_image_set_provider_rate('foursquare', 3)",
+            "SELECT venue_images.venue_image_force_retry($1)",
+            "SELECT venue_images.venue_image_force_retry_image($1, 1)",
+            "SELECT venue_images.venue_image_purge_permanently_failed($1)",
+            "SELECT venue_images.venue_image_purge_permanently_failed()",
+            "SELECT venue_images.venue_image_prune_attempts('1 day')",
+            "SELECT * FROM venue_images.venue_image_retry_report()",
+            "SELECT * FROM venue_images.venue_image_recovery_timeline('1 day', '1 hour')",
+            "SELECT * FROM venue_images.venue_image_retry_queue",
+            "SELECT * FROM venue_images.venue_image_provider_status",
+            "SELECT * FROM venue_images.venue_image_failure_breakdown()",
+            "SELECT * FROM venue_images.venues_with_image_failures()",
+            "SELECT * FROM venue_images.venue_image_partial_failure_candidates()",
+            "SELECT * FROM venue_images.venue_image_high_priority_venues()",
+            "SELECT * FROM venue_images.venue_image_summary_stats()",
+            "SELECT venue_images.venue_image_overview()",
+            "SELECT * FROM venue_images.venue_image_venue_images($1)",
+            "SELECT * FROM venue_images.venue_image_find_venues('v')",
+            "SELECT venue_images.venue_images_relation()",
+            "SELECT * FROM venue_images.venue_image_venue_summary($1)",
+            "SELECT * FROM venue_images.venue_image_venue_attempts($1, 10)",
+            "SELECT * FROM venue_images.venue_image_queue_summary($1)",
+            "SELECT * FROM venue_images.venue_image_queue_summary()",
+            "SELECT * FROM venue_images.venue_image_provider_overview()",
+            "SELECT * FROM venue_images.venue_image_scan_log(10)",
+            "SELECT * FROM venue_images.venue_image_role_grants()",
+            "SELECT venue_images.venue_image_success_rate(3, 4)",
+            "SELECT venue_images.venue_image_outcome_group('recovered')",
+            "SELECT venue_images.venue_image_effective_rate('google', NULL, NULL)",
+            "SELECT venue_images.venue_image_job_claimable(pg_catalog.now(), NULL, NULL)",
+            "SELECT venue_images.venue_image_default_rate('google')",
+        ],
+    )
+    .await?;
     a.close().await?;
     Ok(())
 }
@@ -156,9 +170,8 @@ async fn run_every_privileged_path(s: &Site) -> Result<()> {
 
 #[tokio::test]
 async fn every_name_in_the_extensions_sql_is_qualified() -> Result<()> {
-    let s = Site::new("atk_qualified").await?;
-    unlimited(&s).await?;
-    let mut su = checker(&s).await?;
+    let s = Site::unpaced("atk_qualified").await?;
+    let mut su = s.checker().await?;
     let planted = traps::plant(&mut su, "trap", "SELECT 1").await?;
     assert!(planted > 2000, "only {planted} traps planted");
     traps::canary(&mut su, "trap").await?;
@@ -191,11 +204,10 @@ async fn every_name_in_the_extensions_sql_is_qualified() -> Result<()> {
 
 #[tokio::test]
 async fn settings_changed_by_owner_code_do_not_outlive_its_statement() -> Result<()> {
-    let s = Site::new("atk_setconfig").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("atk_setconfig").await?;
     let owner = s.owner.clone();
     let mut o = s.connect(&s.owner_url).await?;
-    traps::plant(
+    traps::plant_checked(
         &mut o,
         "public",
         &format!(
@@ -205,8 +217,8 @@ async fn settings_changed_by_owner_code_do_not_outlive_its_statement() -> Result
         ),
     )
     .await?;
-    traps::canary(&mut o, "public").await?;
-    o.execute(
+    o.close().await?;
+    s.as_owner(
         "CREATE FUNCTION public.repath() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN
            PERFORM pg_catalog.set_config('search_path', 'public, pg_catalog', false);
@@ -225,57 +237,36 @@ async fn settings_changed_by_owner_code_do_not_outlive_its_statement() -> Result
          CREATE POLICY repath ON public.venues USING (public.repath_policy())",
     )
     .await?;
-    o.close().await?;
-    let mut su = checker(&s).await?;
+    let mut su = s.checker().await?;
     let before = definers(&mut su).await?;
 
     // The uploader's write-back fires the trigger; its session keeps its own path.
     let mut u = s.connect(&s.uploader_url).await?;
-    let path: String = sqlx::query_scalar("SHOW search_path")
-        .fetch_one(&mut u)
-        .await?;
-    let app: String = sqlx::query_scalar("SHOW application_name")
-        .fetch_one(&mut u)
-        .await?;
+    let path = show(&mut u, "search_path").await?;
+    let app = show(&mut u, "application_name").await?;
     run_every_privileged_path(&s).await?;
-    venue_with_failures(&s, 1).await?;
-    let jobs = claim_all(&mut u).await?;
-    sqlx::query(
-        "SELECT venue_images.venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'x')",
-    )
-    .bind(jobs[0].0)
-    .bind(&jobs[0].1)
-    .execute(&mut u)
-    .await?;
-    let after: String = sqlx::query_scalar("SHOW search_path")
-        .fetch_one(&mut u)
-        .await?;
-    let app_after: String = sqlx::query_scalar("SHOW application_name")
-        .fetch_one(&mut u)
-        .await?;
+    failed_write_back(&s, &mut u).await??;
     assert_eq!(
-        after, path,
+        show(&mut u, "search_path").await?,
+        path,
         "the owner's path reached the uploader's session"
     );
     assert_eq!(
-        app_after, app,
+        show(&mut u, "application_name").await?,
+        app,
         "the owner's setting reached the uploader's session"
     );
     u.close().await?;
 
     // A superuser running the scan by hand keeps its session too.
-    let su_path: String = sqlx::query_scalar("SHOW search_path")
-        .fetch_one(&mut su)
-        .await?;
+    let su_path = show(&mut su, "search_path").await?;
     su.execute("SELECT * FROM venue_images.venue_image_cleanup_scan()")
         .await?;
     su.execute("SELECT * FROM venue_images.venue_image_purge_permanently_failed()")
         .await?;
-    let su_after: String = sqlx::query_scalar("SHOW search_path")
-        .fetch_one(&mut su)
-        .await?;
     assert_eq!(
-        su_after, su_path,
+        show(&mut su, "search_path").await?,
+        su_path,
         "the owner's path reached the superuser's session"
     );
 
@@ -297,10 +288,8 @@ async fn settings_changed_by_owner_code_do_not_outlive_its_statement() -> Result
 
 #[tokio::test]
 async fn owner_code_cannot_leave_session_state_behind() -> Result<()> {
-    let s = Site::new("atk_session").await?;
-    unlimited(&s).await?;
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute(
+    let s = Site::unpaced("atk_session").await?;
+    s.as_owner(
         "CREATE TABLE public.tried (what text, outcome text);
          GRANT INSERT ON public.tried TO PUBLIC;
          CREATE FUNCTION public.meddle() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -330,18 +319,9 @@ async fn owner_code_cannot_leave_session_state_behind() -> Result<()> {
            FOR EACH ROW EXECUTE FUNCTION public.meddle()",
     )
     .await?;
-    o.close().await?;
-    venue_with_failures(&s, 1).await?;
     let mut u = s.connect(&s.uploader_url).await?;
     u.execute("PREPARE mine AS SELECT 42").await?;
-    let jobs = claim_all(&mut u).await?;
-    sqlx::query(
-        "SELECT venue_images.venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'x')",
-    )
-    .bind(jobs[0].0)
-    .bind(&jobs[0].1)
-    .execute(&mut u)
-    .await?;
+    failed_write_back(&s, &mut u).await??;
     let prepared: Vec<String> =
         sqlx::query_scalar("SELECT name FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql OR name OPERATOR(pg_catalog.=) 'mine' OR name OPERATOR(pg_catalog.~~) 'owners%' ORDER BY 1")
             .fetch_all(&mut u)
@@ -354,15 +334,16 @@ async fn owner_code_cannot_leave_session_state_behind() -> Result<()> {
         !prepared.iter().any(|p| p.starts_with("owners")),
         "{prepared:?}"
     );
-    let listening: i64 =
-        sqlx::query_scalar("SELECT pg_catalog.count(*) FROM pg_catalog.pg_listening_channels()")
-            .fetch_one(&mut u)
-            .await?;
+    let listening: i64 = one(
+        &mut u,
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_listening_channels()",
+    )
+    .await?;
     assert_eq!(listening, 0, "the owner's LISTEN outlived the statement");
-    let temp: i64 = sqlx::query_scalar(
+    let temp: i64 = one(
+        &mut u,
         "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname OPERATOR(pg_catalog.=) 'owners_temp'",
     )
-    .fetch_one(&mut u)
     .await?;
     assert_eq!(temp, 0, "the owner's temporary table exists");
     let cursors: Vec<String> = sqlx::query_scalar(
@@ -395,10 +376,8 @@ async fn owner_code_cannot_leave_session_state_behind() -> Result<()> {
 
 #[tokio::test]
 async fn a_deferred_trigger_of_the_owner_never_runs_as_the_caller() -> Result<()> {
-    let s = Site::new("atk_deferred").await?;
-    unlimited(&s).await?;
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute(
+    let s = Site::unpaced("atk_deferred").await?;
+    s.as_owner(
         "CREATE TABLE public.ran (who text);
          GRANT INSERT ON public.ran TO PUBLIC;
          CREATE FUNCTION public.later() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -407,31 +386,22 @@ async fn a_deferred_trigger_of_the_owner_never_runs_as_the_caller() -> Result<()
            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.later()",
     )
     .await?;
-    o.close().await?;
-    venue_with_failures(&s, 1).await?;
     let mut u = s.connect(&s.uploader_url).await?;
-    let jobs = claim_all(&mut u).await?;
-    let code = code_of(
-        &mut u,
-        &format!(
-            "SELECT venue_images.venue_image_record_failure({}, '{}'::uuid, 'server_error', 500, 'x')",
-            jobs[0].0, jobs[0].1
-        ),
-    )
-    .await;
+    let code = failed_write_back(&s, &mut u)
+        .await?
+        .err()
+        .and_then(|e| sqlstate(&e));
     assert_eq!(
         code.as_deref(),
         Some("42501"),
         "the deferred trigger was queued"
     );
     u.close().await?;
-    let ran: Vec<String> = sqlx::query_scalar("SELECT who FROM public.ran")
-        .fetch_all(&s.db.pool)
-        .await?;
-    assert!(
-        ran.is_empty(),
-        "the owner's deferred trigger ran as {ran:?}"
-    );
+    s.assert_no_rows(
+        "SELECT who FROM public.ran",
+        "the owner's deferred trigger ran as",
+    )
+    .await?;
     s.finish().await
 }
 
@@ -440,15 +410,14 @@ async fn a_deferred_trigger_of_the_owner_never_runs_as_the_caller() -> Result<()
 // venue's array: the queue and the analytics work around it, the functions that must look
 // into it refuse it with 54001, and the server never restarts.
 
+/// When the server started (it changes when a crashed backend makes it restart).
+const STARTED: &str = "SELECT pg_catalog.pg_postmaster_start_time()::pg_catalog.text";
+
 #[tokio::test]
 async fn deep_values_never_crash_the_server() -> Result<()> {
-    let s = Site::new("atk_deep").await?;
-    unlimited(&s).await?;
-    let mut su = checker(&s).await?;
-    let started: String =
-        sqlx::query_scalar("SELECT pg_catalog.pg_postmaster_start_time()::pg_catalog.text")
-            .fetch_one(&mut su)
-            .await?;
+    let s = Site::unpaced("atk_deep").await?;
+    let mut su = s.checker().await?;
+    let started: String = one(&mut su, STARTED).await?;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let venue = venue_with_failures(&s, 2).await?;
     // The deep value sits in a permanently failed element (so the purge looks into it).
@@ -466,10 +435,7 @@ async fn deep_values_never_crash_the_server() -> Result<()> {
     let mut u = s.connect(&s.uploader_url).await?;
     let jobs = claim_all(&mut u).await?;
     ensure!(jobs.len() == 2, "{jobs:?}");
-    sqlx::query("SELECT venue_images.venue_image_record_success($1, $2::uuid, 'https://ik.imagekit.io/demo/a.jpg', '/venues/v/a.jpg')")
-        .bind(jobs[0].0)
-        .bind(&jobs[0].1)
-        .execute(&mut u)
+    on_job(&mut u, &jobs[0], RECORD_SUCCESS)
         .await
         .context("the write-back next to a deep element")?;
     u.execute("SELECT * FROM venue_images.venue_image_cleanup_scan()")
@@ -505,10 +471,7 @@ async fn deep_values_never_crash_the_server() -> Result<()> {
         );
     }
     nobody.close().await?;
-    let now_started: String =
-        sqlx::query_scalar("SELECT pg_catalog.pg_postmaster_start_time()::pg_catalog.text")
-            .fetch_one(&mut su)
-            .await?;
+    let now_started: String = one(&mut su, STARTED).await?;
     assert_eq!(now_started, started, "the server restarted");
     let status: Option<String> = sqlx::query_scalar(
         "SELECT venue_images OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'upload_status'
@@ -538,17 +501,16 @@ async fn rates_outside_their_bounds_are_refused_and_claims_keep_working() -> Res
         .await;
         assert_eq!(code.as_deref(), Some("22023"), "rate {rate}");
     }
-    for rate in ["0.001", "1000000", "'Infinity'"] {
+    // The bounds are accepted; the slowest rate stays set.
+    for rate in ["0.001", "1000000", "'Infinity'", "0.001"] {
         a.execute(
             format!("SELECT venue_images.venue_image_set_provider_rate('here', {rate})").as_str(),
         )
         .await?;
     }
-    a.execute("SELECT venue_images.venue_image_set_provider_rate('here', 0.001)")
-        .await?;
     a.close().await?;
     // The table refuses what the function would (a superuser writing it directly).
-    let mut su = checker(&s).await?;
+    let mut su = s.checker().await?;
     let code = code_of(
         &mut su,
         "UPDATE venue_images.venue_image_providers SET per_second = 1e-300 WHERE provider OPERATOR(pg_catalog.=) 'here'",
@@ -570,28 +532,18 @@ async fn rates_outside_their_bounds_are_refused_and_claims_keep_working() -> Res
 
 #[tokio::test]
 async fn no_rust_backtrace_reaches_a_client() -> Result<()> {
-    let s = Site::new("atk_backtrace").await?;
-    unlimited(&s).await?;
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute(
+    let s = Site::unpaced("atk_backtrace").await?;
+    s.as_owner(
         "CREATE FUNCTION public.boom() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN RAISE EXCEPTION 'the application says no'; END $f$;
          CREATE TRIGGER boom BEFORE UPDATE ON public.venues FOR EACH ROW EXECUTE FUNCTION public.boom()",
     )
     .await?;
-    o.close().await?;
-    venue_with_failures(&s, 1).await?;
     let mut u = s.connect(&s.uploader_url).await?;
-    let jobs = claim_all(&mut u).await?;
-    let err = sqlx::query(
-        "SELECT venue_images.venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'x')",
-    )
-    .bind(jobs[0].0)
-    .bind(&jobs[0].1)
-    .execute(&mut u)
-    .await
-    .err()
-    .context("the application's trigger refused the write-back")?;
+    let err = failed_write_back(&s, &mut u)
+        .await?
+        .err()
+        .context("the application's trigger refused the write-back")?;
     let pg = err
         .as_database_error()
         .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
@@ -610,6 +562,15 @@ async fn no_rust_backtrace_reaches_a_client() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // Databases prepared by hand (no migration yet), for the migration and update attacks.
 
+/// Plants traps in public that try to make `owner` a superuser (on `o`, the owner's
+/// connection) and points the database's search_path at them (new sessions see it).
+async fn hostile_search_path(o: &mut PgConnection, name: &str, owner: &str) -> Result<()> {
+    traps::plant_checked(o, "public", &format!("ALTER ROLE {owner} SUPERUSER")).await?;
+    o.execute(format!("ALTER DATABASE {name} SET search_path = public, pg_catalog").as_str())
+        .await?;
+    Ok(())
+}
+
 /// A new database owned by a new untrusted login, which also owns the venues table; the
 /// extension is not installed. Returns (database name, superuser URL, owner name, owner URL).
 async fn bare_site(tag: &str) -> Result<(String, String, String, String)> {
@@ -617,23 +578,16 @@ async fn bare_site(tag: &str) -> Result<(String, String, String, String)> {
     let name = format!("vi_{tag}_{}", std::process::id());
     let url = db::create_database(&admin, &name).await?;
     let owner = format!("vi_{tag}_owner_{}", std::process::id());
-    let mut su = PgConnection::connect(&url).await?;
-    su.execute(
-        format!(
-            "DO $$ BEGIN CREATE ROLE {owner} LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-             ALTER DATABASE {name} OWNER TO {owner}"
-        )
-        .as_str(),
+    db::run(
+        &url,
+        &format!(
+            "{}; ALTER DATABASE {name} OWNER TO {owner}",
+            db::create_login(&owner)
+        ),
     )
     .await?;
-    su.close().await?;
-    let mut u = url::Url::parse(&url)?;
-    u.set_username(&owner)
-        .map_err(|_| anyhow::anyhow!("cannot set the user"))?;
-    let owner_url = u.to_string();
-    let mut o = PgConnection::connect(&owner_url).await?;
-    o.execute(db::VENUES_SCHEMA).await?;
-    o.close().await?;
+    let owner_url = db::with_user(&url, &owner)?;
+    db::run(&owner_url, db::VENUES_SCHEMA).await?;
     Ok((name, url, owner, owner_url))
 }
 
@@ -641,8 +595,7 @@ async fn bare_site(tag: &str) -> Result<(String, String, String, String)> {
 /// superuser, and the database's search_path pointed at them (new sessions see it).
 async fn arm(name: &str, owner: &str, owner_url: &str) -> Result<()> {
     let mut o = PgConnection::connect(owner_url).await?;
-    traps::plant(&mut o, "public", &format!("ALTER ROLE {owner} SUPERUSER")).await?;
-    traps::canary(&mut o, "public").await?;
+    hostile_search_path(&mut o, name, owner).await?;
     // 0.2.0's update script's first block compared an oid with a regclass.
     o.execute(
         "CREATE FUNCTION public.oid_eq_regclass(oid, regclass) RETURNS bool LANGUAGE plpgsql AS $f$
@@ -650,21 +603,29 @@ async fn arm(name: &str, owner: &str, owner_url: &str) -> Result<()> {
          CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = public.oid_eq_regclass)",
     )
     .await?;
-    o.execute(format!("ALTER DATABASE {name} SET search_path = public, pg_catalog").as_str())
-        .await?;
     o.close().await?;
     Ok(())
+}
+
+/// The schema and the version of the installed extension.
+async fn installed(su: &mut PgConnection) -> Result<(String, String)> {
+    Ok(sqlx::query_as(
+        "SELECT extnamespace::pg_catalog.regnamespace::pg_catalog.text, extversion
+           FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'venue_images'",
+    )
+    .fetch_one(su)
+    .await?)
 }
 
 /// Fails when any trap (in public, when planted) ran as a role other than `owner`, or the
 /// owner became a superuser.
 async fn assert_unharmed(url: &str, owner: &str) -> Result<()> {
-    let mut c = PgConnection::connect(url).await?;
-    c.execute("SET search_path = pg_catalog").await?;
-    let planted: bool =
-        sqlx::query_scalar("SELECT pg_catalog.to_regclass('public.trap_log') IS NOT NULL")
-            .fetch_one(&mut c)
-            .await?;
+    let mut c = checker(url).await?;
+    let planted: bool = one(
+        &mut c,
+        "SELECT pg_catalog.to_regclass('public.trap_log') IS NOT NULL",
+    )
+    .await?;
     if planted {
         let hits = traps::hits(&mut c, "public").await?;
         let foreign: Vec<_> = hits
@@ -687,6 +648,17 @@ async fn assert_unharmed(url: &str, owner: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` (`what`) to completion; fails unless it succeeds.
+fn succeeds(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| what.to_string())?;
+    ensure!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 // Class: Search path capture and Extension scripts (CVE-2018-1058, CVE-2023-39417). The
 // owner sets the database's search_path to its own schema first; a superuser then applies
 // the migrations with psql and with `venue-image-uploader migrate`. Before 0.4.0 the
@@ -705,30 +677,20 @@ async fn migrations_under_a_hostile_database_search_path_run_nothing_of_the_owne
                     "002_roles.sql",
                     "003_venues_table.sql",
                 ] {
-                    let out = std::process::Command::new("psql")
-                        .args([url.as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-                        .arg(format!("{dir}/{f}"))
-                        .output()
-                        .context("psql")?;
-                    ensure!(
-                        out.status.success(),
-                        "psql -f {f}: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    succeeds(
+                        Command::new("psql")
+                            .args([url.as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+                            .arg(format!("{dir}/{f}")),
+                        &format!("psql -f {f}"),
+                    )?;
                 }
             }
-            _ => {
-                let out = std::process::Command::new(venue_images_tests::sidecar::uploader_bin()?)
+            _ => succeeds(
+                Command::new(venue_images_tests::sidecar::uploader_bin()?)
                     .arg("migrate")
-                    .env("DATABASE_URL", &url)
-                    .output()
-                    .context("venue-image-uploader migrate")?;
-                ensure!(
-                    out.status.success(),
-                    "migrate: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+                    .env("DATABASE_URL", &url),
+                "venue-image-uploader migrate",
+            )?,
         }
         assert_unharmed(&url, &owner).await?;
         db::drop_database(&db::database_url()?, &name).await?;
@@ -746,22 +708,20 @@ async fn updates_from_every_release_run_nothing_of_the_owner() -> Result<()> {
     for from in ["0.1.0", "0.2.0", "0.3.0"] {
         let (name, url, owner, owner_url) =
             bare_site(&format!("atk_upd_{}", from.replace('.', "_"))).await?;
-        let mut su = PgConnection::connect(&url).await?;
-        su.execute(format!("CREATE EXTENSION venue_images VERSION '{from}'").as_str())
-            .await?;
-        su.close().await?;
+        db::run(
+            &url,
+            &format!("CREATE EXTENSION venue_images VERSION '{from}'"),
+        )
+        .await?;
         arm(&name, &owner, &owner_url).await?;
         let mut su = PgConnection::connect(&url).await?;
         su.execute("ALTER EXTENSION venue_images UPDATE").await?;
-        let (nsp, version): (String, String) = sqlx::query_as(
-            "SELECT extnamespace::pg_catalog.regnamespace::pg_catalog.text, extversion
-               FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'venue_images'",
-        )
-        .fetch_one(&mut su)
-        .await?;
         assert_eq!(
-            (nsp.as_str(), version.as_str()),
-            ("venue_images", env!("CARGO_PKG_VERSION"))
+            installed(&mut su).await?,
+            (
+                "venue_images".to_string(),
+                env!("CARGO_PKG_VERSION").to_string()
+            )
         );
         su.close().await?;
         assert_unharmed(&url, &owner).await?;
@@ -779,10 +739,7 @@ async fn updates_from_every_release_run_nothing_of_the_owner() -> Result<()> {
 #[tokio::test]
 async fn an_update_into_a_planted_schema_stops() -> Result<()> {
     let (name, url, owner, owner_url) = bare_site("atk_plant_upd").await?;
-    let mut su = PgConnection::connect(&url).await?;
-    su.execute("CREATE EXTENSION venue_images VERSION '0.2.0'")
-        .await?;
-    su.close().await?;
+    db::run(&url, "CREATE EXTENSION venue_images VERSION '0.2.0'").await?;
     let mut o = PgConnection::connect(&owner_url).await?;
     o.execute("CREATE SCHEMA venue_images").await?;
     traps::plant(
@@ -800,13 +757,10 @@ async fn an_update_into_a_planted_schema_stops() -> Result<()> {
     let mut su = PgConnection::connect(&url).await?;
     let code = code_of(&mut su, "ALTER EXTENSION venue_images UPDATE").await;
     assert_eq!(code.as_deref(), Some("42501"));
-    let (nsp, version): (String, String) = sqlx::query_as(
-        "SELECT extnamespace::pg_catalog.regnamespace::pg_catalog.text, extversion
-           FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'venue_images'",
-    )
-    .fetch_one(&mut su)
-    .await?;
-    assert_eq!((nsp.as_str(), version.as_str()), ("public", "0.2.0"));
+    assert_eq!(
+        installed(&mut su).await?,
+        ("public".to_string(), "0.2.0".to_string())
+    );
     su.execute("SET search_path = pg_catalog").await?;
     let hits = traps::hits(&mut su, "venue_images").await?;
     assert!(
@@ -833,18 +787,28 @@ async fn a_superusers_schema_holding_an_untrusted_object_is_refused() -> Result<
         .as_str(),
     )
     .await?;
-    let mut o = PgConnection::connect(&owner_url).await?;
-    o.execute(
+    db::run(
+        &owner_url,
         "CREATE FUNCTION venue_images.venue_image_claim(text, int, int) RETURNS int LANGUAGE sql AS 'SELECT 1'",
     )
     .await?;
-    o.close().await?;
     su.execute(format!("REVOKE CREATE ON SCHEMA venue_images FROM {owner}").as_str())
         .await?;
     let code = code_of(&mut su, "CREATE EXTENSION venue_images").await;
     assert_eq!(code.as_deref(), Some("42501"));
     su.close().await?;
     db::drop_database(&db::database_url()?, &name).await
+}
+
+/// Fails unless everything that recorded itself in `public.<table>` (`who`) ran as `role`.
+async fn assert_only_ran_as(s: &Site, table: &str, role: &str, what: &str) -> Result<()> {
+    let who = s
+        .strings(&format!(
+            "SELECT DISTINCT who FROM public.{table} ORDER BY 1"
+        ))
+        .await?;
+    assert_eq!(who, [role], "{what} ran as {who:?}");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -856,28 +820,26 @@ async fn a_superusers_schema_holding_an_untrusted_object_is_refused() -> Result<
 
 #[tokio::test]
 async fn row_security_policies_run_as_the_current_owner_only() -> Result<()> {
-    let s = Site::new("atk_rls").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("atk_rls").await?;
     let second = format!("vi_atk_rls_second_{}", std::process::id());
     s.superuser(&format!(
-        "DO $$ BEGIN CREATE ROLE {second} LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        "{};
          CREATE TABLE public.policy_ran (who text, at timestamptz DEFAULT pg_catalog.clock_timestamp());
          GRANT INSERT ON public.policy_ran TO PUBLIC;
          CREATE FUNCTION public.note_policy() RETURNS bool LANGUAGE plpgsql AS $f$
          BEGIN INSERT INTO public.policy_ran (who) VALUES (current_user); RETURN true; END $f$;
          ALTER FUNCTION public.note_policy() OWNER TO {owner};
          GRANT EXECUTE ON FUNCTION public.note_policy() TO PUBLIC",
+        db::create_login(&second),
         owner = s.owner
     ))
     .await?;
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute(
+    s.as_owner(
         "ALTER TABLE public.venues ENABLE ROW LEVEL SECURITY;
          ALTER TABLE public.venues FORCE ROW LEVEL SECURITY;
          CREATE POLICY note ON public.venues USING (public.note_policy())",
     )
     .await?;
-    o.close().await?;
     let mut u = s.connect(&s.uploader_url).await?;
     let mut r = s.connect(&s.reader_url).await?;
     for phase in 0..2 {
@@ -893,12 +855,8 @@ async fn row_security_policies_run_as_the_current_owner_only() -> Result<()> {
             .await?;
         }
         let jobs = claim_all(&mut u).await?;
-        for (job, token) in &jobs {
-            sqlx::query("SELECT venue_images.venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'x')")
-                .bind(job)
-                .bind(token)
-                .execute(&mut u)
-                .await?;
+        for job in &jobs {
+            record_failure(&mut u, job, "server_error", 500, "x").await?;
         }
         r.execute("SELECT * FROM venue_images.venue_image_summary_stats()")
             .await?;
@@ -911,15 +869,13 @@ async fn row_security_policies_run_as_the_current_owner_only() -> Result<()> {
         } else {
             second.clone()
         };
-        let who: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT who FROM public.policy_ran ORDER BY 1")
-                .fetch_all(&s.db.pool)
-                .await?;
-        assert_eq!(
-            who,
-            vec![expected.clone()],
-            "phase {phase}: the policy ran as {who:?}"
-        );
+        assert_only_ran_as(
+            &s,
+            "policy_ran",
+            &expected,
+            &format!("phase {phase}: the policy"),
+        )
+        .await?;
         s.superuser(&format!(
             "TRUNCATE public.policy_ran; ALTER TABLE public.venues OWNER TO {second}"
         ))
@@ -940,28 +896,20 @@ async fn row_security_policies_run_as_the_current_owner_only() -> Result<()> {
 
 #[tokio::test]
 async fn a_replaced_venues_relation_runs_only_as_its_own_owner() -> Result<()> {
-    let s = Site::new("atk_replace").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("atk_replace").await?;
     let mallory = format!("vi_atk_mallory_{}", std::process::id());
     venue_with_failures(&s, 1).await?;
     s.superuser(&format!(
-        "DO $$ BEGIN CREATE ROLE {mallory} LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        "{};
          GRANT CREATE ON SCHEMA public TO {mallory};
-         CREATE TABLE public.view_ran (who text); GRANT INSERT ON public.view_ran TO PUBLIC"
+         CREATE TABLE public.view_ran (who text); GRANT INSERT ON public.view_ran TO PUBLIC",
+        db::create_login(&mallory)
     ))
     .await?;
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute("ALTER TABLE public.venues RENAME TO venues_real")
+    s.as_owner("ALTER TABLE public.venues RENAME TO venues_real")
         .await?;
-    o.close().await?;
-    let mut m = PgConnection::connect(&{
-        let mut u = url::Url::parse(&s.db.url)?;
-        u.set_username(&mallory)
-            .map_err(|_| anyhow::anyhow!("user"))?;
-        u.to_string()
-    })
-    .await?;
-    m.execute(
+    db::run(
+        &db::with_user(&s.db.url, &mallory)?,
         "CREATE FUNCTION public.note_view() RETURNS jsonb LANGUAGE plpgsql AS $f$
          BEGIN INSERT INTO public.view_ran VALUES (current_user); RETURN '[]'::jsonb; END $f$;
          CREATE VIEW public.venues AS
@@ -969,35 +917,27 @@ async fn a_replaced_venues_relation_runs_only_as_its_own_owner() -> Result<()> {
                   public.note_view() AS venue_images",
     )
     .await?;
-    m.close().await?;
-    let mut r = s.connect(&s.reader_url).await?;
-    r.execute("SELECT * FROM venue_images.venue_image_summary_stats()")
-        .await?;
-    r.close().await?;
-    let mut u = s.connect(&s.uploader_url).await?;
-    u.execute("SELECT venue_images.venue_image_enqueue_venue(1)")
-        .await?;
-    u.close().await?;
-    let who: Vec<String> = sqlx::query_scalar("SELECT DISTINCT who FROM public.view_ran")
-        .fetch_all(&s.db.pool)
-        .await?;
-    assert_eq!(
-        who,
-        vec![mallory.clone()],
-        "the replacing view ran as {who:?}"
-    );
+    db::run(
+        &s.reader_url,
+        "SELECT * FROM venue_images.venue_image_summary_stats()",
+    )
+    .await?;
+    db::run(
+        &s.uploader_url,
+        "SELECT venue_images.venue_image_enqueue_venue(1)",
+    )
+    .await?;
+    assert_only_ran_as(&s, "view_ran", &mallory, "the replacing view").await?;
     s.finish().await
 }
 
 #[tokio::test]
 async fn a_relation_swapped_during_a_call_is_refused() -> Result<()> {
-    let s = Site::new("atk_swap").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("atk_swap").await?;
     let first = venue_with_failures(&s, 1).await?;
     let second = venue_with_failures(&s, 1).await?;
     assert!(first < second);
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute(
+    s.as_owner(
         "CREATE FUNCTION public.swap() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN
            IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'old_public') THEN
@@ -1010,7 +950,6 @@ async fn a_relation_swapped_during_a_call_is_refused() -> Result<()> {
          CREATE TRIGGER zz_swap AFTER UPDATE ON public.venues FOR EACH ROW EXECUTE FUNCTION public.swap()",
     )
     .await?;
-    o.close().await?;
     let mut u = s.connect(&s.uploader_url).await?;
     let jobs = claim_all(&mut u).await?;
     assert_eq!(jobs.len(), 2);
@@ -1028,11 +967,7 @@ async fn a_relation_swapped_during_a_call_is_refused() -> Result<()> {
         .await
         .err()
         .context("the write-back went on with a relation it did not check")?;
-    let code = err
-        .as_database_error()
-        .and_then(|d| d.code())
-        .map(|c| c.to_string());
-    assert_eq!(code.as_deref(), Some("55000"), "{err}");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55000"), "{err}");
     u.close().await?;
     s.finish().await
 }
@@ -1050,18 +985,13 @@ async fn client_sessions_run_nothing_of_the_owner() -> Result<()> {
     use venue_images_tests::fakes::{FakeImageKit, ImageKitConfig};
     use venue_images_tests::sidecar::{self, Sidecar};
 
-    let s = Site::new("atk_clients").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("atk_clients").await?;
     let owner = s.owner.clone();
     let dbname: String = s
         .scalar("SELECT pg_catalog.current_database()::pg_catalog.text")
         .await?;
     let mut o = s.connect(&s.owner_url).await?;
-    traps::plant(&mut o, "public", &format!("ALTER ROLE {owner} SUPERUSER")).await?;
-    traps::canary(&mut o, "public").await?;
-    o.execute(format!("ALTER DATABASE {dbname} SET search_path = public, pg_catalog").as_str())
-        .await?;
-    o.close().await?;
+    hostile_search_path(&mut o, &dbname, &owner).await?;
     // A venue whose images a provider serves (the fake provider answers on loopback).
     let ik = FakeImageKit::start(ImageKitConfig::default()).await?;
     let provider = venue_images_tests::fakes::FakeProvider::start(Default::default()).await?;
@@ -1072,21 +1002,15 @@ async fn client_sessions_run_nothing_of_the_owner() -> Result<()> {
                    "error_details": {"error_type": "rate_limited"}})
         })
         .collect();
-    let mut o = s.connect(&s.owner_url).await?;
     o.execute("SET search_path = pg_catalog").await?;
-    let venue: i64 = sqlx::query_scalar(
-        "INSERT INTO public.venues (name, venue_images) VALUES ('v', $1) RETURNING id",
-    )
-    .bind(serde_json::Value::Array(images))
-    .fetch_one(&mut o)
-    .await?;
+    let venue = insert_venue(&mut o, serde_json::Value::Array(images)).await?;
     o.close().await?;
 
     let dir = std::env::temp_dir().join(format!("vi-atk-clients-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let run = |name: &str, url: &str, args: &[&str]| -> Result<()> {
         let log = dir.join(format!("{name}.log"));
-        let out = std::process::Command::new(sidecar::uploader_bin()?)
+        let out = Command::new(sidecar::uploader_bin()?)
             .args(args)
             .envs(sidecar::env(url, &ik.upload_url(), ik.private_key()))
             .stderr(std::fs::File::create(&log)?)
@@ -1195,7 +1119,7 @@ async fn client_sessions_run_nothing_of_the_owner() -> Result<()> {
     }
     dash.signal(sidecar::Signal::TERM)?;
     dash.wait_for(Duration::from_secs(15)).await?;
-    let mut su = checker(&s).await?;
+    let mut su = s.checker().await?;
     let paused: Option<String> = sqlx::query_scalar(
         "SELECT pause_reason FROM venue_images.venue_image_providers WHERE provider OPERATOR(pg_catalog.=) 'here'",
     )

@@ -147,20 +147,7 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("vi-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let env = sidecar::env(&uploader_url, &ik.upload_url(), IK_KEY);
-    let args: Vec<String> = [
-        "run",
-        "--concurrency",
-        "8",
-        "--lease-seconds",
-        "5",
-        "--poll-ms",
-        "250",
-        "--writeback-ms",
-        "50",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args: Vec<String> = sidecar::CHAOS_RUN.iter().map(|s| s.to_string()).collect();
     let mut spawned = 0usize;
     let mut spawn = |dir: &std::path::Path| -> Result<Sidecar> {
         spawned += 1;

@@ -294,6 +294,24 @@ async fn queue_by_state(pool: &PgPool) -> Result<BTreeMap<String, i64>> {
         .collect())
 }
 
+/// How many scans have run.
+async fn scans(pool: &PgPool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM venue_images.venue_image_scans")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// The whole retry queue, as text.
+async fn queue_text(pool: &PgPool) -> Result<String> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(string_agg(q::text, E'\\n' ORDER BY job_id), '') FROM venue_images.venue_image_retry_queue q",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
 /// A venue's jobs and images: what a refused action must leave as it was.
 async fn venue_state(pool: &PgPool, venue: i64) -> Result<String> {
     Ok(sqlx::query_scalar(
@@ -304,6 +322,24 @@ async fn venue_state(pool: &PgPool, venue: i64) -> Result<String> {
     .bind(venue)
     .fetch_one(pool)
     .await?)
+}
+
+/// Fails unless the answer `r` refused the request with `status` and left `venue` as it
+/// was (`before`, its [`venue_state`]).
+async fn assert_refused(
+    pool: &PgPool,
+    r: reqwest::Response,
+    status: u16,
+    venue: i64,
+    before: &str,
+) -> Result<()> {
+    assert_eq!(r.status(), status);
+    assert_eq!(
+        venue_state(pool, venue).await?,
+        before,
+        "refused requests change nothing"
+    );
+    Ok(())
 }
 
 fn fmt_pct(v: &Value) -> String {
@@ -573,29 +609,21 @@ async fn browser_walk() -> Result<()> {
         .bind(since)
         .fetch_one(&pool)
         .await?;
-        assert_eq!(
-            b.number("#rec-attempts").await?,
-            report.get::<i64, _>(0),
-            "{range}"
-        );
-        assert_eq!(
-            b.number("#rec-recovered").await?,
-            report.get::<i64, _>(1),
-            "{range}"
-        );
+        for (css, column) in [
+            ("#rec-attempts", 0),
+            ("#rec-recovered", 1),
+            ("#rec-api-calls-saved", 3),
+            ("#rec-permanent", 4),
+        ] {
+            assert_eq!(
+                b.number(css).await?,
+                report.get::<i64, _>(column),
+                "{range}: {css}"
+            );
+        }
         assert_eq!(
             b.text("#rec-success-rate").await?,
             fmt_pct(&json!(report.get::<Option<f64>, _>(2))),
-            "{range}"
-        );
-        assert_eq!(
-            b.number("#rec-api-calls-saved").await?,
-            report.get::<i64, _>(3),
-            "{range}"
-        );
-        assert_eq!(
-            b.number("#rec-permanent").await?,
-            report.get::<i64, _>(4),
             "{range}"
         );
         if *range == "30d" {
@@ -605,12 +633,7 @@ async fn browser_walk() -> Result<()> {
 
     // Venues: the high-priority list, and a search by id.
     b.visit("06-venues", &dash.url("/venues")).await?;
-    let ids: Vec<i64> = o["high_priority"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_i64().unwrap())
-        .collect();
+    let ids = db::high_priority_ids(&o);
     let mut shown = Vec::new();
     for tr in b
         .client
@@ -692,18 +715,13 @@ async fn browser_walk() -> Result<()> {
     let before = venue_state(&pool, venue_a).await?;
     let path = dash.url(&format!("/venues/{venue_a}/force-retry"));
     let r = client.post(&path).form(&[("csrf", "0")]).send().await?;
-    assert_eq!(r.status(), 401);
+    assert_refused(&pool, r, 401, venue_a, &before).await?;
     let r = client
         .post(&path)
         .bearer_auth("dashboard-test-admin-token-WRONG")
         .send()
         .await?;
-    assert_eq!(r.status(), 403);
-    assert_eq!(
-        venue_state(&pool, venue_a).await?,
-        before,
-        "refused requests change nothing"
-    );
+    assert_refused(&pool, r, 403, venue_a, &before).await?;
 
     // Log in through the form: a wrong token first.
     b.client
@@ -765,12 +783,7 @@ async fn browser_walk() -> Result<()> {
         .form(&[("csrf", "f".repeat(64))])
         .send()
         .await?;
-    assert_eq!(r.status(), 403);
-    assert_eq!(
-        venue_state(&pool, venue_a).await?,
-        before,
-        "refused requests change nothing"
-    );
+    assert_refused(&pool, r, 403, venue_a, &before).await?;
 
     // With the token, through the UI: the venue's failed images are due.
     b.submit("", &format!("/venues/{venue_a}/force-retry"))
@@ -868,17 +881,11 @@ async fn browser_walk() -> Result<()> {
     .fetch_optional(&pool)
     .await?;
     assert_eq!(still, None);
-    let scans: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_images.venue_image_scans")
-        .fetch_one(&pool)
-        .await?;
+    let scans_before = scans(&pool).await?;
     b.submit("", "/scan").await?;
     assert!(b.text(".notice-ok").await?.starts_with("Scan done"));
     b.check("16-overview-after-scan").await?;
-    let scans_after: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM venue_images.venue_image_scans")
-            .fetch_one(&pool)
-            .await?;
-    assert_eq!(scans_after, scans + 1);
+    assert_eq!(scans(&pool).await?, scans_before + 1);
 
     // Purge the planted venue's permanently failed image (it stays, redacted, in the log).
     b.client
@@ -986,17 +993,7 @@ async fn browser_walk() -> Result<()> {
 
 #[tokio::test]
 async fn read_only_without_a_token_file() -> Result<()> {
-    let db = TestDb::new("dashro").await?;
-    db::seed(
-        &db.url,
-        &Shape {
-            venues: 60,
-            seed: 5,
-            ..Shape::default()
-        },
-        false,
-    )
-    .await?;
+    let db = TestDb::seeded("dashro", 60, 5).await?;
     sqlx::query("SELECT * FROM venue_images.venue_image_cleanup_scan()")
         .execute(&db.pool)
         .await?;
@@ -1004,22 +1001,17 @@ async fn read_only_without_a_token_file() -> Result<()> {
     let reader = db.login_url("venue_image_reader").await?;
     let dash = Dashboard::start(&dir.0, "dashboard", &reader, None).await?;
     let client = http();
-    for path in [
+    let pages = [
         "/",
         "/failures",
         "/recovery?range=7d",
         "/venues",
         "/venues/1",
-        "/login",
-    ] {
+    ];
+    for path in pages {
         let r = client.get(dash.url(path)).send().await?;
-        let status = r.status();
+        assert_eq!(r.status(), 200, "{path}");
         let html = r.text().await?;
-        if path == "/login" {
-            assert_eq!(status, 403, "nothing to log in to");
-            continue;
-        }
-        assert_eq!(status, 200, "{path}");
         assert!(
             !html.contains("<form class=\"action\""),
             "{path} has an action form"
@@ -1027,14 +1019,9 @@ async fn read_only_without_a_token_file() -> Result<()> {
         assert!(!html.contains("/login"), "{path} offers a login");
         assert!(html.contains("read-only"), "{path}");
     }
-    let scans: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_images.venue_image_scans")
-        .fetch_one(&db.pool)
-        .await?;
-    let jobs = sqlx::query_scalar::<_, String>(
-        "SELECT coalesce(string_agg(q::text, E'\\n' ORDER BY job_id), '') FROM venue_images.venue_image_retry_queue q",
-    )
-    .fetch_one(&db.pool)
-    .await?;
+    let login = client.get(dash.url("/login")).send().await?;
+    assert_eq!(login.status(), 403, "nothing to log in to");
+    let before = (scans(&db.pool).await?, queue_text(&db.pool).await?);
     for path in [
         "/scan",
         "/venues/1/force-retry",
@@ -1049,16 +1036,11 @@ async fn read_only_without_a_token_file() -> Result<()> {
             .await?;
         assert_eq!(r.status(), 403, "{path}");
     }
-    let scans_after: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM venue_images.venue_image_scans")
-            .fetch_one(&db.pool)
-            .await?;
-    let jobs_after = sqlx::query_scalar::<_, String>(
-        "SELECT coalesce(string_agg(q::text, E'\\n' ORDER BY job_id), '') FROM venue_images.venue_image_retry_queue q",
-    )
-    .fetch_one(&db.pool)
-    .await?;
-    assert_eq!((scans_after, jobs_after), (scans, jobs));
+    assert_eq!(
+        (scans(&db.pool).await?, queue_text(&db.pool).await?),
+        before,
+        "refused actions change nothing"
+    );
     let health = client.get(dash.url("/healthz")).send().await?;
     assert_eq!(health.status(), 200);
     drop(dash);

@@ -52,13 +52,7 @@ impl Backlog {
         db.set_default("venue_images.retry_base_seconds", "1")
             .await?;
         db.unlimited_rates().await?;
-        sqlx::query(
-            "INSERT INTO venue_images.venue_image_providers (provider, last_success_at)
-             SELECT p, now() FROM unnest(ARRAY['*', 'google_places', 'foursquare', 'here', 'unsplash']) p
-             ON CONFLICT (provider) DO UPDATE SET last_success_at = now()",
-        )
-        .execute(&db.pool)
-        .await?;
+        db.providers_healthy().await?;
         let uploader_url = db.login_url("venue_image_uploader").await?;
         let ik = FakeImageKit::start(ImageKitConfig {
             private_key: IK_KEY.into(),

@@ -53,6 +53,13 @@ struct Pooled {
 }
 
 impl Pooled {
+    /// Stops PgBouncer, then the world (its uploaders, fakes and database).
+    async fn finish(self) -> Result<()> {
+        let Pooled { w, bouncer, .. } = self;
+        drop(bouncer);
+        w.finish().await
+    }
+
     async fn new(tag: &str, provider: ProviderConfig) -> Result<Pooled> {
         Pooled::with(tag, provider, false).await
     }
@@ -415,9 +422,7 @@ async fn end_to_end_through_pgbouncer_in_transaction_mode() -> Result<()> {
     assert!(!check.1.contains("FAIL"), "{}", check.1);
 
     p.assert_no_session_state().await?;
-    let Pooled { w, bouncer, .. } = p;
-    drop(bouncer);
-    w.finish().await
+    p.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -588,9 +593,7 @@ async fn dashboard_and_an_admin_action_through_pgbouncer() -> Result<()> {
     dash.kill()?;
 
     p.assert_no_session_state().await?;
-    let Pooled { w, bouncer, .. } = p;
-    drop(bouncer);
-    w.finish().await
+    p.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -641,19 +644,7 @@ async fn a_short_chaos_run_through_pgbouncer() -> Result<()> {
             .collect();
         venues.push((w.insert_venue(&format!("pgbc-{v}"), &images).await?, routes));
     }
-    let args = [
-        "run",
-        "--concurrency",
-        "8",
-        "--lease-seconds",
-        "5",
-        "--poll-ms",
-        "250",
-        "--writeback-ms",
-        "50",
-        "--scan-schedule",
-        "off",
-    ];
+    let args = [&sidecar::CHAOS_RUN[..], &["--scan-schedule", "off"]].concat();
     let mut spawned = 0;
     let mut spawn = |p: &Pooled| {
         spawned += 1;
@@ -687,9 +678,7 @@ async fn a_short_chaos_run_through_pgbouncer() -> Result<()> {
     }
     assert!(!w.logs().contains("panicked"), "an uploader panicked");
     p.assert_no_session_state().await?;
-    let Pooled { w, bouncer, .. } = p;
-    drop(bouncer);
-    w.finish().await
+    p.finish().await
 }
 
 /// The start-up probe (`db::ops::encrypted`, run by every command on a connection of its
@@ -706,9 +695,7 @@ async fn the_start_up_probe_keeps_to_one_server_connection() -> Result<()> {
     let p = Pooled::with("pgbprobe", ProviderConfig::default(), true).await?;
     if p.server_log.is_none() {
         eprintln!("the server's log cannot be read here: skipped");
-        let Pooled { w, bouncer, .. } = p;
-        drop(bouncer);
-        return w.finish().await;
+        return p.finish().await;
     }
     // Three idle server connections in the uploader login's pool.
     let opts = p.bouncer.options(&p.w.uploader_url)?;
@@ -732,7 +719,5 @@ async fn the_start_up_probe_keeps_to_one_server_connection() -> Result<()> {
         "the server's log, after `stats` and `check` through PgBouncer:\n{}",
         errors.join("\n")
     );
-    let Pooled { w, bouncer, .. } = p;
-    drop(bouncer);
-    w.finish().await
+    p.finish().await
 }

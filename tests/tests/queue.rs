@@ -7,8 +7,10 @@
 use anyhow::Result;
 use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use std::collections::HashSet;
+use std::future::Future;
 use std::time::Duration;
-use venue_images_tests::db::TestDb;
+use venue_images_tests::db::{self, sqlstate, TestDb};
+use venue_images_tests::site::one;
 
 const G: &str = "https://maps.googleapis.com/maps/api/place/photo?maxwidth=1600&photo_reference=REF{}&key=SECRETKEY";
 
@@ -37,14 +39,63 @@ async fn queued(t: &TestDb, venues: usize, per_venue: usize, provider: &str) -> 
     Ok(())
 }
 
-async fn unlimited(pool: &PgPool) -> Result<()> {
-    for p in ["google_places", "foursquare", "here", "*"] {
-        sqlx::query("SELECT venue_images.venue_image_set_provider_rate($1, 'Infinity')")
-            .bind(p)
-            .execute(pool)
-            .await?;
+/// A database with [`queued`]'s venues and every provider unpaced.
+async fn unpaced_backlog(
+    tag: &str,
+    venues: usize,
+    per_venue: usize,
+    provider: &str,
+) -> Result<TestDb> {
+    let t = TestDb::new(tag).await?;
+    queued(&t, venues, per_venue, provider).await?;
+    t.unlimited_rates().await?;
+    Ok(t)
+}
+
+/// An [`unpaced_backlog`] of images of `here`, all claimed by one worker: the database,
+/// the worker's connection and its claims.
+async fn claimed_backlog(
+    tag: &str,
+    venues: usize,
+    per_venue: usize,
+) -> Result<(TestDb, PgConnection, Vec<Claim>)> {
+    let t = unpaced_backlog(tag, venues, per_venue, "here").await?;
+    let mut c = PgConnection::connect(&t.url).await?;
+    let n = venues * per_venue;
+    let jobs = claim(&mut c, "w", n as i32, 60).await?;
+    assert_eq!(jobs.len(), n, "every image is claimed");
+    Ok((t, c, jobs))
+}
+
+/// Runs `work` in `n` concurrent tasks, each given its number and a connection of its
+/// own to `url`; returns what each returned, in order.
+async fn workers<T, F, Fut>(url: &str, n: i64, work: F) -> Result<Vec<T>>
+where
+    F: Fn(i64, PgConnection) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T>> + Send,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|w| {
+            let (url, work) = (url.to_string(), work.clone());
+            tokio::spawn(async move { work(w, PgConnection::connect(&url).await?).await })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for task in tasks {
+        done.push(task.await??);
     }
-    Ok(())
+    Ok(done)
+}
+
+/// Fails unless `result` (of `what`) is a database error with one of these SQLSTATEs.
+fn assert_fails_with<T: std::fmt::Debug>(result: sqlx::Result<T>, codes: &[&str], what: &str) {
+    let err = result.expect_err(what);
+    let code = sqlstate(&err);
+    assert!(
+        codes.contains(&code.as_deref().unwrap_or_default()),
+        "{what}: {err}"
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -119,36 +170,25 @@ async fn element(pool: &PgPool, venue_id: i64, url: &str) -> Result<serde_json::
 
 #[tokio::test]
 async fn concurrent_claimers_never_share_an_image() -> Result<()> {
-    let t = TestDb::new("claimers").await?;
-    queued(&t, 40, 10, "google_places").await?;
-    unlimited(&t.pool).await?;
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
-        .fetch_one(&t.pool)
-        .await?;
+    let t = unpaced_backlog("claimers", 40, 10, "google_places").await?;
+    let queued: i64 = t.scalar("SELECT count(*) FROM venue_image_jobs").await?;
     assert_eq!(
         queued, 400,
         "the trigger queued every new transient failure"
     );
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let url = t.url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = PgConnection::connect(&url).await?;
-            let mut mine = Vec::new();
-            loop {
-                let got = claim(&mut conn, &format!("w{w}"), 7, 300).await?;
-                if got.is_empty() {
-                    break;
-                }
-                mine.extend(got.into_iter().map(|c| c.job_id));
+    let all: Vec<i64> = workers(&t.url, 8, |w, mut conn| async move {
+        let mut mine = Vec::new();
+        loop {
+            let got = claim(&mut conn, &format!("w{w}"), 7, 300).await?;
+            if got.is_empty() {
+                break;
             }
-            anyhow::Ok(mine)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
+            mine.extend(got.into_iter().map(|c| c.job_id));
+        }
+        Ok(mine)
+    })
+    .await?
+    .concat();
     let unique: HashSet<i64> = all.iter().copied().collect();
     assert_eq!(
         all.len(),
@@ -161,9 +201,7 @@ async fn concurrent_claimers_never_share_an_image() -> Result<()> {
 
 #[tokio::test]
 async fn stale_tokens_are_refused_after_expiry_and_reclaim() -> Result<()> {
-    let t = TestDb::new("stale").await?;
-    queued(&t, 1, 1, "here").await?;
-    unlimited(&t.pool).await?;
+    let t = unpaced_backlog("stale", 1, 1, "here").await?;
     let mut a = PgConnection::connect(&t.url).await?;
     let mut b = PgConnection::connect(&t.url).await?;
     let first = claim(&mut a, "a", 1, 1).await?.remove(0);
@@ -206,12 +244,7 @@ async fn stale_tokens_are_refused_after_expiry_and_reclaim() -> Result<()> {
 
 #[tokio::test]
 async fn application_writes_during_write_back_are_never_lost() -> Result<()> {
-    let t = TestDb::new("appwrites").await?;
-    queued(&t, 1, 3, "here").await?;
-    unlimited(&t.pool).await?;
-    let mut worker = PgConnection::connect(&t.url).await?;
-    let jobs = claim(&mut worker, "w", 3, 60).await?;
-    assert_eq!(jobs.len(), 3);
+    let (t, mut worker, jobs) = claimed_backlog("appwrites", 1, 3).await?;
     let venue = jobs[0].venue_id;
 
     // The application appends an image and renames the venue inside a transaction that
@@ -286,23 +319,17 @@ async fn application_writes_during_write_back_are_never_lost() -> Result<()> {
         );
         assert!(e.get("error_details").is_none());
     }
-    let superseded: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM venue_image_attempts WHERE outcome = 'superseded'",
-    )
-    .fetch_one(&t.pool)
-    .await?;
+    let superseded: i64 = t
+        .scalar("SELECT count(*) FROM venue_image_attempts WHERE outcome = 'superseded'")
+        .await?;
     assert_eq!(superseded, 1);
     t.drop().await
 }
 
 #[tokio::test]
 async fn retry_cap_and_permanent_errors() -> Result<()> {
-    let t = TestDb::new("cap").await?;
-    queued(&t, 1, 2, "here").await?;
-    unlimited(&t.pool).await?;
-    let mut c = PgConnection::connect(&t.url).await?;
+    let (t, mut c, jobs) = claimed_backlog("cap", 1, 2).await?;
     c.execute("SET venue_images.retry_base_seconds = 0").await?;
-    let jobs = claim(&mut c, "w", 2, 60).await?;
     let (transient, permanent) = (&jobs[0], &jobs[1]);
     // A permanent error finalises at once.
     assert_eq!(
@@ -329,63 +356,50 @@ async fn retry_cap_and_permanent_errors() -> Result<()> {
     assert_eq!(e["retry_count"], 3);
     assert_eq!(e["upload_status"], "permanently_failed");
     // The key of the provider URL never reaches the queue's own tables.
-    let leaked: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM venue_image_attempts a WHERE a::text LIKE '%SECRETKEY%')
+    let leaked: i64 = t
+        .scalar(
+            "SELECT (SELECT count(*) FROM venue_image_attempts a WHERE a::text LIKE '%SECRETKEY%')
               + (SELECT count(*) FROM venue_image_jobs j WHERE j::text LIKE '%SECRETKEY%')
               + (SELECT count(*) FROM venues v, jsonb_array_elements(v.venue_images) e
                   WHERE (e->'error_details')::text LIKE '%SECRETKEY%')",
-    )
-    .fetch_one(&t.pool)
-    .await?;
+        )
+        .await?;
     assert_eq!(leaked, 0);
     assert!(
         claim(&mut c, "w", 5, 60).await?.is_empty(),
         "nothing left to retry"
     );
-    let over: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM venues v, jsonb_array_elements(v.venue_images) e WHERE (e->>'retry_count')::int > 3",
-    )
-    .fetch_one(&t.pool)
-    .await?;
+    let over: i64 = t.scalar("SELECT count(*) FROM venues v, jsonb_array_elements(v.venue_images) e WHERE (e->>'retry_count')::int > 3").await?;
     assert_eq!(over, 0);
     t.drop().await
 }
 
 #[tokio::test]
 async fn retry_count_never_exceeds_the_maximum_under_contention() -> Result<()> {
-    let t = TestDb::new("contention").await?;
-    queued(&t, 10, 5, "foursquare").await?;
-    unlimited(&t.pool).await?;
-    let mut tasks = Vec::new();
-    for w in 0..6 {
-        let url = t.url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = PgConnection::connect(&url).await?;
-            conn.execute("SET venue_images.retry_base_seconds = 0")
-                .await?;
-            let mut idle = 0;
-            while idle < 5 {
-                let got = claim(&mut conn, &format!("w{w}"), 3, 1).await?;
-                if got.is_empty() {
-                    idle += 1;
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    continue;
-                }
-                idle = 0;
-                for (i, c) in got.iter().enumerate() {
-                    // Some leases run out before the outcome is written.
-                    if (c.job_id + i as i64 + w) % 7 == 0 {
-                        tokio::time::sleep(Duration::from_millis(1_100)).await;
-                    }
-                    let _ = failure(&mut conn, c, "gateway_timeout").await?;
-                }
+    let t = unpaced_backlog("contention", 10, 5, "foursquare").await?;
+    workers(&t.url, 6, |w, mut conn| async move {
+        conn.execute("SET venue_images.retry_base_seconds = 0")
+            .await?;
+        let mut idle = 0;
+        while idle < 5 {
+            let got = claim(&mut conn, &format!("w{w}"), 3, 1).await?;
+            if got.is_empty() {
+                idle += 1;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                continue;
             }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
+            idle = 0;
+            for (i, c) in got.iter().enumerate() {
+                // Some leases run out before the outcome is written.
+                if (c.job_id + i as i64 + w) % 7 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1_100)).await;
+                }
+                let _ = failure(&mut conn, c, "gateway_timeout").await?;
+            }
+        }
+        Ok(())
+    })
+    .await?;
     let (max, n, perm): (i32, i64, i64) = sqlx::query_as(
         "SELECT max((e->>'retry_count')::int), count(*), count(*) FILTER (WHERE e->>'upload_status' = 'permanently_failed')
            FROM venues v, jsonb_array_elements(v.venue_images) e",
@@ -395,11 +409,7 @@ async fn retry_count_never_exceeds_the_maximum_under_contention() -> Result<()> 
     assert_eq!(n, 50, "images lost");
     assert_eq!(max, 3);
     assert_eq!(perm, 50);
-    let attempts: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM venue_image_attempts WHERE outcome IN ('failed', 'permanently_failed')",
-    )
-    .fetch_one(&t.pool)
-    .await?;
+    let attempts: i64 = t.scalar("SELECT count(*) FROM venue_image_attempts WHERE outcome IN ('failed', 'permanently_failed')").await?;
     assert_eq!(
         attempts, 150,
         "exactly max_retries attempts per image were recorded"
@@ -413,32 +423,24 @@ async fn pacing_and_pauses_hold_across_workers() -> Result<()> {
     queued(&t, 4, 10, "google_places").await?;
     // google_places: 2 per second by default. Four workers claim at once; their slots
     // together must be half a second apart.
-    let mut tasks = Vec::new();
-    for w in 0..4 {
-        let url = t.url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = PgConnection::connect(&url).await?;
-            // A claimer that meets a provider being paced by another one skips it (it
-            // never waits), so each worker retries until it has its share.
-            let mut mine = Vec::new();
-            for _ in 0..200 {
-                let want = 5 - mine.len() as i32;
-                if want == 0 {
-                    break;
-                }
-                mine.extend(claim(&mut conn, &format!("w{w}"), want, 20).await?);
+    let mut slots: Vec<f64> = workers(&t.url, 4, |w, mut conn| async move {
+        // A claimer that meets a provider being paced by another one skips it (it never
+        // waits), so each worker retries until it has its share.
+        let mut mine = Vec::new();
+        for _ in 0..200 {
+            let want = 5 - mine.len() as i32;
+            if want == 0 {
+                break;
             }
-            anyhow::Ok(
-                mine.into_iter()
-                    .map(|c| c.not_before_ms)
-                    .collect::<Vec<_>>(),
-            )
-        }));
-    }
-    let mut slots = Vec::new();
-    for task in tasks {
-        slots.extend(task.await??);
-    }
+            mine.extend(claim(&mut conn, &format!("w{w}"), want, 20).await?);
+        }
+        Ok(mine
+            .into_iter()
+            .map(|c| c.not_before_ms)
+            .collect::<Vec<_>>())
+    })
+    .await?
+    .concat();
     slots.sort_by(f64::total_cmp);
     assert_eq!(slots.len(), 20);
     for w in slots.windows(2) {
@@ -446,30 +448,25 @@ async fn pacing_and_pauses_hold_across_workers() -> Result<()> {
     }
     // A paused provider is skipped by everyone, and '*' pauses all.
     let mut c = PgConnection::connect(&t.url).await?;
-    sqlx::query("SELECT venue_images.venue_image_set_provider_rate('google_places', 'Infinity')")
-        .execute(&mut c)
-        .await?;
-    sqlx::query("SELECT venue_image_pause_provider('google_places', now() + interval '1 hour', '429 storm')")
-        .execute(&mut c)
-        .await?;
+    c.execute(
+        "SELECT venue_images.venue_image_set_provider_rate('google_places', 'Infinity');
+         SELECT venue_image_pause_provider('google_places', now() + interval '1 hour', '429 storm')",
+    )
+    .await?;
     assert!(claim(&mut c, "w", 10, 60).await?.is_empty());
-    let state: String = sqlx::query_scalar(
+    let state: String = one(
+        &mut c,
         "SELECT state FROM venue_image_retry_queue WHERE leased_by IS NULL LIMIT 1",
     )
-    .fetch_one(&mut c)
     .await?;
     assert_eq!(state, "paused");
-    sqlx::query("UPDATE venue_image_providers SET paused_until = NULL")
-        .execute(&mut c)
-        .await?;
-    sqlx::query(
-        "SELECT venue_image_pause_provider('*', now() + interval '1 hour', 'imagekit 429')",
+    c.execute(
+        "UPDATE venue_image_providers SET paused_until = NULL;
+         SELECT venue_image_pause_provider('*', now() + interval '1 hour', 'imagekit 429')",
     )
-    .execute(&mut c)
     .await?;
     assert!(claim(&mut c, "w", 10, 60).await?.is_empty());
-    sqlx::query("UPDATE venue_image_providers SET paused_until = NULL")
-        .execute(&mut c)
+    c.execute("UPDATE venue_image_providers SET paused_until = NULL")
         .await?;
     assert_eq!(claim(&mut c, "w", 10, 60).await?.len(), 10);
     t.drop().await
@@ -477,9 +474,7 @@ async fn pacing_and_pauses_hold_across_workers() -> Result<()> {
 
 #[tokio::test]
 async fn the_uploader_role_can_run_a_cycle_but_not_update_venues() -> Result<()> {
-    let t = TestDb::new("role").await?;
-    queued(&t, 1, 2, "here").await?;
-    unlimited(&t.pool).await?;
+    let t = unpaced_backlog("role", 1, 2, "here").await?;
     let login = format!("vi_uploader_{}", std::process::id());
     t.pool
         .execute(
@@ -489,9 +484,7 @@ async fn the_uploader_role_can_run_a_cycle_but_not_update_venues() -> Result<()>
             .as_str(),
         )
         .await?;
-    let mut u = url::Url::parse(&t.url)?;
-    u.set_username(&login).unwrap();
-    let mut c = PgConnection::connect(u.as_str()).await?;
+    let mut c = PgConnection::connect(&db::with_user(&t.url, &login)?).await?;
     let jobs = claim(&mut c, "restricted", 2, 60).await?;
     assert_eq!(jobs.len(), 2);
     assert!(success(&mut c, &jobs[0]).await?);
@@ -499,18 +492,14 @@ async fn the_uploader_role_can_run_a_cycle_but_not_update_venues() -> Result<()>
         failure(&mut c, &jobs[1], "bad_gateway").await?.as_deref(),
         Some("failed")
     );
-    sqlx::query("SELECT venue_image_pause_provider('here', now(), 'test')")
-        .execute(&mut c)
-        .await?;
-    sqlx::query("SELECT venue_image_enqueue_venue(1)")
-        .execute(&mut c)
-        .await?;
-    sqlx::query("SELECT * FROM venue_image_cleanup_scan()")
-        .execute(&mut c)
-        .await?;
-    sqlx::query("SELECT count(*) FROM venue_image_retry_queue")
-        .execute(&mut c)
-        .await?;
+    for allowed in [
+        "SELECT venue_image_pause_provider('here', now(), 'test')",
+        "SELECT venue_image_enqueue_venue(1)",
+        "SELECT * FROM venue_image_cleanup_scan()",
+        "SELECT count(*) FROM venue_image_retry_queue",
+    ] {
+        c.execute(allowed).await?;
+    }
     for denied in [
         "UPDATE venues SET name = 'x'",
         "SELECT * FROM venues",
@@ -522,12 +511,7 @@ async fn the_uploader_role_can_run_a_cycle_but_not_update_venues() -> Result<()>
         "SELECT venue_images.venue_image_prune_attempts('1 second')",
         "SET venue_images.max_retries = 1000",
     ] {
-        let err = c.execute(denied).await.expect_err(denied);
-        let code = err
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.to_string());
-        assert_eq!(code.as_deref(), Some("42501"), "{denied}: {err}");
+        assert_fails_with(c.execute(denied).await, &["42501"], denied);
     }
     c.close().await?;
     t.pool
@@ -625,7 +609,7 @@ async fn scan_finalises_and_queues_per_the_decision_matrix() -> Result<()> {
 async fn manual_review_force_retry_and_purge() -> Result<()> {
     let t = TestDb::new("review").await?;
     let mut c = PgConnection::connect(&t.url).await?;
-    unlimited(&t.pool).await?;
+    t.unlimited_rates().await?;
     let id: i64 = sqlx::query_scalar(
         r#"INSERT INTO venues (name, venue_images) VALUES ('v', '[
              {"provider":"here","provider_url":"https://p/a","upload_status":"permanently_failed","retry_count":3,"error_details":{"error_type":"rate_limited"},"keep":1},
@@ -663,10 +647,11 @@ async fn manual_review_force_retry_and_purge() -> Result<()> {
             .fetch_one(&mut c)
             .await?;
     assert_eq!(left, 2);
-    let logged: serde_json::Value =
-        sqlx::query_scalar("SELECT detail FROM venue_image_attempts WHERE outcome = 'purged'")
-            .fetch_one(&mut c)
-            .await?;
+    let logged: serde_json::Value = one(
+        &mut c,
+        "SELECT detail FROM venue_image_attempts WHERE outcome = 'purged'",
+    )
+    .await?;
     assert_eq!(logged["provider_url"], "https://p/b");
     assert_eq!(logged["error_details"]["error_type"], "not_found");
     t.drop().await
@@ -714,31 +699,17 @@ async fn bad_arguments_get_sqlstates() -> Result<()> {
             "22023",
         ),
     ] {
-        let err = c.execute(sql).await.expect_err(sql);
-        let got = err
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.to_string());
-        assert_eq!(got.as_deref(), Some(code), "{sql}: {err}");
+        assert_fails_with(c.execute(sql).await, &[code], sql);
     }
     // Unknown jobs and tokens are simply refused.
-    let ok: bool = sqlx::query_scalar(
-        "SELECT venue_image_record_success(424242, gen_random_uuid(), 'https://ik.imagekit.io/x/u.jpg', '/p/u.jpg')",
-    )
-    .fetch_one(&mut c)
-    .await?;
+    let ok: bool = one(&mut c, "SELECT venue_image_record_success(424242, gen_random_uuid(), 'https://ik.imagekit.io/x/u.jpg', '/p/u.jpg')").await?;
     assert!(!ok);
     t.drop().await
 }
 
 #[tokio::test]
 async fn batch_write_back_records_each_outcome_with_one_rewrite_per_venue() -> Result<()> {
-    let t = TestDb::new("batch").await?;
-    queued(&t, 2, 3, "here").await?;
-    unlimited(&t.pool).await?;
-    let mut c = PgConnection::connect(&t.url).await?;
-    let jobs = claim(&mut c, "w", 6, 60).await?;
-    assert_eq!(jobs.len(), 6);
+    let (t, mut c, jobs) = claimed_backlog("batch", 2, 3).await?;
     let mut results = Vec::new();
     for (i, j) in jobs.iter().enumerate() {
         results.push(match i % 3 {
@@ -765,10 +736,10 @@ async fn batch_write_back_records_each_outcome_with_one_rewrite_per_venue() -> R
             .bind(serde_json::Value::Array(results))
             .fetch_all(&mut c)
             .await?;
-    let updates: i64 = sqlx::query_scalar(
+    let updates: i64 = one(
+        &mut c,
         "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'venues'",
     )
-    .fetch_one(&mut c)
     .await?;
     c.execute("COMMIT").await?;
     assert_eq!(updates - before, 2, "one rewrite per venue");
@@ -798,19 +769,11 @@ async fn batch_write_back_records_each_outcome_with_one_rewrite_per_venue() -> R
         r#"[{"job_id":1}]"#,
         r#"[{"job_id":"x","lease_token":"00000000-0000-0000-0000-000000000000"}]"#,
     ] {
-        let err = sqlx::query("SELECT * FROM venue_image_record_results($1::jsonb)")
+        let result = sqlx::query("SELECT * FROM venue_image_record_results($1::jsonb)")
             .bind(bad)
             .execute(&mut c)
-            .await
-            .expect_err(bad);
-        let code = err
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.to_string());
-        assert!(
-            matches!(code.as_deref(), Some("22023") | Some("22004")),
-            "{bad}: {err}"
-        );
+            .await;
+        assert_fails_with(result, &["22023", "22004"], bad);
     }
     t.drop().await
 }
@@ -838,7 +801,7 @@ async fn attempt_all(
 #[tokio::test]
 async fn the_weekly_report_figures_are_what_the_readme_says() -> Result<()> {
     let t = TestDb::new("report").await?;
-    unlimited(&t.pool).await?;
+    t.unlimited_rates().await?;
     let mut c = PgConnection::connect(&t.url).await?;
     c.execute("SET venue_images.retry_base_seconds = 0").await?;
     let img = |p: &str, u: &str, et: &str| {
@@ -915,10 +878,10 @@ async fn the_weekly_report_figures_are_what_the_readme_says() -> Result<()> {
         (3, 2, 1)
     );
     // The window: nothing before now - since.
-    let none: i64 = sqlx::query_scalar(
+    let none: i64 = one(
+        &mut c,
         "SELECT attempts FROM venue_image_retry_report('0 seconds') WHERE provider IS NULL",
     )
-    .fetch_one(&mut c)
     .await?;
     assert_eq!(none, 0);
     // The timeline adds up to the report.
@@ -937,14 +900,6 @@ async fn the_weekly_report_figures_are_what_the_readme_says() -> Result<()> {
 fn arrays(n: usize, seed: u64) -> Vec<serde_json::Value> {
     use serde_json::json;
     let mut rng = venue_images_tests::dataset::Rng::new(seed);
-    let statuses = [
-        "failed",
-        "failed",
-        "failed",
-        "permanently_failed",
-        "uploaded",
-        "skipped_dev",
-    ];
     let types = [
         "rate_limited",
         "server_error",
@@ -968,10 +923,14 @@ fn arrays(n: usize, seed: u64) -> Vec<serde_json::Value> {
             let items: Vec<serde_json::Value> = (0..len)
                 .map(|_| {
                     let mut o = serde_json::Map::new();
-                    o.insert(
-                        "upload_status".into(),
-                        json!(statuses[rng.below(6) as usize]),
-                    );
+                    // Half of the images failed.
+                    let status = match rng.below(6) {
+                        0..=2 => "failed",
+                        3 => "permanently_failed",
+                        4 => "uploaded",
+                        _ => "skipped_dev",
+                    };
+                    o.insert("upload_status".into(), json!(status));
                     let u = format!("https://p.example/{}.jpg", rng.below(4));
                     match rng.below(4) {
                         0 => {}
@@ -1050,9 +1009,7 @@ async fn counts_agree_across_summary_summary_stats_enqueue_and_the_scan() -> Res
         plans.iter().map(|p| p.skipped.len() as i64).sum::<i64>()
     );
     assert_eq!(scan.get::<i64, _>("errors"), 0);
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
-        .fetch_one(&mut c)
-        .await?;
+    let jobs: i64 = one(&mut c, "SELECT count(*) FROM venue_image_jobs").await?;
     assert_eq!(
         jobs,
         plans.iter().map(|p| p.queue.len() as i64).sum::<i64>()
@@ -1078,15 +1035,14 @@ async fn counts_agree_across_summary_summary_stats_enqueue_and_the_scan() -> Res
             assert_eq!(enq, retryable, "{a}");
         }
     }
-    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM venue_image_jobs")
-        .fetch_one(&mut c)
-        .await?;
+    let again: i64 = one(&mut c, "SELECT count(*) FROM venue_image_jobs").await?;
     assert_eq!(again, jobs, "enqueue finds exactly what the scan queued");
     // The table's figures agree with the arrays.
-    let failed: i64 =
-        sqlx::query_scalar("SELECT total_failed_images FROM venue_image_summary_stats()")
-            .fetch_one(&mut c)
-            .await?;
+    let failed: i64 = one(
+        &mut c,
+        "SELECT total_failed_images FROM venue_image_summary_stats()",
+    )
+    .await?;
     assert_eq!(failed, plans.iter().map(|p| p.failures as i64).sum::<i64>());
     c.close().await?;
     t.drop().await
@@ -1095,48 +1051,37 @@ async fn counts_agree_across_summary_summary_stats_enqueue_and_the_scan() -> Res
 #[tokio::test]
 async fn the_overview_is_the_three_analytics_in_one_scan() -> Result<()> {
     let t = TestDb::new("overview").await?;
-    let mut c = PgConnection::connect(&t.url).await?;
     for v in arrays(120, 7) {
         sqlx::query("INSERT INTO venues (name, venue_images) VALUES ('o', $1)")
             .bind(v)
-            .execute(&mut c)
+            .execute(&t.pool)
             .await?;
     }
-    let o: serde_json::Value = sqlx::query_scalar("SELECT venue_image_overview(10)")
-        .fetch_one(&mut c)
-        .await?;
+    let o: serde_json::Value = t.scalar("SELECT venue_image_overview(10)").await?;
     let (venues, failed): (i64, i64) = sqlx::query_as(
         "SELECT total_venues_with_failures, total_failed_images FROM venue_image_summary_stats()",
     )
-    .fetch_one(&mut c)
+    .fetch_one(&t.pool)
     .await?;
     assert_eq!(o["stats"]["venues_with_failures"], venues);
     assert_eq!(o["stats"]["failed_images"], failed);
-    let breakdown: serde_json::Value = sqlx::query_scalar(
-        "SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') FROM venue_image_failure_breakdown() b",
-    )
-    .fetch_one(&mut c)
-    .await?;
+    let breakdown: serde_json::Value = t
+        .scalar(
+            "SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') FROM venue_image_failure_breakdown() b",
+        )
+        .await?;
     assert_eq!(o["stats"]["breakdown"], breakdown);
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM venue_image_high_priority_venues(10)")
-        .fetch_all(&mut c)
+        .fetch_all(&t.pool)
         .await?;
-    let got: Vec<i64> = o["high_priority"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(got, ids);
-    c.close().await?;
+    assert_eq!(db::high_priority_ids(&o), ids);
     t.drop().await
 }
 
 #[tokio::test]
 async fn force_retry_of_one_image_by_its_index() -> Result<()> {
     let t = TestDb::new("force_index").await?;
-    let mut c = PgConnection::connect(&t.url).await?;
-    c.execute(
+    t.pool.execute(
         r#"INSERT INTO venues (name, venue_images) VALUES ('f', '[
              {"provider":"here","provider_url":"https://p/a","upload_status":"permanently_failed","error_details":{"error_type":"not_found"}},
              {"provider":"here","provider_url":"https://p/b","upload_status":"uploaded"},
@@ -1146,19 +1091,18 @@ async fn force_retry_of_one_image_by_its_index() -> Result<()> {
     for (index, queued) in [(1, 0), (5, 0), (-1, 0), (2, 1), (0, 1)] {
         let n: i32 = sqlx::query_scalar("SELECT venue_image_force_retry_image(1, $1)")
             .bind(index)
-            .fetch_one(&mut c)
+            .fetch_one(&t.pool)
             .await?;
         assert_eq!(n, queued, "index {index}");
     }
     let urls: Vec<String> = sqlx::query_scalar(
         "SELECT provider_url FROM venue_image_jobs WHERE forced ORDER BY provider_url",
     )
-    .fetch_all(&mut c)
+    .fetch_all(&t.pool)
     .await?;
     assert_eq!(
         urls,
         vec!["https://p/a".to_string(), "https://p/c".to_string()]
     );
-    c.close().await?;
     t.drop().await
 }

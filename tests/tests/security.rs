@@ -14,15 +14,14 @@ use std::time::Duration;
 use venue_images_tests::db;
 use venue_images_tests::fakes::{FakeImageKit, ImageKitConfig};
 use venue_images_tests::sidecar::{self, Sidecar};
-use venue_images_tests::site::{claim_all, code_of, expect_code, unlimited, Site};
+use venue_images_tests::site::{claim_all, code_of, expect_code, record_failure, sqlstate, Site};
 
 // ---------------------------------------------------------------------------------------
 // 1. Privilege escalation through the search path.
 
 #[tokio::test]
 async fn db_owner_shadowing_builtins_in_public_does_not_become_superuser() -> Result<()> {
-    let s = Site::new("sec_shadow").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_shadow").await?;
     let owner = &s.owner;
     let mut o = s.connect(&s.owner_url).await?;
     o.execute("CREATE TABLE public.pwned (who text, via text)")
@@ -37,16 +36,17 @@ async fn db_owner_shadowing_builtins_in_public_does_not_become_superuser() -> Re
                BEGIN EXECUTE 'ALTER ROLE {owner} SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;"
         )
     };
-    for (sig, ret, via) in [
-        ("pg_notify(text, text)", "void", "pg_notify"),
-        ("now()", "timestamptz", "now"),
-        ("gen_random_uuid()", "uuid", "gen_random_uuid"),
-        ("to_char(timestamp, text)", "text", "to_char"),
-        ("md5(text)", "text", "md5"),
-        ("make_interval(years int, months int, weeks int, days int, hours int, mins int, secs double precision)", "interval", "make_interval"),
-        ("unnest(text[])", "setof text", "unnest"),
-        ("least(timestamptz, timestamptz)", "timestamptz", "least"),
+    for (sig, ret) in [
+        ("pg_notify(text, text)", "void"),
+        ("now()", "timestamptz"),
+        ("gen_random_uuid()", "uuid"),
+        ("to_char(timestamp, text)", "text"),
+        ("md5(text)", "text"),
+        ("make_interval(years int, months int, weeks int, days int, hours int, mins int, secs double precision)", "interval"),
+        ("unnest(text[])", "setof text"),
+        ("least(timestamptz, timestamptz)", "timestamptz"),
     ] {
+        let via = sig.split('(').next().unwrap_or(sig);
         let ret_stmt = match ret {
             "void" => "RETURN;".to_string(),
             "setof text" => "RETURN;".to_string(),
@@ -73,15 +73,8 @@ async fn db_owner_shadowing_builtins_in_public_does_not_become_superuser() -> Re
     .await?;
     o.close().await?;
     // Every definer path: the trigger (owner's insert), claim, write-back, enqueue, scan.
-    let venue = s.venue_with_failure("https://p.example/1.jpg", 0).await?;
-    let mut u = s.connect(&s.uploader_url).await?;
-    let jobs = claim_all(&mut u).await?;
-    assert_eq!(jobs.len(), 1);
-    sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'boom')")
-        .bind(jobs[0].0)
-        .bind(&jobs[0].1)
-        .execute(&mut u)
-        .await?;
+    let (venue, mut u, job) = s.one_claimed().await?;
+    record_failure(&mut u, &job, "server_error", 500, "boom").await?;
     u.execute(format!("SELECT venue_image_enqueue_venue({venue})").as_str())
         .await?;
     u.execute("SELECT * FROM venue_image_cleanup_scan()")
@@ -95,24 +88,20 @@ async fn db_owner_shadowing_builtins_in_public_does_not_become_superuser() -> Re
         !s.owner_is_superuser().await?,
         "the database owner became a superuser"
     );
-    let ran: Vec<(String, String)> = sqlx::query_as("SELECT who, via FROM public.pwned")
-        .fetch_all(&s.db.pool)
-        .await?;
-    assert!(
-        ran.is_empty(),
-        "a shadowing object of the owner's ran: {ran:?}"
-    );
+    s.assert_no_rows(
+        "SELECT who, via FROM public.pwned",
+        "a shadowing object of the owner's ran",
+    )
+    .await?;
     s.finish().await
 }
 
 #[tokio::test]
 async fn db_owner_trigger_on_venues_runs_as_the_owner_never_as_the_queue() -> Result<()> {
-    let s = Site::new("sec_apptrigger").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_apptrigger").await?;
     let owner = &s.owner;
-    let mut o = s.connect(&s.owner_url).await?;
-    o.execute(
-        format!(
+    s.as_owner(
+        &format!(
             "CREATE TABLE public.seen (who text, escalated bool, rates bool);
              CREATE FUNCTION public.spy() RETURNS trigger LANGUAGE plpgsql AS $f$
              DECLARE esc bool := true; rates bool := true;
@@ -124,19 +113,11 @@ async fn db_owner_trigger_on_venues_runs_as_the_owner_never_as_the_queue() -> Re
                RETURN NEW;
              END $f$;
              CREATE TRIGGER spy BEFORE UPDATE ON venues FOR EACH ROW EXECUTE FUNCTION public.spy()"
-        )
-        .as_str(),
+        ),
     )
     .await?;
-    o.close().await?;
-    s.venue_with_failure("https://p.example/1.jpg", 0).await?;
-    let mut u = s.connect(&s.uploader_url).await?;
-    let jobs = claim_all(&mut u).await?;
-    sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'boom')")
-        .bind(jobs[0].0)
-        .bind(&jobs[0].1)
-        .execute(&mut u)
-        .await?;
+    let (_, mut u, job) = s.one_claimed().await?;
+    record_failure(&mut u, &job, "server_error", 500, "boom").await?;
     u.close().await?;
     let seen: Vec<(String, bool, bool)> =
         sqlx::query_as("SELECT who, escalated, rates FROM public.seen")
@@ -172,20 +153,13 @@ async fn db_owner_planting_the_extension_schema_before_install_is_refused() -> R
     let mut su = PgConnection::connect(&url).await?;
     su.execute(
         format!(
-            "DO $$ BEGIN CREATE ROLE {owner} LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-             ALTER DATABASE {name} OWNER TO {owner}"
+            "{}; ALTER DATABASE {name} OWNER TO {owner}",
+            db::create_login(&owner)
         )
         .as_str(),
     )
     .await?;
-    let mut o = {
-        let mut u = url::Url::parse(&url)?;
-        u.set_username(&owner)
-            .map_err(|_| anyhow::anyhow!("user"))?;
-        PgConnection::connect(u.as_str()).await?
-    };
-    o.execute("CREATE SCHEMA venue_images").await?;
-    o.close().await?;
+    db::run(&db::with_user(&url, &owner)?, "CREATE SCHEMA venue_images").await?;
     let err = su
         .execute("CREATE EXTENSION venue_images")
         .await
@@ -199,8 +173,7 @@ async fn db_owner_planting_the_extension_schema_before_install_is_refused() -> R
 
 #[tokio::test]
 async fn a_temp_venues_table_of_the_uploader_is_never_used() -> Result<()> {
-    let s = Site::new("sec_temp").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_temp").await?;
     let real = s
         .venue_with_failure("https://p.example/real.jpg", 0)
         .await?;
@@ -258,10 +231,7 @@ async fn anyone_attaching_the_enqueue_trigger_to_their_own_table_is_refused() ->
     )
     .await;
     c.close().await?;
-    let jobs: i64 = s
-        .scalar("SELECT count(*) FROM venue_images.venue_image_jobs")
-        .await?;
-    assert_eq!(jobs, 0);
+    assert_eq!(s.queued_jobs().await?, 0);
     s.finish().await
 }
 
@@ -304,32 +274,23 @@ async fn uploader_setting_max_retries_zero_before_the_scan_finalizes_nothing() -
         e["upload_status"], "failed",
         "the scan finalised a retryable image: {e}"
     );
-    let jobs: i64 = s
-        .scalar("SELECT count(*) FROM venue_images.venue_image_jobs")
-        .await?;
-    assert_eq!(jobs, 1);
+    assert_eq!(s.queued_jobs().await?, 1);
     s.finish().await
 }
 
 #[tokio::test]
 async fn uploader_setting_max_retries_1000_cannot_retry_past_the_cap() -> Result<()> {
-    let s = Site::new("sec_max1000").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_max1000").await?;
     let venue = s.venue_with_failure("https://p.example/1.jpg", 2).await?;
     let mut u = s.connect(&s.uploader_url).await?;
     u.execute("SET venue_images.max_retries = 1000").await?; // placeholder, discarded
     let jobs = claim_all(&mut u).await?;
     assert_eq!(jobs.len(), 1);
     expect_code(&mut u, "SET venue_images.max_retries = 1000", "42501").await;
-    let status: String = sqlx::query_scalar(
-        "SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'boom')",
-    )
-    .bind(jobs[0].0)
-    .bind(&jobs[0].1)
-    .fetch_one(&mut u)
-    .await?;
+    let status = record_failure(&mut u, &jobs[0], "server_error", 500, "boom").await?;
     assert_eq!(
-        status, "permanently_failed",
+        status.as_deref(),
+        Some("permanently_failed"),
         "the third attempt is the last"
     );
     assert!(claim_all(&mut u).await?.is_empty());
@@ -444,8 +405,7 @@ async fn no_session_setting_of_any_untrusted_role_reaches_a_definer_function() -
 #[tokio::test]
 async fn an_application_trigger_error_during_write_back_does_not_silence_the_trigger() -> Result<()>
 {
-    let s = Site::new("sec_flag").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_flag").await?;
     // The application's login also runs an uploader here (one connection does both).
     s.superuser(&format!("GRANT venue_image_uploader TO {}", s.owner))
         .await?;
@@ -462,12 +422,7 @@ async fn an_application_trigger_error_during_write_back_does_not_silence_the_tri
     let venue = s.venue_with_failure("https://p.example/1.jpg", 0).await?;
     let jobs = claim_all(&mut o).await?;
     o.execute("SET app.fail = 'on'").await?;
-    let err =
-        sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'boom')")
-            .bind(jobs[0].0)
-            .bind(&jobs[0].1)
-            .execute(&mut o)
-            .await;
+    let err = record_failure(&mut o, &jobs[0], "server_error", 500, "boom").await;
     assert!(
         err.is_err(),
         "the application's trigger refused the write-back"
@@ -484,12 +439,8 @@ async fn an_application_trigger_error_during_write_back_does_not_silence_the_tri
     o.execute("BEGIN").await?;
     o.execute("SAVEPOINT s; SET LOCAL app.fail = 'on'").await?;
     let jobs = claim_all(&mut o).await?;
-    let failed =
-        sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'boom')")
-            .bind(jobs.first().map(|j| j.0).unwrap_or(0))
-            .bind(jobs.first().map(|j| j.1.clone()).unwrap_or_default())
-            .execute(&mut o)
-            .await;
+    let job = jobs.first().cloned().unwrap_or((0, String::new()));
+    let failed = record_failure(&mut o, &job, "server_error", 500, "boom").await;
     assert!(failed.is_err());
     o.execute("ROLLBACK TO SAVEPOINT s").await?;
     o.execute(add("https://p.example/3.jpg").as_str()).await?;
@@ -500,14 +451,9 @@ async fn an_application_trigger_error_during_write_back_does_not_silence_the_tri
     )
     .fetch_all(&s.db.pool)
     .await?;
-    assert!(
-        queued.contains(&"https://p.example/2.jpg".to_string()),
-        "{queued:?}"
-    );
-    assert!(
-        queued.contains(&"https://p.example/3.jpg".to_string()),
-        "{queued:?}"
-    );
+    for url in ["https://p.example/2.jpg", "https://p.example/3.jpg"] {
+        assert!(queued.iter().any(|q| q == url), "{url}: {queued:?}");
+    }
     s.finish().await
 }
 
@@ -519,19 +465,13 @@ const SECRET: &str = "AIzaSyPLANTEDSECRET0123456789";
 #[tokio::test]
 async fn purge_keeps_no_key_in_the_attempt_log() -> Result<()> {
     let s = Site::new("sec_purge").await?;
-    let mut o = s.connect(&s.owner_url).await?;
     let images = json!([{"provider": "google_places", "upload_status": "permanently_failed",
         "provider_url": format!("https://maps.googleapis.com/maps/api/place/photo?photo_reference=R&key={SECRET}"),
         "url": format!("https://maps.googleapis.com/maps/api/place/photo?photo_reference=R&key={SECRET}"),
         "original_tigris_url": format!("https://u:{SECRET}@tigris.example/x.jpg"),
         "note": format!("fetched with key={SECRET}"),
         "error_details": {"error_type": "not_found", "error": format!("HTTP 404 from https://h/?sig={SECRET}")}}]);
-    let venue: i64 =
-        sqlx::query_scalar("INSERT INTO venues (name, venue_images) VALUES ('v', $1) RETURNING id")
-            .bind(images)
-            .fetch_one(&mut o)
-            .await?;
-    o.close().await?;
+    let venue = s.owner_inserts(images).await?;
     let mut a = s.connect(&s.admin_url).await?;
     let n: i32 = sqlx::query_scalar("SELECT venue_image_purge_permanently_failed($1)")
         .bind(venue)
@@ -552,8 +492,7 @@ async fn purge_keeps_no_key_in_the_attempt_log() -> Result<()> {
 
 #[tokio::test]
 async fn secrets_in_every_position_of_a_message_never_reach_the_database() -> Result<()> {
-    let s = Site::new("sec_redact").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_redact").await?;
     let forms = [
         format!("https://maps.googleapis.com/maps/api/streetview?size=600x300&location=46.41,10.01&key={SECRET}"),
         format!("https://maps.googleapis.com/p?photo_reference=a,b&key={SECRET}"),
@@ -582,12 +521,7 @@ async fn secrets_in_every_position_of_a_message_never_reach_the_database() -> Re
         .await?;
         let jobs = claim_all(&mut u).await?;
         assert_eq!(jobs.len(), 1, "{form}");
-        sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'http_error', 418, $3)")
-            .bind(jobs[0].0)
-            .bind(&jobs[0].1)
-            .bind(form)
-            .execute(&mut u)
-            .await?;
+        record_failure(&mut u, &jobs[0], "http_error", 418, form).await?;
     }
     u.close().await?;
     let everything: String = s
@@ -614,13 +548,7 @@ async fn uploader_once(
     allow_loopback: bool,
 ) -> Result<(String, i64, String)> {
     let ik = FakeImageKit::start(ImageKitConfig::default()).await?;
-    let mut o = s.connect(&s.owner_url).await?;
-    let venue: i64 =
-        sqlx::query_scalar("INSERT INTO venues (name, venue_images) VALUES ('v', $1) RETURNING id")
-            .bind(images)
-            .fetch_one(&mut o)
-            .await?;
-    o.close().await?;
+    let venue = s.owner_inserts(images).await?;
     let log = std::env::temp_dir().join(format!("vi-sec-{}-{venue}.log", std::process::id()));
     let mut env = sidecar::env(&s.uploader_url, &ik.upload_url(), ik.private_key());
     env.retain(|(k, _)| k != "VENUE_UPLOADER_ALLOW_LOOPBACK");
@@ -653,8 +581,7 @@ async fn uploader_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_errors_on_urls_with_commas_log_no_key() -> Result<()> {
-    let s = Site::new("sec_commas").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_commas").await?;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -676,8 +603,7 @@ async fn network_errors_on_urls_with_commas_log_no_key() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_download_names_no_internal_address() -> Result<()> {
-    let s = Site::new("sec_dns").await?;
-    unlimited(&s).await?;
+    let s = Site::unpaced("sec_dns").await?;
     let images = json!([{"provider": "here", "upload_status": "failed", "error_details": {"error_type": "network_error"},
                          "provider_url": "http://localhost:9/secret-service/x.jpg"}]);
     let (log, venue, _) = uploader_once(&s, images, false).await?;
@@ -725,11 +651,8 @@ async fn an_admin_setting_a_nan_rate_is_refused_and_claims_keep_working() -> Res
 
 #[tokio::test]
 async fn an_uploader_recording_a_javascript_or_foreign_url_is_refused() -> Result<()> {
-    let s = Site::new("sec_url").await?;
-    unlimited(&s).await?;
-    let venue = s.venue_with_failure("https://p.example/1.jpg", 0).await?;
-    let mut u = s.connect(&s.uploader_url).await?;
-    let jobs = claim_all(&mut u).await?;
+    let s = Site::unpaced("sec_url").await?;
+    let (venue, mut u, job) = s.one_claimed().await?;
     for bad in [
         "javascript:alert(1)",
         "data:text/html,x",
@@ -740,22 +663,17 @@ async fn an_uploader_recording_a_javascript_or_foreign_url_is_refused() -> Resul
     ] {
         let sql = format!(
             "SELECT venue_image_record_success({}, '{}', '{bad}', '/venues/v/x.jpg')",
-            jobs[0].0, jobs[0].1
+            job.0, job.1
         );
         expect_code(&mut u, &sql, "22023").await;
     }
-    let batch = json!([{"job_id": jobs[0].0, "lease_token": jobs[0].1, "url": "javascript:alert(1)", "imagekit_path": "/x"}]);
-    let code = match sqlx::query("SELECT * FROM venue_image_record_results($1)")
+    let batch = json!([{"job_id": job.0, "lease_token": job.1, "url": "javascript:alert(1)", "imagekit_path": "/x"}]);
+    let code = sqlx::query("SELECT * FROM venue_image_record_results($1)")
         .bind(batch)
         .execute(&mut u)
         .await
-    {
-        Ok(_) => None,
-        Err(e) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.to_string()),
-    };
+        .err()
+        .and_then(|e| sqlstate(&e));
     assert_eq!(code.as_deref(), Some("22023"));
     u.close().await?;
     // With the prefix a superuser configured, only ImageKit's own URLs are accepted.
@@ -769,14 +687,14 @@ async fn an_uploader_recording_a_javascript_or_foreign_url_is_refused() -> Resul
         &mut u,
         &format!(
             "SELECT venue_image_record_success({}, '{}', 'https://evil.example/x.jpg', '/x')",
-            jobs[0].0, jobs[0].1
+            job.0, job.1
         ),
         "22023",
     )
     .await;
     let ok: bool = sqlx::query_scalar(&format!(
         "SELECT venue_image_record_success({}, '{}', 'https://ik.imagekit.io/demo/x.jpg', '/venues/v/x.jpg')",
-        jobs[0].0, jobs[0].1
+        job.0, job.1
     ))
     .fetch_one(&mut u)
     .await?;
@@ -791,15 +709,12 @@ async fn an_uploader_recording_a_javascript_or_foreign_url_is_refused() -> Resul
 
 #[tokio::test]
 async fn huge_messages_are_capped_and_leases_are_clamped() -> Result<()> {
-    let s = Site::new("sec_caps").await?;
-    unlimited(&s).await?;
-    let venue = s.venue_with_failure("https://p.example/1.jpg", 0).await?;
-    let mut u = s.connect(&s.uploader_url).await?;
-    let jobs = claim_all(&mut u).await?;
+    let s = Site::unpaced("sec_caps").await?;
+    let (venue, mut u, job) = s.one_claimed().await?;
     let extended: bool =
         sqlx::query_scalar("SELECT venue_image_extend_lease($1, $2::uuid, 2000000000)")
-            .bind(jobs[0].0)
-            .bind(&jobs[0].1)
+            .bind(job.0)
+            .bind(&job.1)
             .fetch_one(&mut u)
             .await?;
     assert!(extended);
@@ -808,12 +723,7 @@ async fn huge_messages_are_capped_and_leases_are_clamped() -> Result<()> {
         .await?;
     assert!(lease_days <= 1.0, "a lease of {lease_days} days");
     let huge = "x".repeat(1_000_000);
-    sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, $3)")
-        .bind(jobs[0].0)
-        .bind(&jobs[0].1)
-        .bind(&huge)
-        .execute(&mut u)
-        .await?;
+    record_failure(&mut u, &job, "server_error", 500, &huge).await?;
     u.close().await?;
     let e = s.element(venue, 0).await?;
     assert!(
@@ -832,9 +742,7 @@ async fn huge_messages_are_capped_and_leases_are_clamped() -> Result<()> {
 
 #[tokio::test]
 async fn retry_counts_that_do_not_fit_saturate() -> Result<()> {
-    let s = Site::new("sec_saturate").await?;
-    unlimited(&s).await?;
-    let mut o = s.connect(&s.owner_url).await?;
+    let s = Site::unpaced("sec_saturate").await?;
     let images = json!([
         {"provider": "here", "provider_url": "https://p.example/1.jpg", "upload_status": "permanently_failed",
          "retry_count": 9223372036854775807i64, "error_details": {"error_type": "rate_limited"}},
@@ -843,12 +751,7 @@ async fn retry_counts_that_do_not_fit_saturate() -> Result<()> {
         {"provider": "here", "provider_url": "https://p.example/3.jpg", "upload_status": "failed",
          "retry_count": "2", "error_details": {"error_type": "rate_limited"}}
     ]);
-    let venue: i64 =
-        sqlx::query_scalar("INSERT INTO venues (name, venue_images) VALUES ('v', $1) RETURNING id")
-            .bind(images)
-            .fetch_one(&mut o)
-            .await?;
-    o.close().await?;
+    let venue = s.owner_inserts(images).await?;
     let mut a = s.connect(&s.admin_url).await?;
     a.execute(format!("SELECT venue_image_force_retry({venue})").as_str())
         .await?;
@@ -865,20 +768,17 @@ async fn retry_counts_that_do_not_fit_saturate() -> Result<()> {
         claimed.iter().any(|c| c.2 == 3),
         "\"2\" is read as 2: {claimed:?}"
     );
-    for (job, token, _) in &claimed {
-        sqlx::query("SELECT venue_image_record_failure($1, $2::uuid, 'server_error', 500, 'boom')")
-            .bind(job)
-            .bind(token)
-            .execute(&mut u)
-            .await?;
+    for (job, token, _) in claimed {
+        record_failure(&mut u, &(job, token), "server_error", 500, "boom").await?;
     }
     u.close().await?;
-    assert_eq!(s.element(venue, 0).await?["retry_count"], json!(i64::MAX));
-    assert_eq!(s.element(venue, 2).await?["retry_count"], 3);
-    assert_eq!(
-        s.element(venue, 2).await?["upload_status"],
-        "permanently_failed"
-    );
+    for (i, key, want) in [
+        (0, "retry_count", json!(i64::MAX)),
+        (2, "retry_count", json!(3)),
+        (2, "upload_status", json!("permanently_failed")),
+    ] {
+        assert_eq!(s.element(venue, i).await?[key], want, "image {i}: {key}");
+    }
     s.finish().await
 }
 
@@ -887,9 +787,9 @@ async fn retry_counts_that_do_not_fit_saturate() -> Result<()> {
 
 #[tokio::test]
 async fn the_role_matrix_holds() -> Result<()> {
-    let s = Site::new("sec_matrix").await?;
-    unlimited(&s).await?;
-    let venue = s.venue_with_failure("https://p.example/1.jpg", 0).await?;
+    let s = Site::unpaced("sec_matrix").await?;
+    // A queued image for the functions to work on.
+    s.venue_with_failure("https://p.example/1.jpg", 0).await?;
     // R reader, U uploader, A admin; the per-value functions are everyone's (E).
     let matrix: Vec<(&str, &str)> = vec![
         ("SELECT venue_image_classify_error('x')", "E"),
@@ -956,7 +856,6 @@ async fn the_role_matrix_holds() -> Result<()> {
         ("UPDATE venue_images.venue_image_providers SET per_second = 1", ""),
         ("DELETE FROM venue_images.venue_image_attempts", ""),
     ];
-    let _ = venue;
     for (role, key, url) in [
         ("reader", 'R', &s.reader_url),
         ("uploader", 'U', &s.uploader_url),

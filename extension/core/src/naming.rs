@@ -32,16 +32,9 @@ pub fn provider_code(provider: Option<&str>) -> &'static str {
 }
 
 /// Why a name could not be made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct BadName(pub String);
-
-impl std::fmt::Display for BadName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadName {}
 
 /// `<code>-<first 8 hex of md5(normalised url)>.<ext>`.
 pub fn file_name(provider_url: &str, provider: Option<&str>) -> Result<String, BadName> {
@@ -337,30 +330,30 @@ mod tests {
 
     #[test]
     fn folders() {
-        assert_eq!(
-            folder("/venues", Some("blue-note-jazz-club"), Some(1)).unwrap(),
-            "/venues/blue-note-jazz-club"
-        );
-        assert_eq!(
-            folder("/venues", Some("Blue Note / Jazz!"), Some(1)).unwrap(),
-            "/venues/blue-note---jazz"
-        );
-        assert_eq!(
-            folder("/venues", Some("../etc/passwd"), Some(1)).unwrap(),
-            "/venues/etc-passwd"
-        );
-        assert_eq!(
-            folder("/venues", Some("---"), Some(42)).unwrap(),
-            "/venues/venue-42"
-        );
-        assert_eq!(
-            folder("/venues/", None, Some(7)).unwrap(),
-            "/venues/venue-7"
-        );
-        assert_eq!(
-            folder("/venues", Some("café"), Some(7)).unwrap(),
-            "/venues/caf"
-        );
+        for (base, slug, id, want) in [
+            (
+                "/venues",
+                Some("blue-note-jazz-club"),
+                1,
+                "/venues/blue-note-jazz-club",
+            ),
+            (
+                "/venues",
+                Some("Blue Note / Jazz!"),
+                1,
+                "/venues/blue-note---jazz",
+            ),
+            ("/venues", Some("../etc/passwd"), 1, "/venues/etc-passwd"),
+            ("/venues", Some("---"), 42, "/venues/venue-42"),
+            ("/venues/", None, 7, "/venues/venue-7"),
+            ("/venues", Some("café"), 7, "/venues/caf"),
+        ] {
+            assert_eq!(
+                folder(base, slug, Some(id)).as_deref(),
+                Some(want),
+                "{slug:?}"
+            );
+        }
         assert_eq!(folder("/venues", None, None), None);
     }
 }

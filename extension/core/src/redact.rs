@@ -177,8 +177,10 @@ fn is_authorization(name: &str) -> bool {
     w.ends_with(b"authorization")
 }
 
-/// Percent-decodes until nothing changes; malformed or truncated escapes stay as they are.
-fn percent_decode_fully(b: &[u8]) -> Vec<u8> {
+/// Percent-decodes until nothing changes (so that `%252e`, decoded twice by some servers,
+/// is `.`); malformed or truncated escapes stay as they are. Also what
+/// [`crate::retry`] decodes URL paths with.
+pub(crate) fn percent_decode_fully(b: &[u8]) -> Vec<u8> {
     let mut cur = b.to_vec();
     loop {
         let next = percent_decode(&cur);
@@ -189,13 +191,17 @@ fn percent_decode_fully(b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The value of a hexadecimal digit (either case).
+pub(crate) fn hex_value(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
 fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+            if let (Some(h), Some(l)) = (hex_value(b[i + 1]), hex_value(b[i + 2])) {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;
@@ -331,11 +337,44 @@ fn value_after(text: &str, from: usize, sep: Sep, authorization: bool) -> Option
     (end > start).then_some(start..end)
 }
 
+/// A text with some of its ranges replaced, built as a scan goes from left to right.
+struct Edited<'a> {
+    text: &'a str,
+    out: String,
+    /// `text[..copied]` is in `out` (replaced where it was).
+    copied: usize,
+}
+
+impl<'a> Edited<'a> {
+    fn new(text: &'a str) -> Self {
+        Edited {
+            text,
+            out: String::new(),
+            copied: 0,
+        }
+    }
+
+    /// Replaces `range`, which starts at or after the end of the last one replaced.
+    fn replace(&mut self, range: Range<usize>, with: &str) {
+        self.out.push_str(&self.text[self.copied..range.start]);
+        self.out.push_str(with);
+        self.copied = range.end;
+    }
+
+    /// The text with its replacements (borrowed when there were none).
+    fn finish(mut self) -> Cow<'a, str> {
+        if self.copied == 0 {
+            return Cow::Borrowed(self.text);
+        }
+        self.out.push_str(&self.text[self.copied..]);
+        Cow::Owned(self.out)
+    }
+}
+
 /// Rule 1: the values of secret `name=value` and `name: value` pairs become `REDACTED`.
 fn redact_pairs(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
-    let mut out = String::new();
-    let mut copied = 0; // text[..copied] is already in `out`
+    let mut out = Edited::new(text);
     let mut i = 0;
     while i < b.len() {
         let sep = match b[i] {
@@ -363,17 +402,11 @@ fn redact_pairs(text: &str) -> Cow<'_, str> {
             continue;
         };
         if &text[v.clone()] != REDACTED {
-            out.push_str(&text[copied..v.start]);
-            out.push_str(REDACTED);
-            copied = v.end;
+            out.replace(v.clone(), REDACTED);
         }
         i = v.end.max(i + 1);
     }
-    if copied == 0 {
-        return Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
+    out.finish()
 }
 
 /// Rule 2: the token after the word `Bearer` becomes `REDACTED`.
@@ -381,8 +414,7 @@ fn redact_bearer(text: &str) -> Cow<'_, str> {
     // ASCII lower-casing keeps every byte where it was.
     let lower = text.to_ascii_lowercase();
     let b = text.as_bytes();
-    let mut out = String::new();
-    let mut copied = 0;
+    let mut out = Edited::new(text);
     let mut from = 0;
     while let Some(p) = lower[from..].find("bearer") {
         let at = from + p;
@@ -400,23 +432,16 @@ fn redact_bearer(text: &str) -> Cow<'_, str> {
         if end == start || &text[start..end] == REDACTED {
             continue;
         }
-        out.push_str(&text[copied..start]);
-        out.push_str(REDACTED);
-        copied = end;
+        out.replace(start..end, REDACTED);
         from = end;
     }
-    if copied == 0 {
-        return Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
+    out.finish()
 }
 
 /// Rule 3: `user:password@` out of every authority (up to the last `@`).
 fn strip_userinfo(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
-    let mut out = String::new();
-    let mut copied = 0;
+    let mut out = Edited::new(text);
     let mut i = 1;
     while i + 1 < b.len() {
         if !(b[i] == b':' && is_scheme_char(b[i - 1]) && is_slash(b[i + 1])) {
@@ -437,18 +462,13 @@ fn strip_userinfo(text: &str) -> Cow<'_, str> {
             let Some(at) = text[start..end].rfind('@') else {
                 break;
             };
-            out.push_str(&text[copied..start]);
-            copied = start + at + 1;
-            pos = copied;
+            pos = start + at + 1;
+            out.replace(start..pos, "");
         }
         // Go on after the slashes: a `:` inside this authority may start another one.
         i += 2;
     }
-    if copied == 0 {
-        return Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
+    out.finish()
 }
 
 /// Rounds at most: one is all most texts need, a second confirms; the bound only guards

@@ -4,8 +4,8 @@
 //! `PUBLIC` rows and the migration `sql/002_roles.sql` the others (both through the SQL
 //! function `venue_images.venue_image_role_grants()`, which returns this list), the
 //! uploader's `check` verifies the rows of `venue_image_uploader`, and a test compares the
-//! documentation's table with it. Adding an uploader-callable function means adding one row
-//! here (see docs/development.md).
+//! documentation's table with it. Adding an uploader-callable function means adding its
+//! signature to the uploader's list here (see docs/development.md).
 
 /// A role the grants name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,140 +66,148 @@ pub type Grant = (Role, Privilege, &'static str);
 use Privilege::{Execute, Select};
 use Role::{Admin, Public, Reader, Uploader};
 
-/// Every grant of the extension's objects.
-pub const GRANTS: &[Grant] = &[
+/// The grants of one role and privilege.
+struct Grants {
+    role: Role,
+    privilege: Privilege,
+    objects: &'static [&'static str],
+}
+
+/// Every grant of the extension's objects, by role and privilege.
+const BY_ROLE: &[Grants] = &[
     // Per-value functions: pure, or following only superuser settings.
-    (Public, Execute, "venue_images.venue_image_classify_error(text)"),
-    (Public, Execute, "venue_images.venue_image_error_type(integer)"),
-    (Public, Execute, "venue_images.venue_image_quality_score(integer, integer)"),
-    (
-        Public,
-        Execute,
-        "venue_images.venue_image_priority_score(integer, double precision, boolean)",
-    ),
-    (Public, Execute, "venue_images.venue_image_file_name(text, text)"),
-    (Public, Execute, "venue_images.venue_image_folder(text, bigint)"),
-    (Public, Execute, "venue_images.venue_images_dedupe(jsonb)"),
-    (Public, Execute, "venue_images.venue_images_merge(jsonb, jsonb)"),
-    (Public, Execute, "venue_images.venue_images_summary(jsonb)"),
-    (Public, Execute, "venue_images.venue_images_summary_counts(jsonb)"),
-    (Public, Execute, "venue_images.venue_images_finalize(jsonb)"),
-    (Public, Execute, "venue_images.venue_images_redact(text)"),
-    (Public, Execute, "venue_images.venue_images_redact_json(jsonb)"),
-    (Public, Execute, "venue_images.venue_images_relation()"),
-    (Public, Execute, "venue_images.venue_image_default_rate(text)"),
-    (
-        Public,
-        Execute,
-        "venue_images.venue_image_effective_rate(text, double precision, double precision)",
-    ),
-    (
-        Public,
-        Execute,
-        "venue_images.venue_image_job_claimable(timestamp with time zone, uuid, timestamp with time zone)",
-    ),
-    (Public, Execute, "venue_images.venue_image_outcome_group(text)"),
-    (Public, Execute, "venue_images.venue_image_success_rate(bigint, bigint)"),
-    (Public, Execute, "venue_images.venue_image_role_grants()"),
-    (Public, Execute, "venue_images.venue_images_stats(jsonb)"),
-    // The analytics' aggregates run as the venues table's owner; they only compute over
-    // the arrays they are given.
-    (Public, Execute, "venue_images.venue_images_stats_state(jsonb)"),
-    (
-        Public,
-        Execute,
-        "venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, integer, boolean, integer, boolean, boolean)",
-    ),
+    Grants {
+        role: Public,
+        privilege: Execute,
+        objects: &[
+            "venue_images.venue_image_classify_error(text)",
+            "venue_images.venue_image_error_type(integer)",
+            "venue_images.venue_image_quality_score(integer, integer)",
+            "venue_images.venue_image_priority_score(integer, double precision, boolean)",
+            "venue_images.venue_image_file_name(text, text)",
+            "venue_images.venue_image_folder(text, bigint)",
+            "venue_images.venue_images_dedupe(jsonb)",
+            "venue_images.venue_images_merge(jsonb, jsonb)",
+            "venue_images.venue_images_summary(jsonb)",
+            "venue_images.venue_images_summary_counts(jsonb)",
+            "venue_images.venue_images_finalize(jsonb)",
+            "venue_images.venue_images_redact(text)",
+            "venue_images.venue_images_redact_json(jsonb)",
+            "venue_images.venue_images_relation()",
+            "venue_images.venue_image_default_rate(text)",
+            "venue_images.venue_image_effective_rate(text, double precision, double precision)",
+            "venue_images.venue_image_job_claimable(timestamp with time zone, uuid, timestamp with time zone)",
+            "venue_images.venue_image_outcome_group(text)",
+            "venue_images.venue_image_success_rate(bigint, bigint)",
+            "venue_images.venue_image_role_grants()",
+            "venue_images.venue_images_stats(jsonb)",
+            // The analytics' aggregates run as the venues table's owner; they only compute over
+            // the arrays they are given.
+            "venue_images.venue_images_stats_state(jsonb)",
+            "venue_images.venue_images_venue_list(bigint, text, bigint, jsonb, integer, boolean, integer, boolean, boolean)",
+        ],
+    },
     // venue_image_reader: analytics, reports, the queue's state, single venues.
-    (Reader, Execute, "venue_images.venue_image_failure_breakdown()"),
-    (Reader, Execute, "venue_images.venues_with_image_failures()"),
-    (
-        Reader,
-        Execute,
-        "venue_images.venue_image_partial_failure_candidates(integer, integer)",
-    ),
-    (Reader, Execute, "venue_images.venue_image_high_priority_venues(integer)"),
-    (Reader, Execute, "venue_images.venue_image_summary_stats()"),
-    (Reader, Execute, "venue_images.venue_image_overview(integer)"),
-    (Reader, Execute, "venue_images.venue_image_retry_report(interval)"),
-    (
-        Reader,
-        Execute,
-        "venue_images.venue_image_recovery_timeline(interval, interval)",
-    ),
-    (Reader, Execute, "venue_images.venue_image_next_due(bigint)"),
-    (Reader, Execute, "venue_images.venue_image_venue_images(bigint)"),
-    (Reader, Execute, "venue_images.venue_image_find_venues(text, integer)"),
-    (Reader, Execute, "venue_images.venue_image_venue_summary(bigint)"),
-    (Reader, Execute, "venue_images.venue_image_queue_summary(bigint)"),
-    (Reader, Execute, "venue_images.venue_image_provider_overview()"),
-    (Reader, Execute, "venue_images.venue_image_scan_log(integer)"),
-    (Reader, Execute, "venue_images.venue_image_venue_attempts(bigint, integer)"),
-    (Reader, Select, "venue_images.venue_image_retry_queue"),
-    (Reader, Select, "venue_images.venue_image_provider_status"),
-    (Reader, Select, "venue_images.venue_image_attempts"),
-    (Reader, Select, "venue_images.venue_image_skips"),
-    (Reader, Select, "venue_images.venue_image_scans"),
+    Grants {
+        role: Reader,
+        privilege: Execute,
+        objects: &[
+            "venue_images.venue_image_failure_breakdown()",
+            "venue_images.venues_with_image_failures()",
+            "venue_images.venue_image_partial_failure_candidates(integer, integer)",
+            "venue_images.venue_image_high_priority_venues(integer)",
+            "venue_images.venue_image_summary_stats()",
+            "venue_images.venue_image_overview(integer)",
+            "venue_images.venue_image_retry_report(interval)",
+            "venue_images.venue_image_recovery_timeline(interval, interval)",
+            "venue_images.venue_image_next_due(bigint)",
+            "venue_images.venue_image_venue_images(bigint)",
+            "venue_images.venue_image_find_venues(text, integer)",
+            "venue_images.venue_image_venue_summary(bigint)",
+            "venue_images.venue_image_queue_summary(bigint)",
+            "venue_images.venue_image_provider_overview()",
+            "venue_images.venue_image_scan_log(integer)",
+            "venue_images.venue_image_venue_attempts(bigint, integer)",
+        ],
+    },
+    Grants {
+        role: Reader,
+        privilege: Select,
+        objects: &[
+            "venue_images.venue_image_retry_queue",
+            "venue_images.venue_image_provider_status",
+            "venue_images.venue_image_attempts",
+            "venue_images.venue_image_skips",
+            "venue_images.venue_image_scans",
+        ],
+    },
     // venue_image_uploader: what the sidecar calls.
-    (Uploader, Execute, "venue_images.venue_image_claim(text, integer, integer)"),
-    (
-        Uploader,
-        Execute,
-        "venue_images.venue_image_claim_venue(text, bigint, integer, integer)",
-    ),
-    (
-        Uploader,
-        Execute,
-        "venue_images.venue_image_extend_lease(bigint, uuid, integer)",
-    ),
-    (Uploader, Execute, "venue_images.venue_image_release(bigint, uuid)"),
-    (
-        Uploader,
-        Execute,
-        "venue_images.venue_image_record_success(bigint, uuid, text, text, text)",
-    ),
-    (
-        Uploader,
-        Execute,
-        "venue_images.venue_image_record_failure(bigint, uuid, text, integer, text, integer)",
-    ),
-    (Uploader, Execute, "venue_images.venue_image_record_results(jsonb)"),
-    (
-        Uploader,
-        Execute,
-        "venue_images.venue_image_pause_provider(text, timestamp with time zone, text)",
-    ),
-    (Uploader, Execute, "venue_images.venue_image_enqueue_venue(bigint)"),
-    (Uploader, Execute, "venue_images.venue_image_cleanup_scan()"),
-    (
-        Uploader,
-        Execute,
-        "venue_images.venue_image_scheduled_scan(timestamp with time zone)",
-    ),
+    Grants {
+        role: Uploader,
+        privilege: Execute,
+        objects: &[
+            "venue_images.venue_image_claim(text, integer, integer)",
+            "venue_images.venue_image_claim_venue(text, bigint, integer, integer)",
+            "venue_images.venue_image_extend_lease(bigint, uuid, integer)",
+            "venue_images.venue_image_release(bigint, uuid)",
+            "venue_images.venue_image_record_success(bigint, uuid, text, text, text)",
+            "venue_images.venue_image_record_failure(bigint, uuid, text, integer, text, integer)",
+            "venue_images.venue_image_record_results(jsonb)",
+            "venue_images.venue_image_pause_provider(text, timestamp with time zone, text)",
+            "venue_images.venue_image_enqueue_venue(bigint)",
+            "venue_images.venue_image_cleanup_scan()",
+            "venue_images.venue_image_scheduled_scan(timestamp with time zone)",
+        ],
+    },
     // venue_image_admin: manual review and operations.
-    (Admin, Execute, "venue_images.venue_image_force_retry(bigint, text)"),
-    (Admin, Execute, "venue_images.venue_image_force_retry_image(bigint, integer)"),
-    (Admin, Execute, "venue_images.venue_image_purge_permanently_failed(bigint)"),
-    (
-        Admin,
-        Execute,
-        "venue_images.venue_image_pause_provider(text, timestamp with time zone, text)",
-    ),
-    (Admin, Execute, "venue_images.venue_image_resume_provider(text)"),
-    (
-        Admin,
-        Execute,
-        "venue_images.venue_image_set_provider_rate(text, double precision)",
-    ),
-    (Admin, Execute, "venue_images.venue_image_cleanup_scan()"),
-    (
-        Admin,
-        Execute,
-        "venue_images.venue_image_scheduled_scan(timestamp with time zone)",
-    ),
-    (Admin, Execute, "venue_images.venue_image_prune_attempts(interval)"),
-    (Admin, Execute, "venue_images.venue_image_enqueue_venue(bigint)"),
+    Grants {
+        role: Admin,
+        privilege: Execute,
+        objects: &[
+            "venue_images.venue_image_force_retry(bigint, text)",
+            "venue_images.venue_image_force_retry_image(bigint, integer)",
+            "venue_images.venue_image_purge_permanently_failed(bigint)",
+            "venue_images.venue_image_pause_provider(text, timestamp with time zone, text)",
+            "venue_images.venue_image_resume_provider(text)",
+            "venue_images.venue_image_set_provider_rate(text, double precision)",
+            "venue_images.venue_image_cleanup_scan()",
+            "venue_images.venue_image_scheduled_scan(timestamp with time zone)",
+            "venue_images.venue_image_prune_attempts(interval)",
+            "venue_images.venue_image_enqueue_venue(bigint)",
+        ],
+    },
 ];
+
+/// How many grants [`BY_ROLE`] lists.
+const COUNT: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < BY_ROLE.len() {
+        n += BY_ROLE[i].objects.len();
+        i += 1;
+    }
+    n
+};
+
+/// [`BY_ROLE`], one row a grant, in its order.
+const FLAT: [Grant; COUNT] = {
+    let mut out = [(Public, Execute, ""); COUNT];
+    let (mut i, mut k) = (0, 0);
+    while i < BY_ROLE.len() {
+        let g = &BY_ROLE[i];
+        let mut j = 0;
+        while j < g.objects.len() {
+            out[k] = (g.role, g.privilege, g.objects[j]);
+            k += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+/// Every grant of the extension's objects, one row a grant.
+pub const GRANTS: &[Grant] = &FLAT;
 
 /// The objects `role` is granted directly (not through membership of the reader role).
 pub fn granted(role: Role) -> impl Iterator<Item = (Privilege, &'static str)> {

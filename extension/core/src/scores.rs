@@ -1,16 +1,9 @@
 //! Quality score, priority score and failure rate (`original.md`, "Formulas").
 
 /// A score input outside its domain.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
 pub struct BadScoreInput(pub String);
-
-impl std::fmt::Display for BadScoreInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadScoreInput {}
 
 /// Rounds half away from zero to `digits` decimals (like Elixir's `Float.round` and
 /// SQL `round(numeric)` on the values we produce).
@@ -115,27 +108,21 @@ mod tests {
 
     #[test]
     fn aspect_boundaries() {
-        // 1.3 and 1.8 are inside the best band; 2.4 inside the second.
-        assert_eq!(
-            quality_score(Some(1300), Some(1000)),
-            round_to(0.2275 + 0.3, 9)
-        );
-        assert_eq!(
-            quality_score(Some(1800), Some(1000)),
-            round_to(0.315 + 0.3, 9)
-        );
-        assert_eq!(
-            quality_score(Some(2400), Some(1000)),
-            round_to(0.42 + 0.25, 9)
-        );
-        assert_eq!(
-            quality_score(Some(1000), Some(1000)),
-            round_to(0.175 + 0.25, 9)
-        );
-        assert_eq!(
-            quality_score(Some(999), Some(1000)),
-            round_to(0.174825 + 0.2, 9)
-        );
+        // (width, size part, aspect bonus): 1.3 and 1.8 are inside the best band; 2.4
+        // inside the second.
+        for (width, size, aspect) in [
+            (1300, 0.2275, 0.3),
+            (1800, 0.315, 0.3),
+            (2400, 0.42, 0.25),
+            (1000, 0.175, 0.25),
+            (999, 0.174825, 0.2),
+        ] {
+            assert_eq!(
+                quality_score(Some(width), Some(1000)),
+                round_to(size + aspect, 9),
+                "{width}x1000"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use super::{log_attempts, require_jsonb, Attempt};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
-use crate::plans;
+use crate::plans::{self, Sql};
 use crate::settings;
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -220,7 +220,7 @@ fn claim(
         let mut venues: HashMap<i64, (Option<String>, Option<Vec<u8>>)> = HashMap::new();
         let rows = {
             let _as_owner = crate::owner::AsOwner::of(&src)?;
-            plans::run_dynamic(c, &sql, &[ids.into()])?
+            plans::run(c, Sql::Built(&sql), &[ids.into()])?
         };
         for row in rows {
             let id = row.get::<i64>(1)?.unwrap_or_default();
@@ -287,66 +287,49 @@ fn claim(
     })
 }
 
-/// Leases up to `max_images` due images to `worker` for `lease_seconds`: highest priority
-/// first, skipping paused providers, each with a `not_before` slot that keeps its
-/// provider's rate across all uploaders. Returns what the uploader needs, including the
-/// real `provider_url` (read from the venue's row) and the deterministic ImageKit
-/// `folder` and `file_name`; `attempt` is the image's `retry_count` + 1.
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_claim(
-    worker: &str,
-    max_images: i32,
-    lease_seconds: i32,
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(job_id, i64),
-            name!(lease_token, Uuid),
-            name!(venue_id, i64),
-            name!(provider, String),
-            name!(provider_url, String),
-            name!(folder, String),
-            name!(file_name, String),
-            name!(attempt, i32),
-            name!(not_before, TimestampWithTimeZone),
-        ),
-    >,
-    ErrorReport,
-> {
-    Ok(TableIterator::new(
-        claim(worker, max_images, lease_seconds, None).report()?,
-    ))
+/// Declares a claim function: both lease the same rows. pgrx derives `RETURNS TABLE
+/// (...)` from a function's return type as written, so the rows' columns are written here,
+/// once for both.
+macro_rules! claim_function {
+    ($(#$attr:tt)* fn $name:ident($($param:tt)*) $body:block) => {
+        $(#$attr)*
+        #[pg_extern(volatile, security_definer, parallel_unsafe)]
+        #[search_path(pg_catalog, pg_temp)]
+        fn $name($($param)*) -> Result<
+            TableIterator<
+                'static,
+                (
+                    name!(job_id, i64),
+                    name!(lease_token, Uuid),
+                    name!(venue_id, i64),
+                    name!(provider, String),
+                    name!(provider_url, String),
+                    name!(folder, String),
+                    name!(file_name, String),
+                    name!(attempt, i32),
+                    name!(not_before, TimestampWithTimeZone),
+                ),
+            >,
+            ErrorReport,
+        > $body
+    };
 }
 
-/// Like `venue_image_claim`, for one venue's images only (the uploader's synchronous
-/// `retry --venue`); pacing and pauses apply as usual.
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_claim_venue(
-    worker: &str,
-    venue_id: i64,
-    max_images: i32,
-    lease_seconds: i32,
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(job_id, i64),
-            name!(lease_token, Uuid),
-            name!(venue_id, i64),
-            name!(provider, String),
-            name!(provider_url, String),
-            name!(folder, String),
-            name!(file_name, String),
-            name!(attempt, i32),
-            name!(not_before, TimestampWithTimeZone),
-        ),
-    >,
-    ErrorReport,
-> {
-    Ok(TableIterator::new(
-        claim(worker, max_images, lease_seconds, Some(venue_id)).report()?,
-    ))
+claim_function! {
+    /// Leases up to `max_images` due images to `worker` for `lease_seconds`: highest
+    /// priority first, skipping paused providers, each with a `not_before` slot that keeps
+    /// its provider's rate across all uploaders. Returns what the uploader needs,
+    /// including the real `provider_url` (read from the venue's row) and the deterministic
+    /// ImageKit `folder` and `file_name`; `attempt` is the image's `retry_count` + 1.
+    fn venue_image_claim(worker: &str, max_images: i32, lease_seconds: i32) {
+        Ok(TableIterator::new(claim(worker, max_images, lease_seconds, None).report()?))
+    }
+}
+
+claim_function! {
+    /// Like `venue_image_claim`, for one venue's images only (the uploader's synchronous
+    /// `retry --venue`); pacing and pauses apply as usual.
+    fn venue_image_claim_venue(worker: &str, venue_id: i64, max_images: i32, lease_seconds: i32) {
+        Ok(TableIterator::new(claim(worker, max_images, lease_seconds, Some(venue_id)).report()?))
+    }
 }

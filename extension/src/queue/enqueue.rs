@@ -4,12 +4,12 @@
 //! URL) become one job.
 
 use super::{
-    column, ensure_providers, log_attempts, notify_due, queue_write_in_progress, read_venue,
-    record_skips, require_jsonb, Attempt,
+    column, ensure_providers, log_attempts, notify_due, queue_write_in_progress, record_skips,
+    with_venue_images, Attempt,
 };
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
-use crate::plans;
+use crate::plans::{self, Sql};
 use crate::settings;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -78,9 +78,9 @@ pub(crate) fn insert_jobs(
     );
     let mut total = 0;
     for chunk in rows.chunks(5_000) {
-        total += plans::run_dynamic(
+        total += plans::run(
             c,
-            &sql,
+            Sql::Built(&sql),
             &[
                 column(chunk, |(v, _, _)| *v).into(),
                 column(chunk, |(_, _, r)| r.hash.to_vec()).into(),
@@ -123,14 +123,8 @@ pub(crate) fn plan_rows(
 }
 
 fn enqueue_venue(venue_id: i64) -> Result<i32, VenueError> {
-    let src = plans::venue_source()?;
-    require_jsonb(&src)?;
-    let policy = settings::policy();
-    Spi::connect_mut(|c| {
-        let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
-            return Ok(0);
-        };
-        let (plan, rows) = plan_rows(venue_id, &bytes, &policy)?;
+    with_venue_images(venue_id, |c, policy, bytes| {
+        let (plan, rows) = plan_rows(venue_id, bytes, policy)?;
         record_skips(
             c,
             &[venue_id],
@@ -289,14 +283,8 @@ enum Only<'a> {
 
 fn force_retry(venue_id: Option<i64>, which: Only<'_>) -> Result<i32, VenueError> {
     let venue_id = venue_id.ok_or_else(|| VenueError::NullArgument("venue_id".into()))?;
-    let src = plans::venue_source()?;
-    require_jsonb(&src)?;
-    let policy = settings::policy();
-    Spi::connect_mut(|c| {
-        let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
-            return Ok(0);
-        };
-        let arr = require_array(parse_varlena(&bytes)?)?;
+    with_venue_images(venue_id, |c, policy, bytes| {
+        let arr = require_array(parse_varlena(bytes)?)?;
         let only = match which {
             Only::All => None,
             Only::Url(u) => Some(url_hash(u)),

@@ -2,11 +2,11 @@
 //! where the lifecycle has it, and a venue search. Readers have no rights on the venues
 //! table; these definer functions show them only redacted URLs.
 
-use super::{read_venue, require_jsonb};
+use super::{require_jsonb, with_venue_images};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
-use crate::plans;
-use crate::settings;
+use crate::plans::{self, Sql};
+use crate::source::VenueSource;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -41,14 +41,8 @@ fn status_text(s: Status, raw: Option<&str>) -> Option<String> {
 }
 
 fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
-    let src = plans::venue_source()?;
-    require_jsonb(&src)?;
-    let policy = settings::policy();
-    Spi::connect_mut(|c| {
-        // Reads only (select, never update), so that it works on a hot standby.
-        let Some(Some(bytes)) = read_venue(c, &src, venue_id, false)? else {
-            return Ok(Vec::new());
-        };
+    // Reads only (select, never update), so that it works on a hot standby.
+    with_venue_images(venue_id, |c, policy, bytes| {
         let mut jobs: HashMap<Vec<u8>, (i64, String, Option<TimestampWithTimeZone>)> =
             HashMap::new();
         for row in plans::read(
@@ -69,7 +63,7 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
                 ),
             );
         }
-        let Ok(arr) = parse_varlena(&bytes) else {
+        let Ok(arr) = parse_varlena(bytes) else {
             return Ok(Vec::new());
         };
         if !arr.is_array() {
@@ -197,26 +191,29 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
             .replace('%', "\\%")
             .replace('_', "\\_")
     );
+    let VenueSource {
+        relation,
+        id_column,
+        id_expr,
+        name_expr,
+        city_expr,
+        images_expr,
+        ..
+    } = &src;
     let sql = format!(
-        "SELECT {id}, {name}, {city}, {img} FROM {rel}
-          WHERE {idc} OPERATOR(pg_catalog.=) $1
-             OR ($2 OPERATOR(pg_catalog.<>) '%%' AND {name} OPERATOR(pg_catalog.~~*) $2)
-          ORDER BY ({idc} OPERATOR(pg_catalog.=) $1) DESC NULLS LAST, {idc}
-          LIMIT $3",
-        id = src.id_expr,
-        name = src.name_expr,
-        city = src.city_expr,
-        img = src.images_expr,
-        rel = src.relation,
-        idc = src.id_column,
+        "SELECT {id_expr}, {name_expr}, {city_expr}, {images_expr} FROM {relation}
+          WHERE {id_column} OPERATOR(pg_catalog.=) $1
+             OR ($2 OPERATOR(pg_catalog.<>) '%%' AND {name_expr} OPERATOR(pg_catalog.~~*) $2)
+          ORDER BY ({id_column} OPERATOR(pg_catalog.=) $1) DESC NULLS LAST, {id_column}
+          LIMIT $3"
     );
     Spi::connect_mut(|c| {
         let mut out = Vec::new();
         let rows = {
             let _as_owner = crate::owner::AsOwner::of(&src)?;
-            plans::read_dynamic(
+            plans::read(
                 c,
-                &sql,
+                Sql::Built(&sql),
                 &[id.into(), pattern.as_str().into(), (max_rows as i64).into()],
             )?
         };
@@ -311,7 +308,7 @@ fn venue_summary(venue_id: i64) -> Result<Option<VenueSummary>, VenueError> {
     let found = Spi::connect_mut(|c| {
         let rows = {
             let _as_owner = crate::owner::AsOwner::of(&src)?;
-            plans::read_dynamic(c, &sql, &[venue_id.into()])?
+            plans::read(c, Sql::Built(&sql), &[venue_id.into()])?
         };
         let mut found = None;
         for row in rows {

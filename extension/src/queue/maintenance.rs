@@ -8,7 +8,7 @@ use super::{
 };
 use crate::datum::{Jsonb, JsonbResult, RawJsonb};
 use crate::errors::{PgResult, Report, VenueError};
-use crate::plans;
+use crate::plans::{self, Sql};
 use crate::settings;
 use crate::source::VenueSource;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -129,7 +129,7 @@ fn write_batch(
         );
         let _marker = QueueWrite::begin(&batch.finalize);
         let _as_owner = crate::owner::AsOwner::of(src)?;
-        plans::run_dynamic(c, &sql, &[batch.finalize.into()])?;
+        plans::run(c, Sql::Built(&sql), &[batch.finalize.into()])?;
     }
     log_attempts(c, &batch.log)
 }
@@ -320,7 +320,7 @@ fn purge(venue_id: Option<i64>) -> Result<i32, VenueError> {
                 let mut v = Vec::new();
                 let rows = {
                     let _as_owner = crate::owner::AsOwner::of(&src)?;
-                    plans::run_dynamic(c, &sql, &[])?
+                    plans::run(c, Sql::Built(&sql), &[])?
                 };
                 for row in rows {
                     if let Some(id) = row.get::<i64>(1)? {

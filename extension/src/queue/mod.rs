@@ -22,14 +22,15 @@ mod writeback;
 
 use crate::datum::{Jsonb, JsonbResult};
 use crate::errors::VenueError;
-use crate::plans;
+use crate::plans::{self, Sql};
+use crate::settings;
 use crate::source::VenueSource;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::RefCell;
 use venue_images_core::jsonb::{encode, Node};
-use venue_images_core::retry::{AttemptOutcome, Skip};
+use venue_images_core::retry::{AttemptOutcome, Policy, Skip};
 
 extension_sql_file!("bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
@@ -155,9 +156,9 @@ pub(crate) fn read_venue(
     let table = {
         let _as_owner = crate::owner::AsOwner::of(src)?;
         if for_update {
-            plans::run_dynamic(client, &sql, &[venue_id.into()])?
+            plans::run(client, Sql::Built(&sql), &[venue_id.into()])?
         } else {
-            plans::read_dynamic(client, &sql, &[venue_id.into()])?
+            plans::read(client, Sql::Built(&sql), &[venue_id.into()])?
         }
     };
     if table.is_empty() {
@@ -166,6 +167,22 @@ pub(crate) fn read_venue(
     let row = table.first();
     let images = row.get::<Jsonb<'_>>(1)?.map(|j| j.bytes().to_vec());
     Ok(Some(images))
+}
+
+/// Runs `f` on a venue's images value, read without a lock (so also on a hot standby),
+/// with the retry policy in force; `T::default()` when the venue is gone or its images
+/// are NULL.
+pub(crate) fn with_venue_images<T: Default>(
+    venue_id: i64,
+    f: impl FnOnce(&mut SpiClient<'_>, &Policy, &[u8]) -> Result<T, VenueError>,
+) -> Result<T, VenueError> {
+    let src = plans::venue_source()?;
+    require_jsonb(&src)?;
+    let policy = settings::policy();
+    Spi::connect_mut(|c| match read_venue(c, &src, venue_id, false)? {
+        Some(Some(bytes)) => f(c, &policy, &bytes),
+        _ => Ok(T::default()),
+    })
 }
 
 /// Writes a new images value for a venue (the trigger is told to skip it).
@@ -184,9 +201,9 @@ pub(crate) fn write_venue(
     );
     let _marker = QueueWrite::begin(&[venue_id]);
     let _as_owner = crate::owner::AsOwner::of(src)?;
-    plans::run_dynamic(
+    plans::run(
         client,
-        &sql,
+        Sql::Built(&sql),
         &[JsonbResult::Bytes(bytes).into(), venue_id.into()],
     )?;
     Ok(())

@@ -252,13 +252,18 @@ mod tests {
         })
     }
 
+    /// A cache refreshed every 60 s by [`slow`]: the cache, its count of calls and its
+    /// switch to fail (set at first when `failing`).
+    fn slow_cache(failing: bool) -> (Cache<u64>, Arc<AtomicU64>, Arc<AtomicBool>) {
+        let calls = Arc::new(AtomicU64::new(0));
+        let fail = Arc::new(AtomicBool::new(failing));
+        let cache = Cache::new(Duration::from_secs(60), slow(calls.clone(), fail.clone()));
+        (cache, calls, fail)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_load_for_many_viewers_and_at_most_one_per_refresh() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let cache = Cache::new(
-            Duration::from_secs(60),
-            slow(calls.clone(), Arc::new(AtomicBool::new(false))),
-        );
+        let (cache, calls, _) = slow_cache(false);
         // 100 viewers at once: one load, everyone gets its value.
         let gets: Vec<_> = (0..100)
             .map(|_| {
@@ -291,11 +296,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_viewer_leaving_does_not_cancel_the_load() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let cache = Cache::new(
-            Duration::from_secs(60),
-            slow(calls.clone(), Arc::new(AtomicBool::new(false))),
-        );
+        let (cache, calls, _) = slow_cache(false);
         let c = cache.clone();
         let t = tokio::spawn(async move { c.get().await });
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -307,9 +308,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn errors_are_shared_and_retried_after_a_pause() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let fail = Arc::new(AtomicBool::new(true));
-        let cache = Cache::new(Duration::from_secs(60), slow(calls.clone(), fail.clone()));
+        let (cache, calls, fail) = slow_cache(true);
         let (a, b) = tokio::join!(cache.get(), cache.get());
         assert_eq!(a.unwrap_err(), "load 1 failed");
         assert_eq!(b.unwrap_err(), "load 1 failed");
@@ -332,11 +331,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn invalidate_makes_the_next_viewer_wait_for_fresh_figures() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let cache = Cache::new(
-            Duration::from_secs(60),
-            slow(calls.clone(), Arc::new(AtomicBool::new(false))),
-        );
+        let (cache, calls, _) = slow_cache(false);
         assert_eq!(cache.peek().as_deref(), None);
         assert_eq!(*cache.get().await.unwrap().value, 1);
         assert_eq!(cache.peek().as_deref(), Some(&1));

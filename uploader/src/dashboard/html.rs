@@ -400,33 +400,23 @@ mod tests {
         use venue_images_core::classify::ErrorClass;
         use venue_images_core::image::Status;
         use venue_images_core::retry::{AttemptOutcome, Lifecycle, QueueState, ReportGroup};
-        let mut all: Vec<(&str, Tone)> = Vec::new();
-        all.extend(Status::ALL.iter().map(|s| (s.as_str(), tones::status(*s))));
-        all.extend(
-            Lifecycle::ALL
-                .iter()
-                .map(|l| (l.as_str(), tones::lifecycle(*l))),
-        );
-        all.extend(
-            QueueState::ALL
-                .iter()
-                .map(|q| (q.as_str(), tones::queue(*q))),
-        );
-        all.extend(
-            AttemptOutcome::ALL
-                .iter()
-                .map(|o| (o.as_str(), tones::outcome(*o))),
-        );
-        all.extend(
-            ErrorClass::ALL
-                .iter()
-                .map(|c| (c.as_str(), tones::class(*c))),
-        );
-        all.extend(
-            ReportGroup::ALL
-                .iter()
-                .map(|g| (g.as_str(), tones::group(*g))),
-        );
+        /// Each word of a vocabulary, with its tone.
+        fn words<T: Copy>(
+            all: &[T],
+            word: fn(T) -> &'static str,
+            tone: fn(T) -> Tone,
+        ) -> Vec<(&'static str, Tone)> {
+            all.iter().map(|v| (word(*v), tone(*v))).collect()
+        }
+        let all = [
+            words(&Status::ALL, Status::as_str, tones::status),
+            words(&Lifecycle::ALL, Lifecycle::as_str, tones::lifecycle),
+            words(&QueueState::ALL, QueueState::as_str, tones::queue),
+            words(&AttemptOutcome::ALL, AttemptOutcome::as_str, tones::outcome),
+            words(&ErrorClass::ALL, ErrorClass::as_str, tones::class),
+            words(&ReportGroup::ALL, ReportGroup::as_str, tones::group),
+        ]
+        .concat();
         for (word, tone) in &all {
             if *word == Status::Other.as_str() {
                 continue;

@@ -1035,7 +1035,9 @@ async fn purge(State(d): St, headers: HeaderMap, Path(id): Path<i64>, body: Byte
     .await
 }
 
-fn provider_field(f: &Fields) -> Result<String, String> {
+/// The provider a pause or resume form names.
+fn provider_field(body: &[u8]) -> Result<String, String> {
+    let f = form_fields(body);
     let p = f.get("provider").map(|s| s.trim()).unwrap_or("");
     if p.is_empty() || p.len() > 100 {
         return Err("Which provider?".into());
@@ -1043,15 +1045,20 @@ fn provider_field(f: &Fields) -> Result<String, String> {
     Ok(p.to_string())
 }
 
+/// The provider for the redirect's query (empty when the form named none).
+fn provider_query(provider: &Result<String, String>) -> String {
+    html::query_escape(provider.as_deref().unwrap_or(""))
+}
+
 async fn pause(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
-    let f = form_fields(&body);
-    let provider = provider_field(&f);
+    let provider = provider_field(&body);
+    let back = format!("/?done=pause&p={}", provider_query(&provider));
     d.act(
         &headers,
         "/providers/pause",
         &body,
         |f| {
-            let provider = provider.clone()?;
+            let provider = provider?;
             let minutes: i64 = f
                 .get("minutes")
                 .and_then(|m| m.parse().ok())
@@ -1068,35 +1075,20 @@ async fn pause(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
                 reason,
             })
         },
-        |_| {
-            format!(
-                "/?done=pause&p={}",
-                html::query_escape(provider.as_deref().unwrap_or(""))
-            )
-        },
+        |_| back,
     )
     .await
 }
 
 async fn resume(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
-    let f = form_fields(&body);
-    let provider = provider_field(&f);
+    let provider = provider_field(&body);
+    let p = provider_query(&provider);
     d.act(
         &headers,
         "/providers/resume",
         &body,
-        |_| {
-            Ok(Action::Resume {
-                provider: provider.clone()?,
-            })
-        },
-        |done| {
-            format!(
-                "/?done=resume&p={}&n={}",
-                html::query_escape(provider.as_deref().unwrap_or("")),
-                count(done)
-            )
-        },
+        |_| provider.map(|provider| Action::Resume { provider }),
+        |done| format!("/?done=resume&p={p}&n={}", count(done)),
     )
     .await
 }

@@ -204,25 +204,29 @@ mod tests {
     #[test]
     fn sslmodes_keep_libpqs_meanings() {
         let t = resolve("postgres://u@db.example.com/app", &[], &[]).unwrap();
-        assert_eq!(ssl_mode_name(t.ssl_mode()), "prefer");
         assert!(!t.is_local());
-        let t = resolve("postgres://u@db.example.com/app?sslmode=require", &[], &[]).unwrap();
-        assert_eq!(ssl_mode_name(t.ssl_mode()), "require");
-        // require with a root certificate verifies it, as libpq does.
-        let t = resolve(
-            "postgres://u@db.example.com/app?sslmode=require&sslrootcert=/ca.pem",
-            &[],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(ssl_mode_name(t.ssl_mode()), "verify-ca");
-        let t = resolve(
-            "postgres://u@db.example.com/app?sslmode=require",
-            &[],
-            &["root.crt"],
-        )
-        .unwrap();
-        assert_eq!(ssl_mode_name(t.ssl_mode()), "verify-ca");
+        // The URL's query, the files in ~/.postgresql, and the mode libpq would use.
+        let cases: [(&str, &[&str], &str); 5] = [
+            ("", &[], "prefer"),
+            ("?sslmode=require", &[], "require"),
+            // require with a root certificate verifies it, as libpq does.
+            ("?sslmode=require&sslrootcert=/ca.pem", &[], "verify-ca"),
+            ("?sslmode=require", &["root.crt"], "verify-ca"),
+            (
+                "?sslmode=verify-full&sslrootcert=system",
+                &[],
+                "verify-full",
+            ),
+        ];
+        for (query, home, mode) in cases {
+            let t = resolve(
+                &format!("postgres://u@db.example.com/app{query}"),
+                &[],
+                home,
+            )
+            .unwrap();
+            assert_eq!(ssl_mode_name(t.ssl_mode()), mode, "{query} {home:?}");
+        }
         // verify-* without any root certificate is refused with the way out.
         let e = resolve(
             "postgres://u@db.example.com/app?sslmode=verify-full",
@@ -232,13 +236,6 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("sslrootcert"), "{e}");
-        let t = resolve(
-            "postgres://u@db.example.com/app?sslmode=verify-full&sslrootcert=system",
-            &[],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(ssl_mode_name(t.ssl_mode()), "verify-full");
         let t = resolve(
             "postgres://u@db.example.com/app",
             &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", "/ca.pem")],

@@ -26,51 +26,53 @@ fn body(msg: &str) -> Vec<u8> {
 #[test]
 fn error_responses_are_typed() {
     let none = HeaderMap::new();
-    let f = classify_response(
-        401,
-        &none,
-        &body("Your request does not contain private API key."),
-        "k",
-    );
-    assert_eq!(
-        (f.error_type, f.scope),
-        (ErrorType::AuthError, Scope::Service)
-    );
-    let f = classify_response(
-        403,
-        &none,
-        &body("Your account cannot be authenticated."),
-        "k",
-    );
-    assert_eq!(
-        (f.error_type, f.scope),
-        (ErrorType::AuthError, Scope::Service)
-    );
-    let f = classify_response(403, &none, &body("Storage limit exceeded."), "k");
-    assert_eq!(
-        (f.error_type, f.scope),
-        (ErrorType::Forbidden, Scope::Service)
-    );
-    let f = classify_response(
-        400,
-        &none,
-        &body("Your request contains invalid file parameter. The file size exceeds limits."),
-        "k",
-    );
-    assert_eq!(
-        (f.error_type, f.scope, f.status_code),
-        (ErrorType::FileTooLarge, Scope::Image, Some(400))
-    );
-    let f = classify_response(400, &none, &body("Upload Limit Exceeded."), "k");
-    assert_eq!(
-        (f.error_type, f.scope),
-        (ErrorType::HttpError, Scope::Service)
-    );
-    let f = classify_response(400, &none, &body("Missing file parameter for upload"), "k");
-    assert_eq!(
-        (f.error_type, f.scope),
-        (ErrorType::HttpError, Scope::Image)
-    );
+    // ImageKit's status and message: the type, and whether the image or the service is
+    // at fault.
+    for (status, message, error_type, scope) in [
+        (
+            401,
+            "Your request does not contain private API key.",
+            ErrorType::AuthError,
+            Scope::Service,
+        ),
+        (
+            403,
+            "Your account cannot be authenticated.",
+            ErrorType::AuthError,
+            Scope::Service,
+        ),
+        (
+            403,
+            "Storage limit exceeded.",
+            ErrorType::Forbidden,
+            Scope::Service,
+        ),
+        (
+            400,
+            "Your request contains invalid file parameter. The file size exceeds limits.",
+            ErrorType::FileTooLarge,
+            Scope::Image,
+        ),
+        (
+            400,
+            "Upload Limit Exceeded.",
+            ErrorType::HttpError,
+            Scope::Service,
+        ),
+        (
+            400,
+            "Missing file parameter for upload",
+            ErrorType::HttpError,
+            Scope::Image,
+        ),
+    ] {
+        let f = classify_response(status, &none, &body(message), "k");
+        assert_eq!(
+            (f.error_type, f.scope, f.status_code),
+            (error_type, scope, Some(status)),
+            "{status} {message}"
+        );
+    }
     let h = headers(&[("x-ratelimit-reset", "1500"), ("x-ik-requestId", "req-1")]);
     let f = classify_response(429, &h, &body("Too many requests"), "k");
     assert_eq!(f.error_type, ErrorType::RateLimited);
@@ -140,6 +142,11 @@ fn config_debug_hides_the_key() {
 /// recording every request body.
 type Script = Vec<(u16, Vec<(&'static str, &'static str)>, Vec<u8>)>;
 type Seen = Arc<std::sync::Mutex<Vec<(AxHeaders, AxBytes)>>>;
+
+/// [`scripted`]: every request is answered `status`, with ImageKit's JSON `message`.
+async fn answering(status: u16, message: &str) -> (String, Seen) {
+    scripted(vec![(status, vec![], body(message))]).await
+}
 
 async fn scripted(script: Script) -> (String, Seen) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -294,12 +301,7 @@ async fn long_rate_limit_is_handed_back_not_slept() {
 
 #[tokio::test]
 async fn auth_errors_are_not_retried_and_stop_the_service() {
-    let (url, seen) = scripted(vec![(
-        403,
-        vec![],
-        body("Your account cannot be authenticated."),
-    )])
-    .await;
+    let (url, seen) = answering(403, "Your account cannot be authenticated.").await;
     let f = client(url.clone()).upload(request(b"x")).await.unwrap_err();
     assert_eq!(
         (f.error_type, f.scope),
@@ -312,12 +314,7 @@ async fn auth_errors_are_not_retried_and_stop_the_service() {
 
 #[tokio::test]
 async fn credentials_check_accepts_a_missing_file_400() {
-    let (url, _) = scripted(vec![(
-        400,
-        vec![],
-        body("Missing file parameter for upload"),
-    )])
-    .await;
+    let (url, _) = answering(400, "Missing file parameter for upload").await;
     client(url).check_credentials().await.unwrap();
 }
 

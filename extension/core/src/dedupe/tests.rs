@@ -24,32 +24,31 @@ fn canon(json: &str) -> String {
     to_json_text(&parse_varlena(&b).unwrap()).unwrap()
 }
 
+/// Dedupe turns `input` into `want` (both JSON texts).
+fn dedupes_to(input: &str, want: &str) {
+    assert_eq!(run(input), canon(want), "{input}");
+}
+
 #[test]
 fn uploaded_copy_is_never_replaced_by_failed_one() {
     // Defect 2: equal quality, the failed copy is newer; the uploaded copy must win.
-    let out = run(r#"[
+    dedupes_to(
+        r#"[
         {"provider_url":"p1","url":"https://ik/1.jpg","upload_status":"uploaded","quality_score":0.5,"fetched_at":"2025-01-01T00:00:00Z","retry_count":1},
         {"provider_url":"p1","url":"p1","upload_status":"failed","quality_score":0.5,"fetched_at":"2025-06-01T00:00:00Z","retry_count":2}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"provider_url":"p1","url":"https://ik/1.jpg","upload_status":"uploaded","quality_score":0.5,"fetched_at":"2025-01-01T00:00:00Z","retry_count":2}]"#
-        )
+    ]"#,
+        r#"[{"provider_url":"p1","url":"https://ik/1.jpg","upload_status":"uploaded","quality_score":0.5,"fetched_at":"2025-01-01T00:00:00Z","retry_count":2}]"#,
     );
 }
 
 #[test]
 fn retry_count_never_resets() {
-    let out = run(r#"[
+    dedupes_to(
+        r#"[
         {"provider_url":"p","upload_status":"failed","quality_score":0.9,"retry_count":3},
         {"provider_url":"p","upload_status":"failed","quality_score":0.9,"fetched_at":"2030-01-01"}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"provider_url":"p","upload_status":"failed","quality_score":0.9,"fetched_at":"2030-01-01","retry_count":3}]"#
-        )
+    ]"#,
+        r#"[{"provider_url":"p","upload_status":"failed","quality_score":0.9,"fetched_at":"2030-01-01","retry_count":3}]"#,
     );
 }
 
@@ -81,7 +80,8 @@ fn rank_then_quality_then_fetched_then_first() {
 
 #[test]
 fn falls_back_to_url_and_keeps_keyless_and_non_objects() {
-    let out = run(r#"[
+    dedupes_to(
+        r#"[
         {"url":"u1","quality_score":0.2},
         "a string",
         {"url":"u1","quality_score":0.3,"upload_status":"uploaded"},
@@ -89,12 +89,8 @@ fn falls_back_to_url_and_keeps_keyless_and_non_objects() {
         {"provider_url":"","url":"","k":1},
         42,
         {"provider_url":null,"url":"u2","quality_score":0.8}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"url":"u2","provider_url":null,"quality_score":0.8},{"url":"u1","quality_score":0.3,"upload_status":"uploaded"},"a string",{"attribution":"x"},{"provider_url":"","url":"","k":1},42]"#
-        )
+    ]"#,
+        r#"[{"url":"u2","provider_url":null,"quality_score":0.8},{"url":"u1","quality_score":0.3,"upload_status":"uploaded"},"a string",{"attribution":"x"},{"provider_url":"","url":"","k":1},42]"#,
     );
 }
 
@@ -103,29 +99,21 @@ fn provider_url_takes_precedence_over_url() {
     // A failed copy (url = provider URL) and an uploaded copy (url = ImageKit URL) of the
     // same photo share provider_url: they are one image. A legacy element with only
     // `url` (the provider URL) is the same photo too, as in the original.
-    let out = run(r#"[
+    dedupes_to(
+        r#"[
         {"provider_url":"g1","url":"g1","upload_status":"failed"},
         {"provider_url":"g1","url":"https://ik.imagekit.io/x.jpg","upload_status":"uploaded"},
         {"url":"g1","upload_status":"failed","retry_count":2}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"provider_url":"g1","url":"https://ik.imagekit.io/x.jpg","upload_status":"uploaded","retry_count":2}]"#
-        )
+    ]"#,
+        r#"[{"provider_url":"g1","url":"https://ik.imagekit.io/x.jpg","upload_status":"uploaded","retry_count":2}]"#,
     );
 }
 
 #[test]
 fn order_is_quality_descending_and_stable() {
-    let out = run(
+    dedupes_to(
         r#"[{"url":"a"},{"url":"b","quality_score":0.5},{"url":"c"},{"url":"d","quality_score":0.5},{"url":"e","quality_score":0.9}]"#,
-    );
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"url":"e","quality_score":0.9},{"url":"b","quality_score":0.5},{"url":"d","quality_score":0.5},{"url":"a"},{"url":"c"}]"#
-        )
+        r#"[{"url":"e","quality_score":0.9},{"url":"b","quality_score":0.5},{"url":"d","quality_score":0.5},{"url":"a"},{"url":"c"}]"#,
     );
 }
 
@@ -375,47 +363,34 @@ fn deep_elements_pass_through_dedupe_and_merge() {
 /// Issue 17: `retry_count` and `quality_score` compare exactly, as `numeric` does.
 #[test]
 fn numbers_compare_exactly() {
-    // The group keeps its highest retry_count, even one f64 cannot tell from 3, and
-    // keeps it as written.
-    let out = run(r#"[
-        {"provider_url":"p","upload_status":"uploaded","retry_count":3},
-        {"provider_url":"p","upload_status":"failed","retry_count":3.0000000000000000001}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":3.0000000000000000001}]"#
-        )
-    );
-    // Equal values written differently: the winner's own stands.
-    let out = run(r#"[
-        {"provider_url":"p","upload_status":"uploaded","retry_count":3.0},
-        {"provider_url":"p","upload_status":"failed","retry_count":"3"}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":3.0}]"#)
-    );
-    // A numeric string above the winner's number.
-    let out = run(r#"[
-        {"provider_url":"p","upload_status":"uploaded","retry_count":2.9999999999999999999},
-        {"provider_url":"p","upload_status":"failed","retry_count":" 3 "}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(r#"[{"provider_url":"p","upload_status":"uploaded","retry_count":" 3 "}]"#)
-    );
+    // An uploaded and a failed copy's retry_counts, and the one the group keeps: its
+    // highest, even one f64 cannot tell from 3, as written; of equal values written
+    // differently, the winner's own; a numeric string above the winner's number.
+    let copy = |status: &str, retry_count: &str| {
+        format!(r#"{{"provider_url":"p","upload_status":"{status}","retry_count":{retry_count}}}"#)
+    };
+    for (uploaded, failed, kept) in [
+        ("3", "3.0000000000000000001", "3.0000000000000000001"),
+        ("3.0", r#""3""#, "3.0"),
+        ("2.9999999999999999999", r#"" 3 ""#, r#"" 3 ""#),
+    ] {
+        dedupes_to(
+            &format!(
+                "[{}, {}]",
+                copy("uploaded", uploaded),
+                copy("failed", failed)
+            ),
+            &format!("[{}]", copy("uploaded", kept)),
+        );
+    }
     // Order: the longer quality score is the larger, whatever the input order.
-    let out = run(r#"[
+    dedupes_to(
+        r#"[
         {"url":"a","quality_score":0.12345678901234567890123},
         {"url":"b","quality_score":0.123456789012345678901234567890}
-    ]"#);
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"url":"b","quality_score":0.123456789012345678901234567890},
-                {"url":"a","quality_score":0.12345678901234567890123}]"#
-        )
+    ]"#,
+        r#"[{"url":"b","quality_score":0.123456789012345678901234567890},
+                {"url":"a","quality_score":0.12345678901234567890123}]"#,
     );
     // The group's winner, by the same comparison.
     let out = run(r#"[
@@ -432,14 +407,9 @@ fn numbers_compare_exactly() {
         Deduped::Unchanged
     ));
     // Negative and absent (0) scores.
-    let out = run(
+    dedupes_to(
         r#"[{"url":"a","quality_score":-1e-30},{"url":"b"},{"url":"c","quality_score":1e-30}]"#,
-    );
-    assert_eq!(
-        out,
-        canon(
-            r#"[{"url":"c","quality_score":1e-30},{"url":"b"},{"url":"a","quality_score":-1e-30}]"#
-        )
+        r#"[{"url":"c","quality_score":1e-30},{"url":"b"},{"url":"a","quality_score":-1e-30}]"#,
     );
 }
 

@@ -169,19 +169,22 @@ fn arb_json() -> impl Strategy<Value = String> {
     leaf.prop_recursive(4, 64, 40, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..40).prop_map(|v| format!("[{}]", v.join(", "))),
-            prop::collection::vec(("[a-z_]{0,14}", inner), 0..40).prop_map(|v| {
-                let body: Vec<String> = v
-                    .into_iter()
-                    .map(|(k, val)| {
-                        let mut key = String::new();
-                        escape_json_string(&mut key, &k);
-                        format!("{key}: {val}")
-                    })
-                    .collect();
-                format!("{{{}}}", body.join(", "))
-            }),
+            prop::collection::vec(("[a-z_]{0,14}", inner), 0..40).prop_map(|v| object_text(&v)),
         ]
     })
+}
+
+/// The JSON text of an object of `pairs` (keys escaped, values as JSON text).
+fn object_text(pairs: &[(String, String)]) -> String {
+    let body: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut key = String::new();
+            escape_json_string(&mut key, k);
+            format!("{key}: {v}")
+        })
+        .collect();
+    format!("{{{}}}", body.join(", "))
 }
 
 proptest! {
@@ -223,15 +226,7 @@ proptest! {
         pairs in prop::collection::vec(("[a-z_]{0,14}", arb_json()), 0..90),
         probes in prop::collection::vec("[a-z_]{0,15}", 0..10),
     ) {
-        let body: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| {
-                let mut key = String::new();
-                escape_json_string(&mut key, k);
-                format!("{key}: {v}")
-            })
-            .collect();
-        let bytes = encode_text(&format!("{{{}}}", body.join(", ")));
+        let bytes = encode_text(&object_text(&pairs));
         let c = parse_varlena(&bytes).unwrap();
         let keys = pairs.iter().map(|(k, _)| k.as_str()).chain(probes.iter().map(String::as_str));
         for key in keys {
@@ -275,15 +270,7 @@ proptest! {
         byte in any::<u8>(),
         at in 0u32..40,
     ) {
-        let body: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| {
-                let mut key = String::new();
-                escape_json_string(&mut key, k);
-                format!("{key}: {v}")
-            })
-            .collect();
-        let mut bytes = encode_text(&format!("{{{}}}", body.join(", ")));
+        let mut bytes = encode_text(&object_text(&pairs));
         let i = pos.index(bytes.len());
         bytes[i] = byte;
         if let Ok(c) = parse_varlena(&bytes) {
@@ -311,17 +298,7 @@ proptest! {
     ) {
         let elements: Vec<String> = objects
             .iter()
-            .map(|pairs| {
-                let body: Vec<String> = pairs
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut key = String::new();
-                        escape_json_string(&mut key, k);
-                        format!("{key}: {v}")
-                    })
-                    .collect();
-                format!("{{{}}}", body.join(", "))
-            })
+            .map(|pairs| object_text(pairs))
             .chain(["[1, 2]".to_string(), "\"x\"".to_string()])
             .collect();
         let bytes = encode_text(&format!("[{}]", elements.join(", ")));

@@ -3,6 +3,7 @@
 //! lifecycle applies. Bad values are refused here with a message naming the field
 //! (SQLSTATE 22023 in SQL), so nothing unusable reaches a venue's array.
 
+use crate::redact::{hex_value, percent_decode_fully};
 use serde::{Deserialize, Serialize};
 
 /// One outcome, as JSON: either the upload's `url` and `imagekit_path` (success) or an
@@ -63,16 +64,9 @@ pub enum Reported<'a> {
 }
 
 /// An outcome that cannot be recorded, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct OutcomeError(pub String);
-
-impl std::fmt::Display for OutcomeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for OutcomeError {}
 
 fn bad(m: impl Into<String>) -> OutcomeError {
     OutcomeError(m.into())
@@ -137,40 +131,6 @@ struct HttpUrl {
     has_query_or_fragment: bool,
 }
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// `s` with every `%XX` decoded (malformed escapes were refused before).
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() {
-            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
-}
-
-/// Decoded until nothing changes, so that `%252e` (decoded twice by some servers) is `.`.
-fn percent_decode_fully(s: &[u8]) -> Vec<u8> {
-    let mut cur = s.to_vec();
-    loop {
-        let next = percent_decode(&cur);
-        if next == cur {
-            return cur;
-        }
-        cur = next;
-    }
-}
-
 /// Printable ASCII without [`UNSAFE`] characters, and every `%` starts an escape.
 fn check_characters(s: &str) -> Result<(), UrlProblem> {
     let b = s.as_bytes();
@@ -179,8 +139,8 @@ fn check_characters(s: &str) -> Result<(), UrlProblem> {
             return Err(UrlProblem::Characters);
         }
         if c == b'%'
-            && !(b.get(i + 1).copied().and_then(hex).is_some()
-                && b.get(i + 2).copied().and_then(hex).is_some())
+            && !(b.get(i + 1).copied().and_then(hex_value).is_some()
+                && b.get(i + 2).copied().and_then(hex_value).is_some())
         {
             return Err(UrlProblem::Escape);
         }

@@ -2,11 +2,12 @@ use super::*;
 use crate::classify::Classifier;
 use crate::image::{ImageError, Status};
 use crate::jsonb::{encode, parse_json, parse_varlena, to_json_text};
-use crate::jsonb::{Node, Value};
+use crate::jsonb::{Container, Node, Value};
 use crate::summary::summarize;
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 fn bytes(json: &str) -> Vec<u8> {
     encode(&parse_json(json).unwrap()).unwrap()
@@ -44,10 +45,15 @@ fn venue() -> Vec<u8> {
     ))
 }
 
+/// [`venue`]'s array, built once.
+fn venue_array() -> Container<'static> {
+    static VENUE: LazyLock<Vec<u8>> = LazyLock::new(venue);
+    parse_varlena(&VENUE).unwrap()
+}
+
 #[test]
 fn every_failed_element_has_exactly_one_place() {
-    let b = venue();
-    let arr = parse_varlena(&b).unwrap();
+    let arr = venue_array();
     let p = Policy::default();
     let plan = p.plan(arr).unwrap();
     let queued: Vec<usize> = plan.queue.iter().map(|q| q.index).collect();
@@ -102,8 +108,7 @@ fn every_failed_element_has_exactly_one_place() {
 
 #[test]
 fn finalisation_says_why_and_keeps_everything_else() {
-    let b = venue();
-    let arr = parse_varlena(&b).unwrap();
+    let arr = venue_array();
     let p = Policy::default();
     let plan = p.plan(arr).unwrap();
     let out = j(&p.finalize(arr, &plan, NOW).unwrap().unwrap());
@@ -128,8 +133,7 @@ fn finalisation_says_why_and_keeps_everything_else() {
 
 #[test]
 fn write_back_follows_the_state_machine() {
-    let b = venue();
-    let arr = parse_varlena(&b).unwrap();
+    let arr = venue_array();
     let p = Policy::default();
     let h = url_hash(G);
     let t = p.claim_target(arr, &h, false).unwrap().unwrap();
@@ -143,64 +147,72 @@ fn write_back_follows_the_state_machine() {
         None,
     )
     .unwrap();
-    let a = p.apply(arr, &h, false, &ok, NOW, 1.0).unwrap();
-    assert_eq!(
-        (a.status, a.outcome, a.job),
+    // The outcome of an attempt on `G`'s image, or on the image with this hash, and the
+    // venue's array it writes.
+    let apply_to =
+        |h: &UrlHash, r: &Reported<'static>| p.apply(arr, h, false, r, NOW, 1.0).unwrap();
+    let apply = |r: &Reported<'static>| apply_to(&h, r);
+    let written = |r: &Reported<'static>| j(&replace_elements(arr, apply(r).replacements).unwrap());
+    let fail = |et: &'static str| Reported::failed(et, Some(500), "boom", None).unwrap();
+    // What write-back answers, logs and does with the job: uploaded; transient with
+    // retries left (queued again); ambiguous (left for review, not queued again);
+    // permanent (finalised at once).
+    for (r, want) in [
         (
-            WriteBackStatus::Uploaded,
-            AttemptOutcome::Uploaded,
-            JobNext::Delete
-        )
-    );
-    let out = j(&replace_elements(arr, a.replacements).unwrap());
+            &ok,
+            (
+                WriteBackStatus::Uploaded,
+                AttemptOutcome::Uploaded,
+                JobNext::Delete,
+            ),
+        ),
+        (
+            &fail("server_error"),
+            (
+                WriteBackStatus::Failed,
+                AttemptOutcome::Failed,
+                JobNext::Retry { wait_seconds: 60.0 },
+            ),
+        ),
+        (
+            &fail("http_error"),
+            (
+                WriteBackStatus::Failed,
+                AttemptOutcome::Review,
+                JobNext::Delete,
+            ),
+        ),
+        (
+            &fail("not_found"),
+            (
+                WriteBackStatus::PermanentlyFailed,
+                AttemptOutcome::PermanentlyFailed,
+                JobNext::Delete,
+            ),
+        ),
+    ] {
+        let a = apply(r);
+        assert_eq!((a.status, a.outcome, a.job), want, "{r:?}");
+    }
+    let out = written(&ok);
     assert_eq!(out[0]["upload_status"], "uploaded");
     assert_eq!(out[0]["retry_count"], 2);
     assert_eq!(out[0]["imagekit_file_id"], "f1");
     assert_eq!(out[0]["attribution"], "keep me");
     assert!(out[0].get("error_details").is_none());
     assert_eq!(out[0]["provider_url"], G);
-
-    let fail = |et: &'static str| Reported::failed(et, Some(500), "boom", None).unwrap();
-    // transient with retries left: queued again
-    let a = p
-        .apply(arr, &h, false, &fail("server_error"), NOW, 1.0)
-        .unwrap();
-    assert_eq!(a.status, WriteBackStatus::Failed);
-    assert_eq!(a.outcome, AttemptOutcome::Failed);
-    assert_eq!(a.job, JobNext::Retry { wait_seconds: 60.0 });
-    // ambiguous: left for review, not queued again
-    let a = p
-        .apply(arr, &h, false, &fail("http_error"), NOW, 1.0)
-        .unwrap();
-    assert_eq!(
-        (a.status, a.outcome, a.job),
-        (
-            WriteBackStatus::Failed,
-            AttemptOutcome::Review,
-            JobNext::Delete
-        )
-    );
-    let out = j(&replace_elements(arr, a.replacements).unwrap());
+    let out = written(&fail("http_error"));
     assert_eq!(out[0]["upload_status"], "failed");
     assert_eq!(out[0]["error_details"]["error_type"], "http_error");
     assert_eq!(out[0]["error_details"]["retry_attempt"], 2);
-    // permanent: finalised at once
-    let a = p
-        .apply(arr, &h, false, &fail("not_found"), NOW, 1.0)
-        .unwrap();
-    assert_eq!(a.status, WriteBackStatus::PermanentlyFailed);
-    let out = j(&replace_elements(arr, a.replacements).unwrap());
+    let out = written(&fail("not_found"));
     assert_eq!(out[0]["finalized_at"], NOW);
     // an image the application removed
-    let a = p
-        .apply(arr, &url_hash("https://gone"), false, &ok, NOW, 1.0)
-        .unwrap();
+    let a = apply_to(&url_hash("https://gone"), &ok);
     assert_eq!(a.status, WriteBackStatus::Superseded);
     assert!(a.replacements.is_empty());
     // already uploaded by the application
-    let a = p
-        .apply(arr, &url_hash("https://x/e.jpg"), false, &ok, NOW, 1.0)
-        .unwrap();
+    let a = apply_to(&url_hash("https://x/e.jpg"), &ok);
     assert_eq!(a.note, Some("image already uploaded by the application"));
     // permanently failed: only a forced job may attempt it
     let f = url_hash("https://x/f.jpg");
@@ -218,8 +230,7 @@ fn write_back_follows_the_state_machine() {
 
 #[test]
 fn a_source_in_url_is_kept_as_provider_url_after_upload() {
-    let b = venue();
-    let arr = parse_varlena(&b).unwrap();
+    let arr = venue_array();
     let p = Policy::default();
     let h = url_hash("https://x/h.jpg");
     assert_eq!(
@@ -376,25 +387,16 @@ fn backoff() {
 // and generated outcome sequences (successes, transient, permanent and ambiguous
 // failures), run through the whole lifecycle.
 
-const ERROR_TYPES: &[&str] = &[
-    "rate_limited",
-    "service_unavailable",
-    "network_timeout",
-    "gateway_timeout",
-    "bad_gateway",
-    "server_error",
-    "network_error",
-    "not_found",
-    "forbidden",
-    "auth_error",
-    "file_too_large",
-    "invalid_provider_url",
-    "not_an_image",
-    "http_error",
-    "download_failed",
-    "unknown_error",
-    "",
-];
+/// Every built-in error type, then types in neither list; the last, "", is never
+/// reported as a failure.
+static ERROR_TYPES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let others = ["http_error", "download_failed", "unknown_error", ""];
+    (crate::classify::BUILTIN_TRANSIENT.iter())
+        .chain(crate::classify::BUILTIN_PERMANENT)
+        .chain(&others)
+        .copied()
+        .collect()
+});
 
 fn element() -> impl Strategy<Value = J> {
     (
@@ -698,12 +700,22 @@ mod depth {
         encode(&Node::Array(vec![Node::Raw(deep), image, other])).unwrap()
     }
 
+    /// Runs `test` on a small stack with [`venue_with_deep_neighbours`]'s array (its image
+    /// element with this status) and the bytes of its deep element and deep key.
+    fn with_deep_neighbours(
+        status: &'static str,
+        test: impl FnOnce(Container<'_>, &[u8], &[u8]) + Send + 'static,
+    ) {
+        on_small_stack(move || {
+            let (deep, deep_obj) = (nested_arrays(10_000), nested_objects(10_000));
+            let b = venue_with_deep_neighbours(&deep, &deep_obj, status);
+            test(parse_varlena(&b).unwrap(), &deep, &deep_obj);
+        });
+    }
+
     #[test]
     fn write_back_next_to_deep_elements_works() {
-        on_small_stack(|| {
-            let (deep, deep_obj) = (nested_arrays(10_000), nested_objects(10_000));
-            let b = venue_with_deep_neighbours(&deep, &deep_obj, "failed");
-            let arr = parse_varlena(&b).unwrap();
+        with_deep_neighbours("failed", |arr, deep, deep_obj| {
             let p = Policy::default();
             let h = url_hash(G);
             let plan = p.plan(arr).unwrap();
@@ -766,10 +778,7 @@ mod depth {
 
     #[test]
     fn purge_next_to_deep_elements_keeps_them_and_refuses_a_deep_removed_copy() {
-        on_small_stack(|| {
-            let (deep, deep_obj) = (nested_arrays(10_000), nested_objects(10_000));
-            let b = venue_with_deep_neighbours(&deep, &deep_obj, "permanently_failed");
-            let arr = parse_varlena(&b).unwrap();
+        with_deep_neighbours("permanently_failed", |arr, deep, _| {
             let (kept, removed) = purge_permanently_failed(arr, None).unwrap();
             let out = encode(&kept).unwrap();
             let oc = parse_varlena(&out).unwrap();
@@ -786,7 +795,7 @@ mod depth {
             // At the limit, the removed copy is kept, redacted.
             let d = MAX_DEPTH - 1; // the element itself is one level
             let shallow = nested_objects(d);
-            let b = venue_with_deep_neighbours(&deep, &shallow, "permanently_failed");
+            let b = venue_with_deep_neighbours(deep, &shallow, "permanently_failed");
             let arr = parse_varlena(&b).unwrap();
             let (_, removed) = purge_permanently_failed(arr, None).unwrap();
             let copy = text_of(&redacted_copy(Value::Container(removed[0].obj)).unwrap());

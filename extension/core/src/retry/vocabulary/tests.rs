@@ -8,11 +8,13 @@ use crate::classify::ErrorClass;
 const SCHEMA: &str = include_str!("../../../../src/queue/schema.sql");
 
 /// Checks one vocabulary: `ALL` lists exactly these variants in this order, the match
-/// below is exhaustive (a new variant fails to compile here until it is listed), the
-/// spellings are distinct, and `parse` is the exact inverse of `as_str`.
+/// below is exhaustive (a new variant fails to compile here until it is listed), they are
+/// spelled with these words (as SQL and the uploader read them), the spellings are
+/// distinct, and `parse` is the exact inverse of `as_str`.
 macro_rules! vocabulary {
-    ($enum:ident: $($v:ident),+ $(,)?) => {{
+    ($enum:ident: $($v:ident),+; $words:literal) => {{
         assert_eq!($enum::ALL, [$($enum::$v),+], "{}::ALL", stringify!($enum));
+        assert_eq!($enum::ALL.map($enum::as_str).join(" "), $words, "{}'s words", stringify!($enum));
         for x in $enum::ALL {
             match x {
                 $($enum::$v)|+ => {}
@@ -36,54 +38,32 @@ macro_rules! vocabulary {
 
 #[test]
 fn every_vocabulary_round_trips() {
-    vocabulary!(Status: Uploaded, Failed, PermanentlyFailed, Other);
-    vocabulary!(ErrorClass: Transient, Permanent, Ambiguous, Unknown);
-    vocabulary!(Lifecycle: NotFailed, Queued, ToFinalize, Review, PermanentlyFailed, Skipped);
-    vocabulary!(QueueState: Due, Waiting, Leased, Paused);
     vocabulary!(
-        AttemptOutcome: Uploaded,
-        Failed,
-        Review,
-        PermanentlyFailed,
-        Superseded,
-        Finalized,
-        Forced,
-        Purged,
-    );
-    vocabulary!(ReportGroup: Recovered, FailedAgain, PermanentFailure, Finalized);
-    vocabulary!(WriteBackStatus: Uploaded, Failed, PermanentlyFailed, Superseded, Stale);
-}
-
-/// The words as SQL and the uploader read them.
-#[test]
-fn spellings() {
-    let words = |v: &[&'static str]| v.join(" ");
-    assert_eq!(
-        words(&Status::ALL.map(Status::as_str)),
+        Status: Uploaded, Failed, PermanentlyFailed, Other;
         "uploaded failed permanently_failed other"
     );
-    assert_eq!(
-        words(&ErrorClass::ALL.map(ErrorClass::as_str)),
+    vocabulary!(
+        ErrorClass: Transient, Permanent, Ambiguous, Unknown;
         "transient permanent ambiguous unknown"
     );
-    assert_eq!(
-        words(&Lifecycle::ALL.map(Lifecycle::as_str)),
+    vocabulary!(
+        Lifecycle: NotFailed, Queued, ToFinalize, Review, PermanentlyFailed, Skipped;
         "not_failed queued to_finalize review permanently_failed skipped"
     );
-    assert_eq!(
-        words(&QueueState::ALL.map(QueueState::as_str)),
+    vocabulary!(
+        QueueState: Due, Waiting, Leased, Paused;
         "due waiting leased paused"
     );
-    assert_eq!(
-        words(&AttemptOutcome::ALL.map(AttemptOutcome::as_str)),
+    vocabulary!(
+        AttemptOutcome: Uploaded, Failed, Review, PermanentlyFailed, Superseded, Finalized, Forced, Purged;
         "uploaded failed review permanently_failed superseded finalized forced purged"
     );
-    assert_eq!(
-        words(&ReportGroup::ALL.map(ReportGroup::as_str)),
+    vocabulary!(
+        ReportGroup: Recovered, FailedAgain, PermanentFailure, Finalized;
         "recovered failed_again permanent_failure finalized"
     );
-    assert_eq!(
-        words(&WriteBackStatus::ALL.map(WriteBackStatus::as_str)),
+    vocabulary!(
+        WriteBackStatus: Uploaded, Failed, PermanentlyFailed, Superseded, Stale;
         "uploaded failed permanently_failed superseded stale"
     );
 }
