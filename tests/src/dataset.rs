@@ -16,6 +16,19 @@ impl Rng {
         Rng(seed)
     }
 
+    /// The seed of a chaos run: `CHAOS_SEED` when set (to replay a run), the clock
+    /// otherwise; prints it and how to replay it under `label`.
+    pub fn chaos_seed(label: &str) -> anyhow::Result<u64> {
+        let seed: u64 = match std::env::var("CHAOS_SEED") {
+            Ok(s) => s.parse()?,
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as u64,
+        };
+        eprintln!("{label} seed: {seed} (replay with CHAOS_SEED={seed})");
+        Ok(seed)
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -100,13 +100,7 @@ async fn app_writer(
 async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     // Seeded: every random choice (kill times, victims, the application's writes) replays
     // with CHAOS_SEED=<seed>; only the operating system's timing differs between runs.
-    let seed: u64 = match std::env::var("CHAOS_SEED") {
-        Ok(s) => s.parse()?,
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos() as u64,
-    };
-    eprintln!("chaos seed: {seed} (replay with CHAOS_SEED={seed})");
+    let seed = Rng::chaos_seed("chaos")?;
     let mut rng = Rng::new(seed);
     let db = TestDb::new("chaos").await?;
     db.set_default("venue_images.retry_base_seconds", "1")

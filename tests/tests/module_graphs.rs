@@ -145,26 +145,21 @@ fn drawn(crate_dir: &str) -> Graph {
     g
 }
 
+/// The crate in `dir` has more than ten modules, no import cycle, and its `lib.rs` draws
+/// exactly its graph.
+fn acyclic_and_drawn(dir: &str) {
+    let g = graph(dir);
+    assert!(g.len() > 10, "{g:?}");
+    assert_eq!(cycle(&g), None, "an import cycle in {dir}: {g:#?}");
+    assert_eq!(drawn(dir), g, "{dir}/src/lib.rs draws another graph");
+}
+
 #[test]
 fn the_extension_has_no_import_cycle_and_draws_its_graph() {
-    let g = graph("extension");
-    assert!(g.len() > 10, "{g:?}");
-    assert_eq!(cycle(&g), None, "an import cycle in the extension: {g:#?}");
-    assert_eq!(
-        drawn("extension"),
-        g,
-        "extension/src/lib.rs draws another graph"
-    );
+    acyclic_and_drawn("extension");
 }
 
 #[test]
 fn the_uploader_has_no_import_cycle_and_draws_its_graph() {
-    let g = graph("uploader");
-    assert!(g.len() > 10, "{g:?}");
-    assert_eq!(cycle(&g), None, "an import cycle in the uploader: {g:#?}");
-    assert_eq!(
-        drawn("uploader"),
-        g,
-        "uploader/src/lib.rs draws another graph"
-    );
+    acyclic_and_drawn("uploader");
 }

@@ -602,13 +602,7 @@ async fn a_short_chaos_run_through_pgbouncer() -> Result<()> {
     const PER_VENUE: usize = 8;
     const SIDECARS: usize = 3;
     const KILLS: usize = 6;
-    let seed: u64 = match std::env::var("CHAOS_SEED") {
-        Ok(s) => s.parse()?,
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos() as u64,
-    };
-    eprintln!("pgbouncer chaos seed: {seed} (replay with CHAOS_SEED={seed})");
+    let seed = Rng::chaos_seed("pgbouncer chaos")?;
     let mut rng = Rng::new(seed);
     let p = Pooled::new(
         "pgbchaos",
