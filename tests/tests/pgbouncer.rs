@@ -280,6 +280,25 @@ fn backlog(base: &str, v: usize) -> Vec<(FakeRoute, Value)> {
 }
 
 /// Checks every venue against its routes; the number of images that must be uploaded.
+/// Inserts venues `<prefix>-<v>` for each `v` of `range`, with the [`backlog`] of `v`;
+/// returns each venue's id and routes.
+async fn insert_backlog(
+    w: &World,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<(i64, Vec<FakeRoute>)>> {
+    let base = w.provider.base_url();
+    let mut venues = Vec::new();
+    for v in range {
+        let (routes, images): (Vec<FakeRoute>, Vec<Value>) = backlog(&base, v).into_iter().unzip();
+        venues.push((
+            w.insert_venue(&format!("{prefix}-{v}"), &images).await?,
+            routes,
+        ));
+    }
+    Ok(venues)
+}
+
 async fn check_venues(w: &World, venues: &[(i64, Vec<FakeRoute>)]) -> Result<usize> {
     let mut uploaded = 0;
     for (id, routes) in venues {
@@ -336,12 +355,7 @@ async fn end_to_end_through_pgbouncer_in_transaction_mode() -> Result<()> {
     )
     .await?;
     let w = &p.w;
-    let base = w.provider.base_url();
-    let mut venues = Vec::new();
-    for v in 0..30 {
-        let (routes, images): (Vec<FakeRoute>, Vec<Value>) = backlog(&base, v).into_iter().unzip();
-        venues.push((w.insert_venue(&format!("pgb-{v}"), &images).await?, routes));
-    }
+    let mut venues = insert_backlog(w, "pgb", 0..30).await?;
 
     // Three sidecars, 12 images at once each (16 connections each), LISTEN left at auto.
     let args = [
@@ -392,10 +406,7 @@ async fn end_to_end_through_pgbouncer_in_transaction_mode() -> Result<()> {
     stop(ups).await?;
 
     // Then with LISTEN off, a second backlog.
-    for v in 30..40 {
-        let (routes, images): (Vec<FakeRoute>, Vec<Value>) = backlog(&base, v).into_iter().unzip();
-        venues.push((w.insert_venue(&format!("pgb-{v}"), &images).await?, routes));
-    }
+    venues.extend(insert_backlog(w, "pgb", 30..40).await?);
     let off = p.spawn("off", &args, &[("VENUE_UPLOADER_LISTEN", "off")])?;
     drained(w, Duration::from_secs(120), &[&off]).await?;
     stop(vec![off]).await?;
@@ -430,12 +441,7 @@ async fn dashboard_and_an_admin_action_through_pgbouncer() -> Result<()> {
     // Round robin: each transaction of a client lands on another server connection.
     let p = Pooled::with("pgbdash", ProviderConfig::default(), true).await?;
     let w = &p.w;
-    let base = w.provider.base_url();
-    let mut venues = Vec::new();
-    for v in 0..8 {
-        let (routes, images): (Vec<FakeRoute>, Vec<Value>) = backlog(&base, v).into_iter().unzip();
-        venues.push((w.insert_venue(&format!("pgbd-{v}"), &images).await?, routes));
-    }
+    let venues = insert_backlog(w, "pgbd", 0..8).await?;
     // `once` through the pooler too.
     let once = command_as(
         w,
