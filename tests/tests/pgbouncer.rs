@@ -299,6 +299,11 @@ async fn insert_backlog(
     Ok(venues)
 }
 
+/// The JSON body of a GET.
+async fn get_json(client: &reqwest::Client, url: String) -> Result<Value> {
+    Ok(client.get(url).send().await?.json().await?)
+}
+
 async fn check_venues(w: &World, venues: &[(i64, Vec<FakeRoute>)]) -> Result<usize> {
     let mut uploaded = 0;
     for (id, routes) in venues {
@@ -533,19 +538,9 @@ async fn dashboard_and_an_admin_action_through_pgbouncer() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let overview: Value = client
-        .get(format!("{base_url}/api/overview"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let overview: Value = get_json(&client, format!("{base_url}/api/overview")).await?;
     assert_eq!(overview["stats"]["failed_images"], 8, "{overview}");
-    let venue: Value = client
-        .get(format!("{base_url}/api/venues/{}", venues[0].0))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let venue: Value = get_json(&client, format!("{base_url}/api/venues/{}", venues[0].0)).await?;
     assert!(venue["venue"].is_object(), "{venue}");
 
     // Pause and resume a provider: the admin login, through the pooler.
@@ -567,12 +562,7 @@ async fn dashboard_and_an_admin_action_through_pgbouncer() -> Result<()> {
     .fetch_optional(&w.db.pool)
     .await?;
     assert_eq!(paused.as_deref(), Some("pgbouncer test"));
-    let overview: Value = client
-        .get(format!("{base_url}/api/overview"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let overview: Value = get_json(&client, format!("{base_url}/api/overview")).await?;
     let here = overview["providers"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["provider"] == "here"))
