@@ -171,11 +171,8 @@ pub struct RunArgs {
     /// `off`. However many uploaders run, one of them performs each run (the extension's
     /// venue_image_scheduled_scan decides, inside one transaction). If pg_cron runs the
     /// scan in the database instead, pass `off`.
-    #[arg(
-        long,
-        env = "VENUE_UPLOADER_SCAN_SCHEDULE",
-        default_value = "0 4 * * *"
-    )]
+    #[arg(long, env = "VENUE_UPLOADER_SCAN_SCHEDULE")]
+    #[arg(default_value = "0 4 * * *")]
     pub scan_schedule: String,
 }
 

@@ -32,6 +32,13 @@ pub fn window_start(cron: &Cron, firing: DateTime<Utc>) -> DateTime<Utc> {
     firing - half
 }
 
+/// `info!(message)` with the named figures of `scan`, each a field of the same name.
+macro_rules! log_figures {
+    ($message:literal, $scan:ident: $($figure:ident)*) => {
+        info!($($figure = $scan.$figure,)* $message)
+    };
+}
+
 /// Runs the scan at every firing, unless another uploader runs that one.
 pub async fn run(db: Db, cron: Cron, shutdown: Shutdown) {
     loop {
@@ -46,14 +53,9 @@ pub async fn run(db: Db, cron: Cron, shutdown: Shutdown) {
             _ = shutdown.triggered() => return,
         }
         match db.scheduled_scan(window_start(&cron, next)).await {
-            Ok(Some(r)) => info!(
-                transient_queued = r.transient_queued,
-                permanent_logged = r.permanent_logged,
-                ambiguous_skipped = r.ambiguous_skipped,
-                finalized = r.finalized,
-                errors = r.errors,
-                elapsed_ms = r.elapsed_ms,
-                "scheduled scan done"
+            Ok(Some(r)) => log_figures!(
+                "scheduled scan done",
+                r: transient_queued permanent_logged ambiguous_skipped finalized errors elapsed_ms
             ),
             Ok(None) => info!("scheduled scan: another uploader runs this one"),
             Err(e) => warn!(error = %e, "scheduled scan failed"),

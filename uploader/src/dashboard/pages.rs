@@ -69,11 +69,14 @@ fn tile(id: &str, label: &str, value: &str, note: &str) -> String {
     )
 }
 
-/// A row of tiles, each `(id, label, value, note)`.
-fn tiles(row: &[(&str, &str, &str, &str)]) -> String {
+/// A tile's element id and label: what a page's row of tiles fixes.
+type TileName = (&'static str, &'static str);
+
+/// A row of tiles: each name with its figure, `(value, note)`, in the same place.
+fn tiles<const N: usize>(names: [TileName; N], figures: [(String, &str); N]) -> String {
     let mut b = String::from(r#"<div class="tiles">"#);
-    for (id, label, value, note) in row {
-        b.push_str(&tile(id, label, value, note));
+    for ((id, label), (value, note)) in names.into_iter().zip(figures) {
+        b.push_str(&tile(id, label, &value, note));
     }
     b.push_str("</div>");
     b
@@ -165,6 +168,14 @@ fn failure_rate_note() -> &'static str {
     "mean over the venues with failures of failed ÷ images"
 }
 
+/// The overview's tiles.
+const OVERVIEW_TILES: [TileName; 4] = [
+    ("tile-venues-with-failures", "Venues with failures"),
+    ("tile-failed-images", "Failed images"),
+    ("tile-uploaded-images", "Uploaded images"),
+    ("tile-failure-rate", "Failure rate"),
+];
+
 /// `/`.
 pub fn overview(
     o: &Overview,
@@ -175,32 +186,21 @@ pub fn overview(
 ) -> String {
     let s = &o.stats;
     let mut b = String::new();
-    b.push_str(&tiles(&[
-        (
-            "tile-venues-with-failures",
-            "Venues with failures",
-            &num(s.venues_with_failures),
-            &format!("of {} venues", num(s.venues)),
-        ),
-        (
-            "tile-failed-images",
-            "Failed images",
-            &num(s.failed_images),
-            "failed + permanently failed",
-        ),
-        (
-            "tile-uploaded-images",
-            "Uploaded images",
-            &num(s.uploaded_images_of_failing_venues),
-            "of the venues with failures",
-        ),
-        (
-            "tile-failure-rate",
-            "Failure rate",
-            &pct(s.average_failure_rate),
-            failure_rate_note(),
-        ),
-    ]));
+    b.push_str(&tiles(
+        OVERVIEW_TILES,
+        [
+            (
+                num(s.venues_with_failures),
+                &format!("of {} venues", num(s.venues)),
+            ),
+            (num(s.failed_images), "failed + permanently failed"),
+            (
+                num(s.uploaded_images_of_failing_venues),
+                "of the venues with failures",
+            ),
+            (pct(s.average_failure_rate), failure_rate_note()),
+        ],
+    ));
     let _ = write!(
         b,
         r#"<p class="classes">Venues with transient failures: <strong id="venues-transient">{}</strong> · with permanent failures: <strong id="venues-permanent">{}</strong> · with ambiguous failures (for review): <strong id="venues-ambiguous">{}</strong> · <a href="/failures">failures by provider and error type →</a></p>"#,
@@ -429,6 +429,14 @@ fn breakdown_label(r: &BreakdownRow) -> String {
 /// Rows of the breakdown drawn in the chart (the table has all of them).
 pub const CHART_ROWS: usize = 20;
 
+/// The failures page's tiles.
+const FAILURES_TILES: [TileName; 4] = [
+    ("tile-failed-images", "Failed images"),
+    ("tile-transient", "Transient"),
+    ("tile-permanent", "Permanent"),
+    ("tile-ambiguous", "Ambiguous or unknown"),
+];
+
 /// `/failures`.
 pub fn failures(o: &Overview) -> String {
     let s = &o.stats;
@@ -440,32 +448,21 @@ pub fn failures(o: &Overview) -> String {
             .sum()
     };
     let total: i64 = s.breakdown.iter().map(|r| r.count).sum();
-    let mut b = tiles(&[
-        (
-            "tile-failed-images",
-            "Failed images",
-            &num(s.failed_images),
-            &format!("in {} venues", num(s.venues_with_failures)),
-        ),
-        (
-            "tile-transient",
-            "Transient",
-            &num(by_class("transient")),
-            "retried by the uploaders",
-        ),
-        (
-            "tile-permanent",
-            "Permanent",
-            &num(by_class("permanent")),
-            "never retried automatically",
-        ),
-        (
-            "tile-ambiguous",
-            "Ambiguous or unknown",
-            &num(by_class("ambiguous") + by_class("unknown")),
-            "left for manual review",
-        ),
-    ]);
+    let mut b = tiles(
+        FAILURES_TILES,
+        [
+            (
+                num(s.failed_images),
+                &format!("in {} venues", num(s.venues_with_failures)),
+            ),
+            (num(by_class("transient")), "retried by the uploaders"),
+            (num(by_class("permanent")), "never retried automatically"),
+            (
+                num(by_class("ambiguous") + by_class("unknown")),
+                "left for manual review",
+            ),
+        ],
+    );
 
     let rows: Vec<HBar> = s
         .breakdown
@@ -594,6 +591,15 @@ fn report_table(rows: &[ReportRow]) -> String {
     t
 }
 
+/// The recovery page's tiles.
+const RECOVERY_TILES: [TileName; 5] = [
+    ("rec-attempts", "Attempts"),
+    ("rec-recovered", "Recovered"),
+    ("rec-success-rate", "Success rate"),
+    ("rec-api-calls-saved", "API calls saved"),
+    ("rec-permanent", "Became permanent"),
+];
+
 /// `/recovery`.
 pub fn recovery(r: &Recovery) -> String {
     let mut b = String::from(r#"<nav class="tabs" aria-label="Range">"#);
@@ -612,38 +618,28 @@ pub fn recovery(r: &Recovery) -> String {
     }
     b.push_str("</nav>");
     let t = &r.total;
-    b.push_str(&tiles(&[
-        (
-            "rec-attempts",
-            "Attempts",
-            &num(t.attempts),
-            &format!("in the last {}", r.range.label()),
-        ),
-        (
-            "rec-recovered",
-            "Recovered",
-            &num(t.recovered),
-            &format!("images, in {} venues", num(t.venues_recovered)),
-        ),
-        (
-            "rec-success-rate",
-            "Success rate",
-            &t.success_rate_pct.map(pct).unwrap_or_else(|| "–".into()),
-            "recovered / attempts",
-        ),
-        (
-            "rec-api-calls-saved",
-            "API calls saved",
-            &num(t.api_calls_saved),
-            "provider calls a full re-enrichment would have made",
-        ),
-        (
-            "rec-permanent",
-            "Became permanent",
-            &num(t.permanent_failures),
-            "by an attempt or finalised by the scan",
-        ),
-    ]));
+    b.push_str(&tiles(
+        RECOVERY_TILES,
+        [
+            (num(t.attempts), &format!("in the last {}", r.range.label())),
+            (
+                num(t.recovered),
+                &format!("images, in {} venues", num(t.venues_recovered)),
+            ),
+            (
+                t.success_rate_pct.map(pct).unwrap_or_else(|| "–".into()),
+                "recovered / attempts",
+            ),
+            (
+                num(t.api_calls_saved),
+                "provider calls a full re-enrichment would have made",
+            ),
+            (
+                num(t.permanent_failures),
+                "by an attempt or finalised by the scan",
+            ),
+        ],
+    ));
 
     let labels: Vec<String> = r
         .buckets
@@ -850,9 +846,9 @@ pub fn venues(high: &[PriorityVenue], query: Option<&str>, found: Option<&[Found
             i + 1,
             venue_name(v.name.as_deref(), id),
             v.city_id.map(num).unwrap_or_else(|| "–".into()),
-            num(v.total_images),
-            num(v.failed_count),
-            num(v.uploaded_count),
+            num(v.images.total_images),
+            num(v.images.failed_count),
+            num(v.images.uploaded_count),
             svg::mini_bar(v.failure_rate_pct / 100.0, colour::PERMANENT),
             pct(v.failure_rate_pct),
             v.priority_score
@@ -993,6 +989,14 @@ fn attempt_row(a: &Attempt, now: DateTime<Utc>) -> String {
     )
 }
 
+/// A venue's page's tiles.
+const VENUE_TILES: [TileName; 4] = [
+    ("venue-images", "Images"),
+    ("venue-failed", "Failed"),
+    ("venue-uploaded", "Uploaded"),
+    ("venue-queued", "In the retry queue"),
+];
+
 /// `/venues/{id}`.
 pub fn venue(id: i64, d: &VenueDetail, forms: &Forms<'_>, now: DateTime<Utc>) -> String {
     let mut b = String::new();
@@ -1003,32 +1007,18 @@ pub fn venue(id: i64, d: &VenueDetail, forms: &Forms<'_>, now: DateTime<Utc>) ->
     let uploaded = figure(|v| v.uploaded_count);
     let queued = figure(|v| v.queued_count);
     let images = figure(|v| v.total_images);
-    b.push_str(&tiles(&[
-        (
-            "venue-images",
-            "Images",
-            &num(images),
-            d.venue
-                .as_ref()
-                .and_then(|v| v.city_id)
-                .map(|c| format!("city {}", num(c)))
-                .as_deref()
-                .unwrap_or(""),
-        ),
-        (
-            "venue-failed",
-            "Failed",
-            &num(failed),
-            &format!("{} permanently", num(permanent)),
-        ),
-        ("venue-uploaded", "Uploaded", &num(uploaded), ""),
-        (
-            "venue-queued",
-            "In the retry queue",
-            &num(queued),
-            "jobs of this venue",
-        ),
-    ]));
+    let city = s
+        .and_then(|v| v.city_id)
+        .map(|c| format!("city {}", num(c)));
+    b.push_str(&tiles(
+        VENUE_TILES,
+        [
+            (num(images), city.as_deref().unwrap_or("")),
+            (num(failed), &format!("{} permanently", num(permanent))),
+            (num(uploaded), ""),
+            (num(queued), "jobs of this venue"),
+        ],
+    ));
 
     if forms.enabled() {
         let mut a = String::from(r#"<div class="actions-row">"#);
@@ -1126,7 +1116,7 @@ pub fn login(csrf: &str, next: &str, wrong: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dashboard::data::{QueueCounts, Stats};
+    use crate::dashboard::data::{ImageCounts, QueueCounts, Stats};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -1152,9 +1142,11 @@ mod tests {
             high_priority: vec![PriorityVenue {
                 id: Some(7),
                 name: Some("<script>alert(1)</script> key=SECRETKEY".into()),
-                total_images: 10,
-                failed_count: 4,
-                uploaded_count: 6,
+                images: ImageCounts {
+                    total_images: 10,
+                    failed_count: 4,
+                    uploaded_count: 6,
+                },
                 failure_rate_pct: 40.0,
                 priority_score: 80.0,
                 ..PriorityVenue::default()

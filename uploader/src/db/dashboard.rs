@@ -51,16 +51,25 @@ pub struct PriorityVenue {
     pub name: Option<String>,
     /// City.
     pub city_id: Option<i64>,
+    /// Its images: keys of the row itself in the JSON.
+    #[serde(flatten)]
+    pub images: ImageCounts,
+    /// failed / images, percent.
+    pub failure_rate_pct: f64,
+    /// Priority score (`venue_image_priority_score`).
+    pub priority_score: f64,
+}
+
+/// A high-priority venue's image objects, failed and uploaded.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ImageCounts {
     /// Image objects.
     pub total_images: i64,
     /// Failed images.
     pub failed_count: i64,
     /// Uploaded images.
     pub uploaded_count: i64,
-    /// failed / images, percent.
-    pub failure_rate_pct: f64,
-    /// Priority score (`venue_image_priority_score`).
-    pub priority_score: f64,
 }
 
 /// `venue_image_overview`: the one scan of the venues table.
@@ -658,6 +667,12 @@ mod tests {
         assert_eq!(o.stats.breakdown[0].provider, None);
         assert_eq!(o.stats.null_image_values, 0);
         assert_eq!(o.high_priority[0].id, Some(7));
+        assert_eq!(o.high_priority[0].images.failed_count, 2);
+        // The counts are keys of the row itself, in the extension's order.
+        assert_eq!(
+            serde_json::to_string(&o.high_priority[0]).unwrap(),
+            r#"{"id":7,"name":null,"city_id":1,"total_images":4,"failed_count":2,"uploaded_count":2,"failure_rate_pct":50.0,"priority_score":90.0}"#
+        );
     }
 
     #[test]

@@ -200,15 +200,8 @@ impl QueueApi for FakeQueue {
         Ok(out)
     }
 
-    async fn pause(
-        &self,
-        provider: &str,
-        until: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<(), DbError> {
-        self.st()
-            .pauses
-            .push((provider.into(), until, reason.into()));
+    async fn pause(&self, p: &str, until: DateTime<Utc>, why: &str) -> Result<(), DbError> {
+        self.st().pauses.push((p.into(), until, why.into()));
         Ok(())
     }
 
