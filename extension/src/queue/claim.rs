@@ -5,7 +5,7 @@
 //! operators share one precedence and associate to the left, so mixed expressions are
 //! parenthesised.
 
-use super::{log_attempts, require_jsonb, Attempt};
+use super::{log_attempts, require_jsonb, select_venues, Attempt};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
 use crate::plans::{self, Sql};
@@ -209,13 +209,10 @@ fn claim(
         }
         // The real URLs live only in the venues' own rows.
         let ids: Vec<i64> = jobs.iter().map(|j| j.venue_id).collect();
-        let sql = format!(
-            "SELECT {id}, {slug}, {img} FROM {rel} WHERE {idc} OPERATOR(pg_catalog.=) ANY($1)",
-            id = src.id_expr,
-            slug = src.slug_expr,
-            img = src.images_column,
-            rel = src.relation,
-            idc = src.id_column
+        let sql = select_venues(
+            &src,
+            &[&src.id_expr, &src.slug_expr, &src.images_column],
+            "ANY($1)",
         );
         let mut venues: HashMap<i64, (Option<String>, Option<Vec<u8>>)> = HashMap::new();
         let rows = {

@@ -2,7 +2,7 @@
 //! where the lifecycle has it, and a venue search. Readers have no rights on the venues
 //! table; these definer functions show them only redacted URLs.
 
-use super::{require_jsonb, with_venue_images};
+use super::{require_jsonb, select_venues, with_venue_images};
 use crate::datum::Jsonb;
 use crate::errors::{Report, VenueError};
 use crate::plans::{self, Sql};
@@ -14,6 +14,32 @@ use std::collections::HashMap;
 use venue_images_core::image::Status;
 use venue_images_core::jsonb::{parse_varlena, Value};
 use venue_images_core::retry::{read_element, redact_url, Lifecycle, QueueState};
+
+/// Declares a function for readers (`stable`, a definer's, pinned path) that returns a
+/// table. pgrx derives `RETURNS TABLE (...)` from a function's return type as written, so
+/// the type is written here whole. `-> (venue, ...)` puts first the columns that describe
+/// a venue (id, name, city, images, failed), written once for every function about one.
+macro_rules! reader_function {
+    ($(#$attr:tt)* fn $name:ident($($param:tt)*) -> (venue, $($column:tt)*) $body:block) => {
+        reader_function! {
+            $(#$attr)*
+            fn $name($($param)*) -> (
+                name!(id, i64),
+                name!(name, Option<String>),
+                name!(city_id, Option<i64>),
+                name!(total_images, i32),
+                name!(failed_count, i32),
+                $($column)*
+            ) $body
+        }
+    };
+    ($(#$attr:tt)* fn $name:ident($($param:tt)*) -> ($($column:tt)*) $body:block) => {
+        $(#$attr)*
+        #[pg_extern(stable, security_definer, parallel_restricted)]
+        #[search_path(pg_catalog, pg_temp)]
+        fn $name($($param)*) -> Result<TableIterator<'static, ($($column)*)>, ErrorReport> $body
+    };
+}
 
 type ImageRow = (
     i32,
@@ -138,39 +164,31 @@ fn venue_images(venue_id: i64) -> Result<Vec<ImageRow>, VenueError> {
     })
 }
 
-/// One venue's images as the queue sees them: index in the array, provider, the source
-/// URL (redacted), status, error type and class, retry count, lifecycle state
-/// (`not_failed`, `queued`, `to_finalize`, `review`, `permanently_failed`, `skipped`) with
-/// its reason, the queue job (id, state, next attempt) when there is one, and whether a
-/// force retry would take the image now (`can_force`: failed or permanently failed with a
-/// source to download from, and not already due or in flight).
-#[pg_extern(stable, security_definer, parallel_restricted)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_venue_images(
-    venue_id: i64,
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(element_index, i32),
-            name!(provider, Option<String>),
-            name!(source_url, Option<String>),
-            name!(upload_status, Option<String>),
-            name!(error_type, Option<String>),
-            name!(error_class, Option<String>),
-            name!(retry_count, i64),
-            name!(lifecycle, String),
-            name!(reason, Option<String>),
-            name!(job_id, Option<i64>),
-            name!(job_state, Option<String>),
-            name!(next_attempt_at, Option<TimestampWithTimeZone>),
-            name!(imagekit_path, Option<String>),
-            name!(can_force, bool),
-        ),
-    >,
-    ErrorReport,
-> {
-    Ok(TableIterator::new(venue_images(venue_id).report()?))
+reader_function! {
+    /// One venue's images as the queue sees them: index in the array, provider, the source
+    /// URL (redacted), status, error type and class, retry count, lifecycle state
+    /// (`not_failed`, `queued`, `to_finalize`, `review`, `permanently_failed`, `skipped`)
+    /// with its reason, the queue job (id, state, next attempt) when there is one, and
+    /// whether a force retry would take the image now (`can_force`: failed or permanently
+    /// failed with a source to download from, and not already due or in flight).
+    fn venue_image_venue_images(venue_id: i64) -> (
+        name!(element_index, i32),
+        name!(provider, Option<String>),
+        name!(source_url, Option<String>),
+        name!(upload_status, Option<String>),
+        name!(error_type, Option<String>),
+        name!(error_class, Option<String>),
+        name!(retry_count, i64),
+        name!(lifecycle, String),
+        name!(reason, Option<String>),
+        name!(job_id, Option<i64>),
+        name!(job_state, Option<String>),
+        name!(next_attempt_at, Option<TimestampWithTimeZone>),
+        name!(imagekit_path, Option<String>),
+        name!(can_force, bool),
+    ) {
+        Ok(TableIterator::new(venue_images(venue_id).report()?))
+    }
 }
 
 type FoundRow = (i64, Option<String>, Option<i64>, i32, i32, i32);
@@ -255,28 +273,15 @@ fn find_venues(query: &str, max_rows: i32) -> Result<Vec<FoundRow>, VenueError> 
     })
 }
 
-/// Venues whose id is `query`, or whose name contains it (case-insensitive), with their
-/// image counts (`failed` counts `failed` + `permanently_failed`); an exact id first.
-#[pg_extern(stable, security_definer, parallel_restricted)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_find_venues(
-    query: &str,
-    max_rows: default!(i32, 20),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(id, i64),
-            name!(name, Option<String>),
-            name!(city_id, Option<i64>),
-            name!(total_images, i32),
-            name!(failed_count, i32),
-            name!(uploaded_count, i32),
-        ),
-    >,
-    ErrorReport,
-> {
-    Ok(TableIterator::new(find_venues(query, max_rows).report()?))
+reader_function! {
+    /// Venues whose id is `query`, or whose name contains it (case-insensitive), with their
+    /// image counts (`failed` counts `failed` + `permanently_failed`); an exact id first.
+    fn venue_image_find_venues(query: &str, max_rows: default!(i32, 20)) -> (
+        venue,
+        name!(uploaded_count, i32),
+    ) {
+        Ok(TableIterator::new(find_venues(query, max_rows).report()?))
+    }
 }
 
 /// One venue's figures for a page about it: (id, name, city, images, failed (failed +
@@ -298,13 +303,7 @@ type VenueSummary = (
 fn venue_summary(venue_id: i64) -> Result<Option<VenueSummary>, VenueError> {
     let src = plans::venue_source()?;
     require_jsonb(&src)?;
-    let sql = format!(
-        "SELECT {name}, {city} FROM {rel} WHERE {idc} OPERATOR(pg_catalog.=) $1",
-        name = src.name_expr,
-        city = src.city_expr,
-        rel = src.relation,
-        idc = src.id_column,
-    );
+    let sql = select_venues(&src, &[&src.name_expr, &src.city_expr], "$1");
     let found = Spi::connect_mut(|c| {
         let rows = {
             let _as_owner = crate::owner::AsOwner::of(&src)?;
@@ -349,31 +348,19 @@ fn venue_summary(venue_id: i64) -> Result<Option<VenueSummary>, VenueError> {
     )))
 }
 
-/// One venue's figures, for a page about it (no row for an unknown venue): its name and
-/// city, its image objects, failed (`failed` + `permanently_failed`), permanently failed,
-/// uploaded, images in the retry queue, whether a force retry would take any image now
-/// (`can_force`), and whether a purge would remove any (`can_purge`).
-#[pg_extern(stable, security_definer, parallel_restricted)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_venue_summary(
-    venue_id: i64,
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(id, i64),
-            name!(name, Option<String>),
-            name!(city_id, Option<i64>),
-            name!(total_images, i32),
-            name!(failed_count, i32),
-            name!(permanently_failed_count, i32),
-            name!(uploaded_count, i32),
-            name!(queued_count, i32),
-            name!(can_force, bool),
-            name!(can_purge, bool),
-        ),
-    >,
-    ErrorReport,
-> {
-    Ok(TableIterator::new(venue_summary(venue_id).report()?))
+reader_function! {
+    /// One venue's figures, for a page about it (no row for an unknown venue): its name and
+    /// city, its image objects, failed (`failed` + `permanently_failed`), permanently
+    /// failed, uploaded, images in the retry queue, whether a force retry would take any
+    /// image now (`can_force`), and whether a purge would remove any (`can_purge`).
+    fn venue_image_venue_summary(venue_id: i64) -> (
+        venue,
+        name!(permanently_failed_count, i32),
+        name!(uploaded_count, i32),
+        name!(queued_count, i32),
+        name!(can_force, bool),
+        name!(can_purge, bool),
+    ) {
+        Ok(TableIterator::new(venue_summary(venue_id).report()?))
+    }
 }

@@ -138,6 +138,17 @@ pub(crate) fn require_jsonb(src: &VenueSource) -> Result<(), VenueError> {
     Ok(())
 }
 
+/// `SELECT <columns> FROM <the venues table> WHERE <its id column> = <ids>`, where `ids`
+/// is `$1` or `ANY($1)`.
+pub(crate) fn select_venues(src: &VenueSource, columns: &[&str], ids: &str) -> String {
+    format!(
+        "SELECT {} FROM {} WHERE {} OPERATOR(pg_catalog.=) {ids}",
+        columns.join(", "),
+        src.relation,
+        src.id_column
+    )
+}
+
 /// Reads a venue's images value (owned), locking the row first when `for_update`;
 /// `None` when the venue is gone, `Some(None)` when the row holds NULL images.
 pub(crate) fn read_venue(
@@ -146,13 +157,10 @@ pub(crate) fn read_venue(
     venue_id: i64,
     for_update: bool,
 ) -> Result<Option<Option<Vec<u8>>>, VenueError> {
-    let sql = format!(
-        "SELECT {img} FROM {rel} WHERE {id} OPERATOR(pg_catalog.=) $1{lock}",
-        img = src.images_column,
-        rel = src.relation,
-        id = src.id_column,
-        lock = if for_update { " FOR UPDATE" } else { "" }
-    );
+    let mut sql = select_venues(src, &[&src.images_column], "$1");
+    if for_update {
+        sql.push_str(" FOR UPDATE");
+    }
     let table = {
         let _as_owner = crate::owner::AsOwner::of(src)?;
         if for_update {
