@@ -25,10 +25,11 @@
 # private cluster.
 # lib.sh selects PostgreSQL 15 (it sets PG_MAJOR) when sourced: read the knob first.
 bench_major=${PG_MAJOR:-15}
+set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 usage() {
   usage_error "scripts/bench.sh [analytics|growth|queue|uploader|dashboard|all]   (default analytics)" \
-    "knobs (environment): VENUES RUNS SHAPE=wide|compact|both COMPRESSION=pglz|lz4|both PG_MAJOR=${SUPPORTED_PG_MAJORS[*]// /|} DEPTHS SCALE"
+    "knobs (environment): VENUES RUNS SHAPE=wide|compact|both COMPRESSION=pglz|lz4|both PG_MAJOR=$(IFS="|"; echo "${SUPPORTED_PG_MAJORS[*]}") DEPTHS SCALE"
 }
 # Everything is checked before anything is installed or built.
 [ $# -le 1 ] || usage

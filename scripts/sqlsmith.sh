@@ -6,6 +6,7 @@
 # extension's functions; prints what SQLsmith met.
 #
 # usage: scripts/sqlsmith.sh [QUERIES_PER_ROLE]   (default 5000)
+set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 QUERIES=${1:-5000}

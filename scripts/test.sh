@@ -13,6 +13,7 @@
 #
 # PG_MAJORS="15" limits the majors. With DATABASE_URL set, the integration suites run once,
 # against that server (its major must be one of PG_MAJORS), instead of private clusters.
+set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 no_arguments "$@"
 cd "$ROOT"
