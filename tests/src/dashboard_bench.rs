@@ -147,19 +147,7 @@ pub async fn run(admin_url: &str, venues: u64, kind: Kind, requests: usize) -> R
     ];
     let mut dash = Sidecar::spawn(&args, &env, &log)?;
     let start = Instant::now();
-    let base = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.starts_with("dashboard: http://")) {
-            break l
-                .trim_start_matches("dashboard: ")
-                .trim_end_matches('/')
-                .to_string();
-        }
-        if dash.try_wait()?.is_some() || start.elapsed() > Duration::from_secs(30) {
-            bail!("the dashboard did not start:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let base = dash.dashboard_url(Duration::from_secs(30)).await?;
     let client = reqwest::Client::new();
 
     // Cold: the first page waits for the scan the dashboard started at launch.

@@ -104,6 +104,13 @@ impl TestDb {
         Ok(())
     }
 
+    /// Quick retries (`venue_images.retry_base_seconds` 1), so that a test sees three
+    /// attempts within seconds.
+    pub async fn quick_retries(&self) -> Result<()> {
+        self.set_default("venue_images.retry_base_seconds", "1")
+            .await
+    }
+
     /// A login role of this test process that is a member of `role` (for example
     /// `venue_image_uploader`), and the URL of this database as that login: what a real
     /// sidecar or analyst connects with. Trust authentication needs no password.

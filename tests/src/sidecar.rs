@@ -29,6 +29,31 @@ pub fn uploader_bin() -> Result<PathBuf> {
     )
 }
 
+/// Waits for a dashboard to log where it listens (`dashboard: http://host:port/`) in
+/// `log`, and returns that address without the slash; fails when `exited` reports that
+/// the process ended first, or after `limit`.
+pub async fn dashboard_url(
+    log: &Path,
+    limit: Duration,
+    mut exited: impl FnMut() -> Result<Option<ExitStatus>>,
+) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("dashboard: http://")) {
+            let url = line.trim_start_matches("dashboard: ").trim_end_matches('/');
+            return Ok(url.to_string());
+        }
+        if let Some(st) = exited()? {
+            bail!("the dashboard exited ({st}):\n{text}");
+        }
+        if start.elapsed() > limit {
+            bail!("the dashboard printed no URL within {limit:?}:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A running uploader.
 pub struct Sidecar {
     child: Child,
@@ -80,6 +105,12 @@ impl Sidecar {
     /// Exit status if it has exited.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         Ok(self.child.try_wait()?)
+    }
+
+    /// For a dashboard: its address, once it listens ([`dashboard_url`]).
+    pub async fn dashboard_url(&mut self, limit: Duration) -> Result<String> {
+        let log = self.log.clone();
+        dashboard_url(&log, limit, || self.try_wait()).await
     }
 
     /// Waits up to `limit` for it to exit (polling, async-friendly).

@@ -4,10 +4,11 @@
 
 use crate::dataset::{fake_url, FakeRoute};
 use crate::db::TestDb;
-use crate::fakes::{FakeImageKit, FakeProvider, ImageKitConfig, ProviderConfig};
+use crate::fakes::{FakeImageKit, FakeProvider, ProviderConfig};
 use crate::sidecar::{self, Sidecar};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 pub const GOOGLE_KEY: &str = "DEMOSECRETKEY42";
 pub const IK_KEY: &str = "private_e2e_SECRET_ik_key";
@@ -49,14 +50,8 @@ pub mod tempdir {
 impl World {
     pub async fn new(tag: &str, provider_cfg: ProviderConfig) -> Result<World> {
         let db = TestDb::new(tag).await?;
-        // Quick retries so that a test sees three attempts within seconds.
-        db.set_default("venue_images.retry_base_seconds", "1")
-            .await?;
-        let ik = FakeImageKit::start(ImageKitConfig {
-            private_key: IK_KEY.into(),
-            ..ImageKitConfig::default()
-        })
-        .await?;
+        db.quick_retries().await?;
+        let ik = FakeImageKit::with_key(IK_KEY, Duration::ZERO).await?;
         let provider = FakeProvider::start(provider_cfg).await?;
         db.unlimited_rates().await?;
         db.providers_healthy().await?;
@@ -103,6 +98,19 @@ impl World {
         .bind(Value::Array(images.to_vec()))
         .fetch_one(&self.db.pool)
         .await?)
+    }
+
+    /// Inserts venue `slug` with one failed image, `name` of `provider`, which the fake
+    /// provider serves; its id.
+    pub async fn insert_one_failed(&self, slug: &str, provider: &str, name: &str) -> Result<i64> {
+        let image = failed(
+            &self.provider.base_url(),
+            provider,
+            FakeRoute::Image,
+            name,
+            0,
+        );
+        self.insert_venue(slug, &[image]).await
     }
 
     /// Whether every image of the venue has this status.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use venue_images_tests::dataset::Rng;
 use venue_images_tests::dataset::{fake_url, FakeRoute};
 use venue_images_tests::db::TestDb;
-use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ImageKitConfig, ProviderConfig};
+use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ProviderConfig};
 use venue_images_tests::sidecar::{self, Sidecar};
 
 const VENUES: usize = 200;
@@ -103,16 +103,10 @@ async fn kills_restarts_and_concurrent_writes_lose_nothing() -> Result<()> {
     let seed = Rng::chaos_seed("chaos")?;
     let mut rng = Rng::new(seed);
     let db = TestDb::new("chaos").await?;
-    db.set_default("venue_images.retry_base_seconds", "1")
-        .await?;
+    db.quick_retries().await?;
     db.unlimited_rates().await?;
     let uploader_url = db.login_url("venue_image_uploader").await?;
-    let ik = FakeImageKit::start(ImageKitConfig {
-        private_key: IK_KEY.into(),
-        latency: Duration::from_millis(40),
-        ..ImageKitConfig::default()
-    })
-    .await?;
+    let ik = FakeImageKit::with_key(IK_KEY, Duration::from_millis(40)).await?;
     let provider = FakeProvider::start(ProviderConfig {
         latency: Duration::from_millis(60),
         image_kb: 16,

@@ -69,24 +69,8 @@ impl Dashboard {
             ));
         }
         let mut process = Sidecar::spawn(&args, &env, &log)?;
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.starts_with("dashboard: http://")) {
-                let base = line
-                    .trim_start_matches("dashboard: ")
-                    .trim_end_matches('/')
-                    .to_string();
-                return Ok(Dashboard { process, base });
-            }
-            if let Some(st) = process.try_wait()? {
-                bail!("the dashboard exited ({st}):\n{text}");
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                bail!("the dashboard printed no URL within 20 s:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let base = process.dashboard_url(Duration::from_secs(20)).await?;
+        Ok(Dashboard { process, base })
     }
 
     fn url(&self, path: &str) -> String {

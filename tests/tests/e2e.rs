@@ -262,10 +262,7 @@ async fn every_route_ends_in_its_contract_state() -> Result<()> {
 async fn the_sidecar_keeps_the_applications_writes_and_stops_cleanly() -> Result<()> {
     let w = World::new(
         "sidecar",
-        ProviderConfig {
-            latency: Duration::from_millis(30),
-            ..ProviderConfig::default()
-        },
+        ProviderConfig::with_latency(Duration::from_millis(30)),
     )
     .await?;
     let base = w.provider.base_url();
@@ -594,12 +591,8 @@ async fn the_one_off_commands_do_what_their_help_says() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sidecar_started_before_its_database_waits_for_it() -> Result<()> {
     let w = World::new("early", ProviderConfig::default()).await?;
-    let base = w.provider.base_url();
     let id = w
-        .insert_venue(
-            "early",
-            &[failed(&base, "foursquare", FakeRoute::Image, "early-0", 0)],
-        )
+        .insert_one_failed("early", "foursquare", "early-0")
         .await?;
 
     // The uploader reaches the database through a port where nothing listens yet.

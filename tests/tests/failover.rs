@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use venue_images_tests::dataset::FakeRoute;
 use venue_images_tests::db::TestDb;
-use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ImageKitConfig, ProviderConfig};
+use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ProviderConfig};
 use venue_images_tests::pgctl::Cluster;
 use venue_images_tests::sidecar::{self, Sidecar};
 use venue_images_tests::world::{failed, tempdir};
@@ -49,17 +49,11 @@ struct Backlog {
 impl Backlog {
     async fn new(admin_url: &str, tag: &str) -> Result<Backlog> {
         let db = TestDb::on(admin_url, tag).await?;
-        db.set_default("venue_images.retry_base_seconds", "1")
-            .await?;
+        db.quick_retries().await?;
         db.unlimited_rates().await?;
         db.providers_healthy().await?;
         let uploader_url = db.login_url("venue_image_uploader").await?;
-        let ik = FakeImageKit::start(ImageKitConfig {
-            private_key: IK_KEY.into(),
-            latency: Duration::from_millis(20),
-            ..ImageKitConfig::default()
-        })
-        .await?;
+        let ik = FakeImageKit::with_key(IK_KEY, Duration::from_millis(20)).await?;
         let provider = FakeProvider::start(ProviderConfig {
             latency: Duration::from_millis(150),
             image_kb: 4,

@@ -258,13 +258,7 @@ async fn a_malformed_element_does_not_block_its_venue() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sidecar_wakes_when_the_next_image_is_due_not_at_the_poll() -> Result<()> {
     let w = World::new("wake", ProviderConfig::default()).await?;
-    let base = w.provider.base_url();
-    let venue = w
-        .insert_venue(
-            "wake",
-            &[failed(&base, "here", FakeRoute::Image, "later", 0)],
-        )
-        .await?;
+    let venue = w.insert_one_failed("wake", "here", "later").await?;
     // Due in 4 s (a backoff: no NOTIFY is sent when it ends); the poll is a minute.
     sqlx::query(
         "UPDATE venue_images.venue_image_jobs SET next_attempt_at = now() + interval '4 seconds'",

@@ -353,10 +353,7 @@ async fn assert_uploaded_once(w: &World, expected: usize, max_reuploads: u32) ->
 async fn end_to_end_through_pgbouncer_in_transaction_mode() -> Result<()> {
     let p = Pooled::new(
         "pgbe2e",
-        ProviderConfig {
-            latency: Duration::from_millis(20),
-            ..ProviderConfig::default()
-        },
+        ProviderConfig::with_latency(Duration::from_millis(20)),
     )
     .await?;
     let w = &p.w;
@@ -491,21 +488,7 @@ async fn dashboard_and_an_admin_action_through_pgbouncer() -> Result<()> {
     ];
     let log = w.dir.0.join("dashboard.log");
     let mut dash = Sidecar::spawn(&dash_args, &env, &log)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let base_url = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.starts_with("dashboard: http://")) {
-            break line
-                .trim_start_matches("dashboard: ")
-                .trim_end_matches('/')
-                .to_string();
-        }
-        if let Some(st) = dash.try_wait()? {
-            anyhow::bail!("the dashboard exited ({st}):\n{text}");
-        }
-        ensure!(Instant::now() < deadline, "no dashboard URL:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let base_url = dash.dashboard_url(Duration::from_secs(30)).await?;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

@@ -28,10 +28,10 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use venue_images_tests::dataset::FakeRoute;
 use venue_images_tests::db::TestDb;
-use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ImageKitConfig, ProviderConfig};
+use venue_images_tests::fakes::{FakeImageKit, FakeProvider, ProviderConfig};
 use venue_images_tests::sidecar;
 use venue_images_tests::tls::{pg_bin_with_tls, write_pgpass, TlsCluster, DATABASE};
 use venue_images_tests::world::{failed, GOOGLE_KEY};
@@ -164,11 +164,7 @@ impl Setup {
         }
         write_pgpass(&pgpass, &lines)?;
         tc.sql(&format!("ALTER ROLE postgres PASSWORD '{}'", LOGINS[0].1))?;
-        let ik = FakeImageKit::start(ImageKitConfig {
-            private_key: IK_KEY.into(),
-            ..ImageKitConfig::default()
-        })
-        .await?;
+        let ik = FakeImageKit::with_key(IK_KEY, Duration::ZERO).await?;
         let provider = FakeProvider::start(ProviderConfig::default()).await?;
         let s = Setup {
             tc,
@@ -354,25 +350,11 @@ impl Dashboard {
             log,
             base: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&d.log).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.starts_with("dashboard: http://")) {
-                d.base = line
-                    .trim_start_matches("dashboard: ")
-                    .trim_end_matches('/')
-                    .to_string();
-                return Ok(d);
-            }
-            if let Some(st) = d.child.try_wait()? {
-                anyhow::bail!("the dashboard exited ({st}):\n{text}");
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the dashboard printed no URL:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        d.base = sidecar::dashboard_url(&d.log, Duration::from_secs(30), || {
+            Ok(d.child.try_wait()?)
+        })
+        .await?;
+        Ok(d)
     }
 
     fn url(&self, path: &str) -> String {

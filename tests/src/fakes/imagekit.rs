@@ -640,6 +640,17 @@ impl FakeImageKit {
         Self::start_on(0, cfg).await
     }
 
+    /// Starts on an ephemeral port, taking `private_key` and answering each upload after
+    /// `latency`: what the end-to-end suites' sidecars upload to.
+    pub async fn with_key(private_key: &str, latency: Duration) -> std::io::Result<FakeImageKit> {
+        Self::start(ImageKitConfig {
+            private_key: private_key.into(),
+            latency,
+            ..ImageKitConfig::default()
+        })
+        .await
+    }
+
     /// Starts on 127.0.0.1:`port`.
     pub async fn start_on(port: u16, cfg: ImageKitConfig) -> std::io::Result<FakeImageKit> {
         let shared = Shared {

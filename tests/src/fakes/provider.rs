@@ -63,6 +63,16 @@ impl Default for ProviderConfig {
     }
 }
 
+impl ProviderConfig {
+    /// The defaults, answering each request after `latency`.
+    pub fn with_latency(latency: Duration) -> ProviderConfig {
+        ProviderConfig {
+            latency,
+            ..ProviderConfig::default()
+        }
+    }
+}
+
 /// One request as seen by the fake.
 #[derive(Debug, Clone)]
 pub struct ProviderHit {
