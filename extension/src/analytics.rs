@@ -225,112 +225,116 @@ fn opt_str(s: &Option<String>) -> Node<'_> {
     }
 }
 
-/// Venues with at least `min_failures` failed images and at least one uploaded image
-/// (partial failures: the best retry candidates), with the error types of their failed
-/// images; at most `max_rows`, by `failed_count` then `failure_rate_pct` descending.
-#[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_partial_failure_candidates(
-    min_failures: default!(i32, 1),
-    max_rows: default!(i32, 100),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(id, Option<i64>),
-            name!(name, Option<String>),
-            name!(city_id, Option<i64>),
-            name!(total_images, i32),
-            name!(failed_count, i32),
-            name!(uploaded_count, i32),
-            name!(failure_rate_pct, f64),
-            name!(error_types, JsonbResult),
-        ),
-    >,
-    ErrorReport,
-> {
-    let min = check_non_negative("min_failures", min_failures).report()? as i64;
-    let k = check_non_negative("max_rows", max_rows).report()?;
-    let src = crate::plans::venue_source().report()?;
-    let rows = venue_list(
-        &src,
-        List {
-            min_failures: min.max(1),
-            require_uploaded: true,
-            max_rows: Some(k),
-            by_priority: false,
-            with_error_types: true,
-        },
-    )
-    .report()?
-    .into_vec();
-    let mut out = Vec::with_capacity(rows.len());
-    for v in rows {
-        let types = Node::Array(v.error_types.iter().map(opt_str).collect());
-        let json = JsonbResult::Bytes(encode(&types).report()?);
-        out.push((
-            v.id,
-            v.name.clone(),
-            v.city_id,
-            clamp(v.total_images),
-            clamp(v.failed_count),
-            clamp(v.uploaded_count),
-            v.failure_rate_pct(),
-            json,
-        ));
-    }
-    Ok(TableIterator::new(out))
+/// A table function whose rows are venues: the columns every such row starts with (id,
+/// name, city, image counts, failure rate), written once, then `$extra` and its type.
+/// The whole `#[pg_extern]` item is written out before pgrx reads it, so the generated
+/// `RETURNS TABLE` names every column.
+macro_rules! venue_rows_function {
+    ($(#$attr:tt)* fn $name:ident($($param:tt)*) -> (venue, $extra:ident: $extra_ty:tt) $body:block) => {
+        $(#$attr)*
+        #[pg_extern(stable, parallel_restricted, security_definer)]
+        #[search_path(pg_catalog, pg_temp)]
+        fn $name($($param)*) -> Result<
+            TableIterator<
+                'static,
+                (
+                    name!(id, Option<i64>),
+                    name!(name, Option<String>),
+                    name!(city_id, Option<i64>),
+                    name!(total_images, i32),
+                    name!(failed_count, i32),
+                    name!(uploaded_count, i32),
+                    name!(failure_rate_pct, f64),
+                    name!($extra, $extra_ty),
+                ),
+            >,
+            ErrorReport,
+        > $body
+    };
 }
 
-/// Venues with failures by remediation priority
-/// (`failed_count*10 + failure_rate_pct + 20 if any failure is transient`), at most
-/// `max_rows`.
-#[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn venue_image_high_priority_venues(
-    max_rows: default!(i32, 50),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(id, Option<i64>),
-            name!(name, Option<String>),
-            name!(city_id, Option<i64>),
-            name!(total_images, i32),
-            name!(failed_count, i32),
-            name!(uploaded_count, i32),
-            name!(failure_rate_pct, f64),
-            name!(priority_score, f64),
-        ),
-    >,
-    ErrorReport,
-> {
-    let k = check_non_negative("max_rows", max_rows).report()?;
-    let src = crate::plans::venue_source().report()?;
-    let rows = venue_list(
-        &src,
-        List {
-            min_failures: 1,
-            require_uploaded: false,
-            max_rows: Some(k),
-            by_priority: true,
-            with_error_types: false,
-        },
+/// The columns of a venue row that [`venue_rows_function!`] declares, then `extra`.
+type VenueColumns<X> = (
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    i32,
+    i32,
+    i32,
+    f64,
+    X,
+);
+
+fn venue_columns<X>(v: &VenueRow, extra: X) -> VenueColumns<X> {
+    (
+        v.id,
+        v.name.clone(),
+        v.city_id,
+        clamp(v.total_images),
+        clamp(v.failed_count),
+        clamp(v.uploaded_count),
+        v.failure_rate_pct(),
+        extra,
     )
-    .report()?
-    .into_vec();
-    Ok(TableIterator::new(rows.into_iter().map(|v| {
-        (
-            v.id,
-            v.name.clone(),
-            v.city_id,
-            clamp(v.total_images),
-            clamp(v.failed_count),
-            clamp(v.uploaded_count),
-            v.failure_rate_pct(),
-            v.priority_score(),
+}
+
+venue_rows_function! {
+    /// Venues with at least `min_failures` failed images and at least one uploaded image
+    /// (partial failures: the best retry candidates), with the error types of their failed
+    /// images; at most `max_rows`, by `failed_count` then `failure_rate_pct` descending.
+    fn venue_image_partial_failure_candidates(
+        min_failures: default!(i32, 1),
+        max_rows: default!(i32, 100),
+    ) -> (venue, error_types: JsonbResult) {
+        let min = check_non_negative("min_failures", min_failures).report()? as i64;
+        let k = check_non_negative("max_rows", max_rows).report()?;
+        let src = crate::plans::venue_source().report()?;
+        let rows = venue_list(
+            &src,
+            List {
+                min_failures: min.max(1),
+                require_uploaded: true,
+                max_rows: Some(k),
+                by_priority: false,
+                with_error_types: true,
+            },
         )
-    })))
+        .report()?
+        .into_vec();
+        let mut out = Vec::with_capacity(rows.len());
+        for v in rows {
+            let types = Node::Array(v.error_types.iter().map(opt_str).collect());
+            out.push(venue_columns(&v, JsonbResult::Bytes(encode(&types).report()?)));
+        }
+        Ok(TableIterator::new(out))
+    }
+}
+
+venue_rows_function! {
+    /// Venues with failures by remediation priority
+    /// (`failed_count*10 + failure_rate_pct + 20 if any failure is transient`), at most
+    /// `max_rows`.
+    fn venue_image_high_priority_venues(
+        max_rows: default!(i32, 50),
+    ) -> (venue, priority_score: f64) {
+        let k = check_non_negative("max_rows", max_rows).report()?;
+        let src = crate::plans::venue_source().report()?;
+        let rows = venue_list(
+            &src,
+            List {
+                min_failures: 1,
+                require_uploaded: false,
+                max_rows: Some(k),
+                by_priority: true,
+                with_error_types: false,
+            },
+        )
+        .report()?
+        .into_vec();
+        Ok(TableIterator::new(
+            rows.iter().map(|v| venue_columns(v, v.priority_score())).collect::<Vec<_>>(),
+        ))
+    }
 }
 
 /// Dashboard summary in one pass over the whole table. Besides the failure figures it

@@ -36,6 +36,17 @@ pub struct Health {
     pub malformed_values: i64,
 }
 
+impl Health {
+    /// Adds another scan's counts (from a parallel worker).
+    pub fn merge(&mut self, o: &Health) {
+        self.rows += o.rows;
+        self.null_values += o.null_values;
+        self.non_array_values += o.non_array_values;
+        self.non_object_elements += o.non_object_elements;
+        self.malformed_values += o.malformed_values;
+    }
+}
+
 /// Per-row counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RowScan {
@@ -396,13 +407,15 @@ pub fn failed_error_types(images: &[u8]) -> Vec<Option<String>> {
     types
 }
 
-/// A venue with failed images.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VenueRow {
+/// A venue with failed images, generic over how it holds its name and its error types:
+/// owned ([`VenueRow`]) or borrowed ([`RowView`], from a [`VenueRow`] or from a
+/// [`CompactRows`] list). The figures and the ordering rules are written once, here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Venue<N, E> {
     /// Venue id.
     pub id: Option<i64>,
     /// Venue name.
-    pub name: Option<String>,
+    pub name: Option<N>,
     /// City id.
     pub city_id: Option<i64>,
     /// Image objects.
@@ -416,80 +429,17 @@ pub struct VenueRow {
     /// Some failure is transient.
     pub has_transient: bool,
     /// Error types of the failed images (filled only where asked for).
-    pub error_types: Vec<Option<String>>,
+    pub error_types: E,
 }
 
-impl VenueRow {
-    /// From a scan.
-    pub fn new(id: Option<i64>, name: Option<&[u8]>, city_id: Option<i64>, r: &RowScan) -> Self {
-        VenueRow {
-            id,
-            name: name.map(|b| String::from_utf8_lossy(b).into_owned()),
-            city_id,
-            total_images: r.total,
-            failed_count: r.failed,
-            uploaded_count: r.uploaded,
-            rate_tenths: r.rate_tenths(),
-            has_transient: r.transient,
-            error_types: Vec::new(),
-        }
-    }
+/// A venue row that owns its name and error types.
+pub type VenueRow = Venue<String, Vec<Option<String>>>;
 
-    /// The row, borrowed.
-    pub fn view(&self) -> RowView<'_> {
-        RowView {
-            id: self.id,
-            name: self.name.as_deref().map(str::as_bytes),
-            city_id: self.city_id,
-            total_images: self.total_images,
-            failed_count: self.failed_count,
-            uploaded_count: self.uploaded_count,
-            rate_tenths: self.rate_tenths,
-            has_transient: self.has_transient,
-            error_types: &self.error_types,
-        }
-    }
+/// A venue row borrowed from a [`VenueRow`] or from a [`CompactRows`] list (the name as
+/// the bytes of the text value).
+pub type RowView<'a> = Venue<&'a [u8], &'a [Option<String>]>;
 
-    /// Failure rate in percent (one decimal).
-    pub fn failure_rate_pct(&self) -> f64 {
-        self.view().failure_rate_pct()
-    }
-
-    /// Priority in tenths: `failed*10 + rate + 20 if transient`, exact.
-    pub fn priority_tenths(&self) -> i64 {
-        self.view().priority_tenths()
-    }
-
-    /// Priority score (one decimal).
-    pub fn priority_score(&self) -> f64 {
-        self.view().priority_score()
-    }
-}
-
-/// A venue row, borrowed from a [`VenueRow`] or from a [`CompactRows`] list.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RowView<'a> {
-    /// Venue id.
-    pub id: Option<i64>,
-    /// Venue name (the bytes of the text value).
-    pub name: Option<&'a [u8]>,
-    /// City id.
-    pub city_id: Option<i64>,
-    /// Image objects.
-    pub total_images: i64,
-    /// Failed + permanently failed.
-    pub failed_count: i64,
-    /// Uploaded.
-    pub uploaded_count: i64,
-    /// Failure rate in tenths of a percent.
-    pub rate_tenths: i64,
-    /// Some failure is transient.
-    pub has_transient: bool,
-    /// Error types of the failed images (filled only where asked for).
-    pub error_types: &'a [Option<String>],
-}
-
-impl RowView<'_> {
+impl<N, E> Venue<N, E> {
     /// Failure rate in percent (one decimal).
     pub fn failure_rate_pct(&self) -> f64 {
         self.rate_tenths as f64 / 10.0
@@ -505,19 +455,63 @@ impl RowView<'_> {
         self.priority_tenths() as f64 / 10.0
     }
 
-    /// An owned copy.
-    pub fn to_row(&self) -> VenueRow {
-        VenueRow {
+    /// The same venue with its name and error types converted.
+    fn map<'s, N2, E2>(
+        &'s self,
+        name: impl FnOnce(&'s N) -> N2,
+        types: impl FnOnce(&'s E) -> E2,
+    ) -> Venue<N2, E2> {
+        Venue {
             id: self.id,
-            name: self.name.map(|b| String::from_utf8_lossy(b).into_owned()),
+            name: self.name.as_ref().map(name),
             city_id: self.city_id,
             total_images: self.total_images,
             failed_count: self.failed_count,
             uploaded_count: self.uploaded_count,
             rate_tenths: self.rate_tenths,
             has_transient: self.has_transient,
-            error_types: self.error_types.to_vec(),
+            error_types: types(&self.error_types),
         }
+    }
+}
+
+impl VenueRow {
+    /// From a scan.
+    pub fn new(id: Option<i64>, name: Option<&[u8]>, city_id: Option<i64>, r: &RowScan) -> Self {
+        RowView::scanned(id, name, city_id, r, &[]).to_row()
+    }
+
+    /// The row, borrowed.
+    pub fn view(&self) -> RowView<'_> {
+        self.map(|n| n.as_bytes(), |t| t.as_slice())
+    }
+}
+
+impl<'a> RowView<'a> {
+    /// From a scan.
+    pub fn scanned(
+        id: Option<i64>,
+        name: Option<&'a [u8]>,
+        city_id: Option<i64>,
+        r: &RowScan,
+        error_types: &'a [Option<String>],
+    ) -> Self {
+        Venue {
+            id,
+            name,
+            city_id,
+            total_images: r.total,
+            failed_count: r.failed,
+            uploaded_count: r.uploaded,
+            rate_tenths: r.rate_tenths(),
+            has_transient: r.transient,
+            error_types,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_row(&self) -> VenueRow {
+        self.map(|b| String::from_utf8_lossy(b).into_owned(), |t| t.to_vec())
     }
 }
 
@@ -927,6 +921,17 @@ impl SummaryStats {
         self.venues_with_ambiguous += r.ambiguous as i64;
     }
 
+    /// Adds another state's figures (from a parallel worker).
+    pub fn merge(&mut self, o: &SummaryStats) {
+        self.total_venues_with_failures += o.total_venues_with_failures;
+        self.total_failed_images += o.total_failed_images;
+        self.total_uploaded_images += o.total_uploaded_images;
+        self.sum_rate_tenths += o.sum_rate_tenths;
+        self.venues_with_transient += o.venues_with_transient;
+        self.venues_with_permanent += o.venues_with_permanent;
+        self.venues_with_ambiguous += o.venues_with_ambiguous;
+    }
+
     /// Mean failure rate of the venues with failures (of their 1-decimal rates, as the
     /// original computed it), rounded to one decimal.
     pub fn average_failure_rate(&self) -> f64 {
@@ -961,30 +966,15 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         let (a, b) = (&mut self.scanner, &other.scanner);
         for (&(p, e), &n) in &b.breakdown {
-            let p2 = match b.interner.name(p) {
+            let mut local = |id: u32| match b.interner.name(id) {
                 Some(name) => a.interner.intern(name, &a.classifier),
                 None => NULL_ID,
             };
-            let e2 = match b.interner.name(e) {
-                Some(name) => a.interner.intern(name, &a.classifier),
-                None => NULL_ID,
-            };
-            *a.breakdown.entry((p2, e2)).or_insert(0) += n;
+            let key = (local(p), local(e));
+            *a.breakdown.entry(key).or_insert(0) += n;
         }
-        let (h, o) = (&mut a.health, &b.health);
-        h.rows += o.rows;
-        h.null_values += o.null_values;
-        h.non_array_values += o.non_array_values;
-        h.non_object_elements += o.non_object_elements;
-        h.malformed_values += o.malformed_values;
-        let (s, o) = (&mut self.summary, &other.summary);
-        s.total_venues_with_failures += o.total_venues_with_failures;
-        s.total_failed_images += o.total_failed_images;
-        s.total_uploaded_images += o.total_uploaded_images;
-        s.sum_rate_tenths += o.sum_rate_tenths;
-        s.venues_with_transient += o.venues_with_transient;
-        s.venues_with_permanent += o.venues_with_permanent;
-        s.venues_with_ambiguous += o.venues_with_ambiguous;
+        a.health.merge(&b.health);
+        self.summary.merge(&other.summary);
     }
 
     /// Serialises the state (the classifier is not included: it comes from the settings).
@@ -1124,17 +1114,8 @@ impl VenueList {
             return;
         }
         if self.top.is_compact() {
-            self.top.push_view(RowView {
-                id,
-                name,
-                city_id,
-                total_images: r.total,
-                failed_count: r.failed,
-                uploaded_count: r.uploaded,
-                rate_tenths: r.rate_tenths(),
-                has_transient: r.transient,
-                error_types: &[],
-            });
+            self.top
+                .push_view(RowView::scanned(id, name, city_id, &r, &[]));
             return;
         }
         let mut v = VenueRow::new(id, None, city_id, &r);
