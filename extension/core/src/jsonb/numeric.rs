@@ -283,34 +283,35 @@ impl<'a> Numeric<'a> {
                 _ => Decoded::NaN,
             };
         }
-        if h & NUMERIC_SHORT != 0 {
-            let negative = h & NUMERIC_SHORT_SIGN_MASK != 0;
-            let dscale = (h & NUMERIC_SHORT_DSCALE_MASK) >> NUMERIC_SHORT_DSCALE_SHIFT;
+        // The short format packs sign, scale and weight into the header word; the long
+        // one has the sign and scale there and the weight in the next two bytes.
+        let (negative, weight, dscale, digits) = if h & NUMERIC_SHORT != 0 {
             let mut weight = (h & NUMERIC_SHORT_WEIGHT_MASK) as i32;
             if h & NUMERIC_SHORT_WEIGHT_SIGN_MASK != 0 {
                 weight |= !(NUMERIC_SHORT_WEIGHT_MASK as i32);
             }
-            let digits = &body[2..];
-            Decoded::Finite {
-                negative,
+            (
+                h & NUMERIC_SHORT_SIGN_MASK != 0,
                 weight,
-                dscale,
-                digits: &digits[..digits.len() & !1],
-            }
+                (h & NUMERIC_SHORT_DSCALE_MASK) >> NUMERIC_SHORT_DSCALE_SHIFT,
+                &body[2..],
+            )
         } else {
             if body.len() < 4 {
                 return Decoded::NaN;
             }
-            let negative = h & NUMERIC_SIGN_MASK == NUMERIC_NEG;
-            let dscale = h & NUMERIC_DSCALE_MASK;
-            let weight = i16::from_ne_bytes([body[2], body[3]]) as i32;
-            let digits = &body[4..];
-            Decoded::Finite {
-                negative,
-                weight,
-                dscale,
-                digits: &digits[..digits.len() & !1],
-            }
+            (
+                h & NUMERIC_SIGN_MASK == NUMERIC_NEG,
+                i16::from_ne_bytes([body[2], body[3]]) as i32,
+                h & NUMERIC_DSCALE_MASK,
+                &body[4..],
+            )
+        };
+        Decoded::Finite {
+            negative,
+            weight,
+            dscale,
+            digits: &digits[..digits.len() & !1],
         }
     }
 
