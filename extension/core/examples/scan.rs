@@ -8,6 +8,8 @@
 //! `WHAT=list` times the venue list of `venues_with_image_failures` (every venue with a
 //! failure, sorted) instead of the summary and breakdown. Run under
 //! `valgrind --tool=callgrind` with `ROUNDS=1` for instruction counts by function.
+//! `HOT=1` keeps the rows in the cache instead (`ROWS=20`: as a row just decompressed by
+//! PostgreSQL is) and reports the median of many rounds.
 use std::time::Instant;
 use venue_images_core::analytics::{ListSpec, Stats, VenueList, VenueOrder};
 use venue_images_core::classify::Classifier;
@@ -39,6 +41,37 @@ fn row(id: u64) -> String {
     format!("[{}]", images.join(","))
 }
 
+/// `HOT=1`: the rows stay in the cache (as a row just decompressed is), and the state
+/// lives across rounds (as an aggregate's does): the median over many rounds of the
+/// scan alone, per element.
+fn hot(rows: &[Vec<u8>]) {
+    let elements: usize = rows
+        .iter()
+        .map(|r| {
+            venue_images_core::jsonb::parse_varlena(r)
+                .map(|c| c.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut stats = Stats::new(Classifier::default());
+    let mut times: Vec<f64> = (0..20_000)
+        .map(|_| {
+            let start = Instant::now();
+            for r in rows {
+                stats.add(Some(r));
+            }
+            start.elapsed().as_nanos() as f64 / elements as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "hot: median {:.1} ns, p10 {:.1} ns per element ({} failed)",
+        times[times.len() / 2],
+        times[times.len() / 10],
+        stats.summary.total_failed_images
+    );
+}
+
 fn main() {
     let n: u64 = std::env::var("ROWS")
         .ok()
@@ -57,6 +90,10 @@ fn main() {
         .iter()
         .map(|t| encode(&parse_json(t).expect("json")).expect("encode"))
         .collect();
+    if std::env::var("HOT").is_ok() {
+        hot(&rows);
+        return;
+    }
     let names: Vec<String> = (0..rows.len()).map(|id| format!("Venue {id}")).collect();
     let list = std::env::var("WHAT").is_ok_and(|w| w == "list");
     let spec = ListSpec {
