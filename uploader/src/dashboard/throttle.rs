@@ -230,6 +230,13 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    /// `times` wrong tokens from `client`.
+    fn fail(t: &Throttle, client: Option<IpAddr>, times: usize) {
+        for _ in 0..times {
+            t.failure(client);
+        }
+    }
+
     /// The wait in whole seconds, rounded up as `Retry-After` is.
     fn wait(r: Result<(), Duration>) -> Option<u64> {
         r.err().map(|d| d.as_secs_f64().ceil() as u64)
@@ -275,9 +282,7 @@ mod tests {
         assert!(t.check(ip("2001:db8:1:2:ffff::1")).is_err(), "same /64");
         assert_eq!(t.check(ip("2001:db8:1:3::1")), Ok(()), "another /64");
         // IPv4 mapped in IPv6 is the IPv4 client.
-        for _ in 0..3 {
-            t.failure(ip("::ffff:192.0.2.1"));
-        }
+        fail(&t, ip("::ffff:192.0.2.1"), 3);
         assert!(t.check(ip("192.0.2.1")).is_err());
     }
 
@@ -333,9 +338,7 @@ mod tests {
         assert_eq!(t.check(ip("127.0.0.1")), Ok(()));
         assert_eq!(t.check(ip("::1")), Ok(()));
         // ... but not from its own.
-        for _ in 0..3 {
-            t.failure(ip("127.0.0.1"));
-        }
+        fail(&t, ip("127.0.0.1"), 3);
         assert!(t.check(ip("127.0.0.1")).is_err());
     }
 
@@ -358,19 +361,14 @@ mod tests {
         }
         // Clients back to a full budget make room.
         tokio::time::advance(Duration::from_secs(60)).await;
-        t.failure(ip("203.0.113.200"));
-        for _ in 0..2 {
-            t.failure(ip("203.0.113.200"));
-        }
+        fail(&t, ip("203.0.113.200"), 3);
         assert!(t.check(ip("203.0.113.200")).is_err());
     }
 
     #[tokio::test(start_paused = true)]
     async fn unknown_clients_share_one_budget() {
         let t = Throttle::new(limits());
-        for _ in 0..3 {
-            t.failure(None);
-        }
+        fail(&t, None, 3);
         assert!(t.check(None).is_err());
     }
 }
