@@ -273,7 +273,30 @@ ALTER TABLE venue_images.venue_image_providers ADD CONSTRAINT venue_image_provid
     CHECK (per_second IS NULL OR per_second = 'Infinity'
            OR (per_second >= 0.001 AND per_second <= 1000000));
 
--- extension/src/aggregates.rs:282
+-- extension/src/analytics.rs:202
+
+CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
+	"id" bigint,
+	"name" TEXT,
+	"city_id" bigint,
+	"total_images" INT,
+	"failed_count" INT,
+	"uploaded_count" INT,
+	"failure_rate_pct" double precision
+)
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
+
+-- extension/src/aggregates.rs:157
+
+CREATE OR REPLACE FUNCTION "venue_images_stats_transfn"("state" internal, "images" jsonb) RETURNS internal
+STABLE PARALLEL SAFE COST 100
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venue_images_stats_transfn_wrapper';
+
+-- extension/src/aggregates.rs:338
 
 CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
 	"state" internal,
@@ -291,23 +314,7 @@ STABLE PARALLEL SAFE COST 100
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'venue_images_venue_list_transfn_wrapper';
 
--- extension/src/analytics.rs:202
-
-CREATE OR REPLACE FUNCTION "venues_with_image_failures"() RETURNS TABLE (
-	"id" bigint,
-	"name" TEXT,
-	"city_id" bigint,
-	"total_images" INT,
-	"failed_count" INT,
-	"uploaded_count" INT,
-	"failure_rate_pct" double precision
-)
-STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'venues_with_image_failures_wrapper';
-
--- extension/src/queue/claim.rs:318
+-- extension/src/queue/claim.rs:315
 -- venue_images::queue::claim::venue_image_claim
 CREATE OR REPLACE FUNCTION "venue_image_claim"(
 	"worker" TEXT, /* & str */
@@ -329,7 +336,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_claim_wrapper';
 
--- extension/src/queue/claim.rs:329
+-- extension/src/queue/claim.rs:326
 -- venue_images::queue::claim::venue_image_claim_venue
 CREATE OR REPLACE FUNCTION "venue_image_claim_venue"(
 	"worker" TEXT, /* & str */
@@ -392,7 +399,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_failure_breakdown_wrapper';
 
--- extension/src/queue/inspect.rs:260
+-- extension/src/queue/inspect.rs:276
 -- venue_images::queue::inspect::venue_image_find_venues
 CREATE OR REPLACE FUNCTION "venue_image_find_venues"(
 	"query" TEXT, /* & str */
@@ -432,7 +439,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_force_retry_image_wrapper';
 
--- extension/src/analytics.rs:288
+-- extension/src/analytics.rs:313
 -- venue_images::analytics::venue_image_high_priority_venues
 CREATE OR REPLACE FUNCTION "venue_image_high_priority_venues"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -947,7 +954,7 @@ $$;
 COMMENT ON FUNCTION venue_images.venue_image_scheduled_scan(timestamptz) IS
     'The cleanup scan for one firing of a schedule shared by several uploaders: runs it unless another caller holds the scan lock now or a scan started since then (no row then)';
 
--- extension/src/analytics.rs:422
+-- extension/src/analytics.rs:426
 -- venue_images::analytics::venue_image_overview
 CREATE OR REPLACE FUNCTION "venue_image_overview"(
 	"max_rows" INT DEFAULT 50 /* i32 */
@@ -957,7 +964,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_overview_wrapper';
 
--- extension/src/analytics.rs:231
+-- extension/src/analytics.rs:281
 -- venue_images::analytics::venue_image_partial_failure_candidates
 CREATE OR REPLACE FUNCTION "venue_image_partial_failure_candidates"(
 	"min_failures" INT DEFAULT 1, /* i32 */
@@ -1040,7 +1047,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_role_grants_wrapper';
 
--- extension/src/analytics.rs:339
+-- extension/src/analytics.rs:343
 -- venue_images::analytics::venue_image_summary_stats
 CREATE OR REPLACE FUNCTION "venue_image_summary_stats"() RETURNS TABLE (
 	"total_venues_with_failures" bigint,  /* i64 */
@@ -1061,7 +1068,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_summary_stats_wrapper';
 
--- extension/src/queue/inspect.rs:147
+-- extension/src/queue/inspect.rs:167
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -1086,7 +1093,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
 
--- extension/src/queue/inspect.rs:356
+-- extension/src/queue/inspect.rs:351
 -- venue_images::queue::inspect::venue_image_venue_summary
 CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
 	"venue_id" bigint /* i64 */
@@ -1125,22 +1132,12 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_redact_json_wrapper';
 
--- extension/src/queue/mod.rs:381
+-- extension/src/queue/mod.rs:389
 -- venue_images::queue::venue_images_relation
 CREATE OR REPLACE FUNCTION "venue_images_relation"() RETURNS TEXT /* Result < String, pgrx :: pg_sys :: panic :: ErrorReport > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_images_relation_wrapper';
-
--- extension/src/aggregates.rs:74
--- venue_images::aggregates::venue_images_stats_transfn
-CREATE OR REPLACE FUNCTION "venue_images_stats_transfn"(
-	"state" internal, /* Option < Internal > */
-	"images" jsonb /* Option < RawJsonb > */
-) RETURNS internal /* PgResult < Option < Internal > > */
-STABLE PARALLEL SAFE COST 100
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'venue_images_stats_transfn_wrapper';
 
 -- extension/src/values.rs:148
 -- requires:

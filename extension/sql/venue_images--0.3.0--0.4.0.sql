@@ -158,7 +158,14 @@ ALTER TABLE venue_images.venue_image_providers ADD CONSTRAINT venue_image_provid
     CHECK (per_second IS NULL OR per_second = 'Infinity'
            OR (per_second >= 0.001 AND per_second <= 1000000));
 
--- extension/src/aggregates.rs:282
+-- extension/src/aggregates.rs:157
+
+CREATE OR REPLACE FUNCTION "venue_images_stats_transfn"("state" internal, "images" jsonb) RETURNS internal
+STABLE PARALLEL SAFE COST 100
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'venue_images_stats_transfn_wrapper';
+
+-- extension/src/aggregates.rs:338
 
 CREATE OR REPLACE FUNCTION "venue_images_venue_list_transfn"(
 	"state" internal,
@@ -648,7 +655,7 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_role_grants_wrapper';
 
--- extension/src/queue/inspect.rs:147
+-- extension/src/queue/inspect.rs:167
 -- venue_images::queue::inspect::venue_image_venue_images
 CREATE OR REPLACE FUNCTION "venue_image_venue_images"(
 	"venue_id" bigint /* i64 */
@@ -673,7 +680,7 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'venue_image_venue_images_wrapper';
 
--- extension/src/queue/inspect.rs:356
+-- extension/src/queue/inspect.rs:351
 -- venue_images::queue::inspect::venue_image_venue_summary
 CREATE OR REPLACE FUNCTION "venue_image_venue_summary"(
 	"venue_id" bigint /* i64 */
