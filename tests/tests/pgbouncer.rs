@@ -309,13 +309,18 @@ async fn check_venues(w: &World, venues: &[(i64, Vec<FakeRoute>)]) -> Result<usi
     for (id, routes) in venues {
         let images = w.images(*id).await?;
         for (img, route) in images.iter().zip(routes) {
+            // A 503 is charged to the image only when its provider has answered well
+            // recently (`worker::health`): with eight images in flight at once, the first
+            // 503s of a provider may come before its first image, and those are given back
+            // unattempted. So the flaky image took one to three attempts.
             let (status, retries) = match route {
-                FakeRoute::NotFound => ("permanently_failed", 1),
-                FakeRoute::FlakyUnavailable => ("uploaded", 3),
-                _ => ("uploaded", 1),
+                FakeRoute::NotFound => ("permanently_failed", 1..=1),
+                FakeRoute::FlakyUnavailable => ("uploaded", 1..=3),
+                _ => ("uploaded", 1..=1),
             };
             assert_eq!(img["upload_status"], status, "venue {id} {route:?}: {img}");
-            assert_eq!(img["retry_count"], retries, "venue {id} {route:?}: {img}");
+            let n = img["retry_count"].as_i64().unwrap_or(-1);
+            assert!(retries.contains(&n), "venue {id} {route:?}: {img}");
             if status == "uploaded" {
                 uploaded += 1;
             }
