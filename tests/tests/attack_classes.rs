@@ -559,6 +559,77 @@ async fn no_rust_backtrace_reaches_a_client() -> Result<()> {
     s.finish().await
 }
 
+// Class: resource exhaustion (a crash restarts every session). The analytics' transition
+// functions are C functions that trust the state PostgreSQL hands them back, and since
+// fc1d81a they ask for the aggregate's context only when there is no state yet. No role may
+// hand them a state of its own: PostgreSQL lets only a superuser create an aggregate with
+// an `internal` state (wiring our transition function to another's final function would be
+// a type confusion), and SQL cannot make an `internal` value, not even a NULL one, so no
+// direct call resolves (42883 or 42846, the superuser's included). Outside an aggregate,
+// a call with no state is refused by the functions themselves (42809).
+
+#[tokio::test]
+async fn no_role_can_hand_the_analytics_a_state_of_its_own() -> Result<()> {
+    let s = Site::unpaced("atk_state").await?;
+    let stats = "venue_images.venue_images_stats_transfn";
+    let list = "venue_images.venue_images_venue_list_transfn";
+    let direct = [
+        format!("SELECT {stats}(NULL, '[]'::jsonb)"),
+        format!("SELECT {stats}({stats}(NULL, '[]'::jsonb), '[]'::jsonb)"),
+        format!("SELECT {list}(NULL, 1, 'v', 1, '[]'::jsonb, 1, false, 10, false, false)"),
+    ];
+    let aggregates = [
+        format!(
+            "CREATE AGGREGATE public.confused(jsonb) (SFUNC = {stats}, STYPE = internal,
+               FINALFUNC = venue_images.venue_images_venue_list_finalfn)"
+        ),
+        format!(
+            "CREATE AGGREGATE public.mine(jsonb) (SFUNC = {stats}, STYPE = internal,
+               FINALFUNC = venue_images.venue_images_stats_finalfn)"
+        ),
+    ];
+    for url in [
+        &s.owner_url,
+        &s.uploader_url,
+        &s.reader_url,
+        &s.admin_url,
+        &s.nobody_url,
+    ] {
+        let mut c = s.connect(url).await?;
+        for sql in &aggregates {
+            // The owner may create in public: PostgreSQL's own rule refuses it (42P13).
+            let code = code_of(&mut c, sql).await;
+            let want: &[&str] = if url == &s.owner_url {
+                &["42P13"]
+            } else {
+                &["42P13", "42501"]
+            };
+            assert!(
+                code.as_deref().is_some_and(|c| want.contains(&c)),
+                "{url}: {sql}: {code:?}"
+            );
+        }
+        for sql in &direct {
+            let code = code_of(&mut c, sql).await;
+            assert!(
+                matches!(code.as_deref(), Some("42883" | "42846" | "42501")),
+                "{url}: {sql}: {code:?}"
+            );
+        }
+        c.close().await?;
+    }
+    let mut su = s.db.pool.acquire().await?;
+    for sql in &direct {
+        let code = code_of(&mut su, sql).await;
+        assert!(
+            matches!(code.as_deref(), Some("42883" | "42846")),
+            "superuser: {sql}: {code:?}"
+        );
+    }
+    drop(su);
+    s.finish().await
+}
+
 // ---------------------------------------------------------------------------------------
 // Databases prepared by hand (no migration yet), for the migration and update attacks.
 
